@@ -1,0 +1,458 @@
+#!/usr/bin/env bash
+# bench/bench.sh - loopback throughput and idle-client benchmark of redis-proxy
+# against direct Redis and twemproxy (nutcracker).
+#
+# Usage: bench/bench.sh [--quick]     (run from anywhere; works in the repo root)
+#
+# Needs: go, redis-server, redis-benchmark, redis-cli, nutcracker, ss (iproute2),
+# timeout (coreutils). On Debian: apt-get install -y redis-server redis-tools nutcracker
+#
+# Everything listens on 127.0.0.1 on free ports, in a temp dir; all processes
+# started here are killed on exit. The results are informational: the script
+# exits 0 unless something failed to run (a process did not start or died, a
+# redis-benchmark run failed, or the backend did not see the requests).
+#
+# Environment (all optional):
+#   PROXY_BIN            proxy binary (default bin/redis-proxy, built from
+#                        ./cmd/redis-proxy if missing)
+#   BENCH_REBUILD=1      rebuild PROXY_BIN even if it exists
+#   BENCH_POOL_SIZE      passed to the proxy as REDIS_PROXY_POOL_SIZE (default: unset)
+#   ROUNDS               interleaved rounds (default 5; --quick: 1)
+#   BENCH_N_C50_P1       -n for "-c 50 -P 1"  (default 100000;  --quick: 20000)
+#   BENCH_N_C50_P16      -n for "-c 50 -P 16" (default 1000000; --quick: 100000)
+#   BENCH_N_C1           -n for "-c 1 -P 1"   (default 20000;   --quick: 2000)
+#   BENCH_N_WARMUP       -n for the warm-up run per target (default 20000; --quick: 5000)
+#   BENCH_IDLE_CLIENTS   idle client connections (default 10000; 0 skips the idle test)
+#   BENCH_IDLE_PING      inline|resp: how idle clients PING the proxy (default inline;
+#                        twemproxy only speaks resp, so it always gets resp)
+#   BENCH_IDLE_TWEMPROXY=0  skip the twemproxy idle-client reference measurement
+#   BENCH_RUN_TIMEOUT    seconds before a single redis-benchmark run is killed (default 300)
+#   BENCH_KEEP_TMP=1     keep the temp dir (logs, raw results); it is always kept on failure
+set -euo pipefail
+
+usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; }
+
+QUICK=0
+for arg in "$@"; do
+	case "$arg" in
+	--quick) QUICK=1 ;;
+	-h | --help) usage; exit 0 ;;
+	*) echo "bench.sh: unknown argument: $arg (try --help)" >&2; exit 2 ;;
+	esac
+done
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+if ((QUICK)); then
+	d_rounds=1 d_p1=20000 d_p16=100000 d_c1=2000 d_warm=5000
+else
+	d_rounds=5 d_p1=100000 d_p16=1000000 d_c1=20000 d_warm=20000
+fi
+ROUNDS=${ROUNDS:-$d_rounds}
+N_C50_P1=${BENCH_N_C50_P1:-$d_p1}
+N_C50_P16=${BENCH_N_C50_P16:-$d_p16}
+N_C1=${BENCH_N_C1:-$d_c1}
+N_WARMUP=${BENCH_N_WARMUP:-$d_warm}
+IDLE_CLIENTS=${BENCH_IDLE_CLIENTS:-10000}
+IDLE_PING=${BENCH_IDLE_PING:-inline}
+IDLE_TWEMPROXY=${BENCH_IDLE_TWEMPROXY:-1}
+RUN_TIMEOUT=${BENCH_RUN_TIMEOUT:-300}
+PROXY_BIN=${PROXY_BIN:-bin/redis-proxy}
+NUTCRACKER=${NUTCRACKER:-$(command -v nutcracker || echo /usr/sbin/nutcracker)}
+
+# Rows: label | redis-benchmark args | -n | target proxy/direct ratio.
+ROW_LABELS=("c50-P1" "c50-P16" "c1-P1")
+ROW_ARGS=("-t set,get -c 50 -P 1" "-t set,get -c 50 -P 16" "-t get -c 1 -P 1")
+ROW_N=("$N_C50_P1" "$N_C50_P16" "$N_C1")
+ROW_TARGET=("0.95" "0.90" "0.65")
+TARGETS=(direct proxy twemproxy)
+RSS_TARGET_MIB=150
+
+log() { printf '%s\n' "$*" >&2; }
+
+# ---------------------------------------------------------------- processes
+
+TMP=
+PIDS=()
+FAILED=1 # cleared at the very end; decides whether the temp dir is kept
+
+cleanup() {
+	local pid
+	for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+	for pid in "${PIDS[@]}"; do
+		for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+		kill -9 "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	done
+	if [[ -n $TMP && -d $TMP ]]; then
+		if ((FAILED)) || [[ ${BENCH_KEEP_TMP:-0} == 1 ]]; then
+			log "bench: logs and raw results kept in $TMP"
+		else
+			rm -rf "$TMP"
+		fi
+	fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+die() {
+	log "bench: FAILED: $*"
+	exit 1
+}
+
+show_log() { # file
+	[[ -f $1 ]] || return 0
+	log "---- last lines of $1:"
+	tail -n 20 "$1" >&2 || true
+	log "----"
+}
+
+need() { command -v "$1" >/dev/null 2>&1 || die "$1 not found (apt-get install -y redis-server redis-tools nutcracker)"; }
+
+USED_PORTS=" "
+PORT=
+pick_port() { # sets PORT to a free loopback TCP port below the ephemeral range
+	local p
+	for _ in $(seq 1 500); do
+		p=$((20000 + RANDOM % 12000))
+		[[ $USED_PORTS == *" $p "* ]] && continue
+		if ss -Htan "( sport = :$p )" 2>/dev/null | grep -q .; then continue; fi
+		USED_PORTS+="$p "
+		PORT=$p
+		return 0
+	done
+	die "could not find a free port"
+}
+
+LAST_PID=
+start_bg() { # logfile cmd... ; sets LAST_PID
+	local logf=$1
+	shift
+	"$@" >"$logf" 2>&1 &
+	LAST_PID=$!
+	PIDS+=("$LAST_PID")
+}
+
+alive() { kill -0 "$1" 2>/dev/null; }
+
+wait_pong() { # name port pid logfile [timeout_s]
+	local name=$1 port=$2 pid=$3 logf=$4 t=${5:-20} i
+	for ((i = 0; i < t * 10; i++)); do
+		alive "$pid" || { show_log "$logf"; die "$name (pid $pid) exited during startup"; }
+		if [[ $(timeout 2 redis-cli -h 127.0.0.1 -p "$port" PING 2>/dev/null) == PONG ]]; then
+			return 0
+		fi
+		sleep 0.1
+	done
+	show_log "$logf"
+	die "$name did not answer PING on 127.0.0.1:$port within ${t}s"
+}
+
+http_status() { # port path -> HTTP status code or empty
+	if command -v curl >/dev/null 2>&1; then
+		curl --noproxy '*' -s -o /dev/null -m 2 -w '%{http_code}' "http://127.0.0.1:$1$2" 2>/dev/null || true
+	else
+		# shellcheck disable=SC2016 # expanded by the inner bash
+		timeout 2 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 0
+			printf "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n" "$2" >&3
+			IFS=" " read -r _ code _ <&3 && printf "%s" "$code"' _ "$1" "$2" 2>/dev/null || true
+	fi
+}
+
+mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+
+# ------------------------------------------------------------------ checks
+
+for tool in go redis-server redis-benchmark redis-cli ss timeout awk; do need "$tool"; done
+[[ -x $NUTCRACKER ]] || die "nutcracker not found at $NUTCRACKER (apt-get install -y nutcracker)"
+
+# Every process needs one fd per connection; 10000 idle clients don't fit in
+# the usual soft limit of 1024. Children inherit this.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/redis-proxy-bench.XXXXXX")
+RESULTS=$TMP/results.tsv
+: >"$RESULTS"
+
+# ------------------------------------------------------------------ build
+
+if [[ ! -x $PROXY_BIN || ${BENCH_REBUILD:-0} == 1 ]]; then
+	log "bench: building $PROXY_BIN"
+	mkdir -p "$(dirname "$PROXY_BIN")"
+	CGO_ENABLED=0 go build -o "$PROXY_BIN" ./cmd/redis-proxy || die "go build ./cmd/redis-proxy failed"
+else
+	# Non-test Go files of this module's packages that the binary is built from.
+	mapfile -t src_dirs < <(go list -deps -f '{{if not .Standard}}{{.Dir}}{{end}}' ./cmd/redis-proxy 2>/dev/null | grep -F "$ROOT" || true)
+	if ((${#src_dirs[@]})); then
+		newer=$(find "${src_dirs[@]}" go.mod -maxdepth 1 \( -name '*.go' -o -name go.mod \) ! -name '*_test.go' \
+			-newer "$PROXY_BIN" -print -quit 2>/dev/null || true)
+	else # go list failed (sources mid-edit?): any Go file outside bench/
+		newer=$(find . -name '*.go' -not -path './bench/*' -newer "$PROXY_BIN" -print -quit 2>/dev/null || true)
+	fi
+	if [[ -n $newer ]]; then
+		log "bench: WARNING: $PROXY_BIN is older than $newer; rm it or set BENCH_REBUILD=1 to benchmark current sources"
+	fi
+fi
+IDLE_BIN=$TMP/idleclients
+if ((IDLE_CLIENTS > 0)); then
+	CGO_ENABLED=0 go build -o "$IDLE_BIN" ./bench/idleclients || die "go build ./bench/idleclients failed"
+fi
+
+# ------------------------------------------------------------------ start
+
+pick_port; REDIS_PORT=$PORT
+pick_port; PROXY_PORT=$PORT
+pick_port; ADMIN_PORT=$PORT
+pick_port; TWEM_PORT=$PORT
+pick_port; TWEM_STATS_PORT=$PORT
+
+start_bg "$TMP/redis.log" redis-server --save '' --appendonly no --port "$REDIS_PORT" \
+	--bind 127.0.0.1 --dir "$TMP" --daemonize no
+REDIS_PID=$LAST_PID
+wait_pong redis-server "$REDIS_PORT" "$REDIS_PID" "$TMP/redis.log"
+
+proxy_env=(REDIS_PROXY_LISTEN="127.0.0.1:$PROXY_PORT"
+	REDIS_PROXY_SERVERS="127.0.0.1:$REDIS_PORT"
+	REDIS_PROXY_ADMIN_LISTEN="127.0.0.1:$ADMIN_PORT")
+if [[ -n ${BENCH_POOL_SIZE:-} ]]; then
+	proxy_env+=(REDIS_PROXY_POOL_SIZE="$BENCH_POOL_SIZE")
+fi
+start_bg "$TMP/proxy.log" env "${proxy_env[@]}" "$PROXY_BIN"
+PROXY_PID=$LAST_PID # env execs the binary: same pid
+wait_pong redis-proxy "$PROXY_PORT" "$PROXY_PID" "$TMP/proxy.log"
+HEALTHZ=
+for _ in $(seq 1 50); do
+	HEALTHZ=$(http_status "$ADMIN_PORT" /healthz)
+	[[ $HEALTHZ == 200 ]] && break
+	sleep 0.1
+done
+if [[ $HEALTHZ != 200 ]]; then
+	[[ -z $HEALTHZ || $HEALTHZ == 000 ]] && HEALTHZ="no-answer"
+	log "bench: WARNING: proxy /healthz on 127.0.0.1:$ADMIN_PORT: $HEALTHZ (not 200) after 5s; continuing since it answers PING"
+fi
+
+cat >"$TMP/nutcracker.yml" <<EOF
+bench:
+  listen: 127.0.0.1:$TWEM_PORT
+  hash: fnv1a_64
+  distribution: ketama
+  redis: true
+  auto_eject_hosts: false
+  server_connections: 1
+  servers:
+   - 127.0.0.1:$REDIS_PORT:1
+EOF
+"$NUTCRACKER" -t -c "$TMP/nutcracker.yml" >"$TMP/nutcracker-check.log" 2>&1 ||
+	{ show_log "$TMP/nutcracker-check.log"; die "nutcracker rejected its config"; }
+start_bg "$TMP/nutcracker.out" "$NUTCRACKER" -c "$TMP/nutcracker.yml" \
+	-s "$TWEM_STATS_PORT" -a 127.0.0.1 -o "$TMP/nutcracker.log" -p "$TMP/nutcracker.pid"
+TWEM_PID=$LAST_PID
+wait_pong twemproxy "$TWEM_PORT" "$TWEM_PID" "$TMP/nutcracker.log"
+
+declare -A PORT_OF=([direct]=$REDIS_PORT [proxy]=$PROXY_PORT [twemproxy]=$TWEM_PORT)
+declare -A PID_OF=([direct]=$REDIS_PID [proxy]=$PROXY_PID [twemproxy]=$TWEM_PID)
+declare -A LOG_OF=([direct]=$TMP/redis.log [proxy]=$TMP/proxy.log [twemproxy]=$TMP/nutcracker.log)
+
+# ------------------------------------------------------------------ runs
+
+# calls SET GET as seen by the backend (cumulative)
+backend_calls() {
+	timeout 5 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" INFO commandstats 2>/dev/null |
+		tr -d '\r' | awk -F'[:=,]' '
+			$1 == "cmdstat_set" { s = $3 }
+			$1 == "cmdstat_get" { g = $3 }
+			END { printf "%d %d\n", s, g }'
+}
+
+RUN_SEQ=0
+# run_one label target "args" n round -> appends "label test target round rps" to RESULTS
+run_one() {
+	local label=$1 target=$2 args=$3 n=$4 round=$5
+	local port=${PORT_OF[$target]} out err before after test rps calls summary=""
+	RUN_SEQ=$((RUN_SEQ + 1))
+	out=$TMP/run.$RUN_SEQ.$label.$target.csv
+	err=$TMP/run.$RUN_SEQ.$label.$target.err
+	read -r -a before <<<"$(backend_calls)"
+	# shellcheck disable=SC2086 # args is a word list on purpose
+	if ! timeout "$RUN_TIMEOUT" redis-benchmark -h 127.0.0.1 -p "$port" $args -n "$n" --csv >"$out" 2>"$err"; then
+		show_log "$err"
+		show_log "${LOG_OF[$target]}"
+		die "redis-benchmark $args -n $n against $target (127.0.0.1:$port) failed or timed out"
+	fi
+	alive "${PID_OF[$target]}" || { show_log "${LOG_OF[$target]}"; die "$target died during the $label run"; }
+	read -r -a after <<<"$(backend_calls)"
+	for test in SET GET; do
+		[[ $args == *"${test,,}"* ]] || continue
+		rps=$(awk -F'","' -v t="\"$test" '$1 == t { print $2 }' "$out")
+		[[ $rps =~ ^[0-9]+(\.[0-9]+)?$ ]] || { cat "$out" >&2; show_log "$err"; die "no $test rps in redis-benchmark output ($label, $target)"; }
+		if [[ $test == SET ]]; then calls=$((after[0] - before[0])); else calls=$((after[1] - before[1])); fi
+		# Replies that are errors still count as "requests" for redis-benchmark:
+		# make sure the backend really executed them.
+		((calls >= n)) || { show_log "$err"; show_log "${LOG_OF[$target]}"; die "$label via $target: redis-benchmark reported $test done but the backend executed only $calls of $n"; }
+		printf '%s\t%s\t%s\t%s\t%s\n' "$label" "$test" "$target" "$round" "$rps" >>"$RESULTS"
+		summary+=" $test $(printf '%.0f' "$rps")"
+	done
+	log "  round $round  $(printf '%-8s %-10s' "$label" "$target")${summary}"
+}
+
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+if awk -v l="${LOAD_START%% *}" -v n="$(nproc)" 'BEGIN { exit !(l > n / 2) }'; then
+	log "bench: WARNING: the machine is busy (load average $LOAD_START on $(nproc) CPUs); expect noisy numbers"
+fi
+log "bench: redis 127.0.0.1:$REDIS_PORT (pid $REDIS_PID), proxy 127.0.0.1:$PROXY_PORT (pid $PROXY_PID, admin :$ADMIN_PORT, /healthz ${HEALTHZ:-none}), twemproxy 127.0.0.1:$TWEM_PORT (pid $TWEM_PID)"
+log "bench: warm-up (-t set,get -c 50 -n $N_WARMUP per target)"
+for target in "${TARGETS[@]}"; do
+	timeout "$RUN_TIMEOUT" redis-benchmark -h 127.0.0.1 -p "${PORT_OF[$target]}" -t set,get -c 50 -n "$N_WARMUP" --csv \
+		>"$TMP/warmup.$target.csv" 2>"$TMP/warmup.$target.err" ||
+		{ show_log "$TMP/warmup.$target.err"; show_log "${LOG_OF[$target]}"; die "warm-up against $target failed"; }
+done
+
+log "bench: $ROUNDS round(s), targets interleaved (direct, proxy, twemproxy) within each row"
+for ((round = 1; round <= ROUNDS; round++)); do
+	for i in "${!ROW_LABELS[@]}"; do
+		for target in "${TARGETS[@]}"; do
+			run_one "${ROW_LABELS[$i]}" "$target" "${ROW_ARGS[$i]}" "${ROW_N[$i]}" "$round"
+		done
+	done
+done
+
+# ------------------------------------------------------------------ table
+
+median() { # label test target
+	awk -F'\t' -v l="$1" -v t="$2" -v g="$3" '$1 == l && $2 == t && $3 == g { print $5 }' "$RESULTS" |
+		sort -g | awk '{ v[NR] = $1 } END {
+			if (NR == 0) { print "nan"; exit }
+			if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+spread() { # label test target -> "min..max"
+	awk -F'\t' -v l="$1" -v t="$2" -v g="$3" '$1 == l && $2 == t && $3 == g { print $5 }' "$RESULTS" |
+		sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%.0f..%.0f", lo, hi }'
+}
+
+echo
+echo "redis-proxy benchmark: $(date -u '+%Y-%m-%d %H:%M:%S UTC'), $(nproc) CPUs, load avg $LOAD_START at start, $(cut -d' ' -f1-3 /proc/loadavg) at end"
+echo "  $(redis-server --version | awk '{ print $1, $2, $3 }'), $(redis-benchmark --version), $("$NUTCRACKER" -V 2>&1 | head -n 1)"
+echo "  proxy: $PROXY_BIN ($(date -u -r "$PROXY_BIN" '+built %Y-%m-%d %H:%M:%S UTC')), pool size ${BENCH_POOL_SIZE:-default}, GOMAXPROCS ${GOMAXPROCS:-default}"
+echo "  rounds: $ROUNDS, -n: c50-P1 $N_C50_P1, c50-P16 $N_C50_P16, c1-P1 $N_C1; medians of requests/s over rounds"
+echo
+FMT='%-8s %-4s %10s %10s %10s %8s %8s %7s %7s  %s\n'
+# shellcheck disable=SC2059
+printf "$FMT" row test direct proxy twemproxy prx/dir twm/dir target "prx>twm" verdict
+# shellcheck disable=SC2059
+printf "$FMT" -------- ---- ---------- ---------- ---------- -------- -------- ------- ------- -------
+PASSED=0 TOTAL=0
+for i in "${!ROW_LABELS[@]}"; do
+	label=${ROW_LABELS[$i]}
+	for test in SET GET; do
+		[[ ${ROW_ARGS[$i]} == *"${test,,}"* ]] || continue
+		d=$(median "$label" "$test" direct)
+		p=$(median "$label" "$test" proxy)
+		t=$(median "$label" "$test" twemproxy)
+		read -r pr tr ahead verdict < <(awk -v d="$d" -v p="$p" -v t="$t" -v want="${ROW_TARGET[$i]}" 'BEGIN {
+			pr = p / d; tr = t / d; ahead = (p > t) ? "yes" : "no"
+			okr = (pr + 1e-9 >= want); why = ""
+			if (!okr) why = "ratio"
+			if (ahead == "no") why = why (why == "" ? "" : "+") "twem"
+			v = (why == "") ? "PASS" : "MISS(" why ")"
+			printf "%.3f %.3f %s %s\n", pr, tr, ahead, v }')
+		TOTAL=$((TOTAL + 1))
+		[[ $verdict == PASS ]] && PASSED=$((PASSED + 1))
+		# shellcheck disable=SC2059
+		printf "$FMT" "$label" "$test" "$(printf '%.0f' "$d")" "$(printf '%.0f' "$p")" "$(printf '%.0f' "$t")" \
+			"$pr" "$tr" ">=${ROW_TARGET[$i]}" "$ahead" "$verdict"
+	done
+done
+echo
+echo "targets: proxy >= 0.95x direct at c50-P1, >= 0.90x at c50-P16, >= 0.65x at c1-P1, and ahead of twemproxy on every row"
+echo "rows meeting both targets: $PASSED/$TOTAL (informational)"
+if ((ROUNDS > 1)); then
+	echo
+	echo "spread over rounds (min..max requests/s):"
+	for i in "${!ROW_LABELS[@]}"; do
+		label=${ROW_LABELS[$i]}
+		for test in SET GET; do
+			[[ ${ROW_ARGS[$i]} == *"${test,,}"* ]] || continue
+			printf '  %-8s %-4s direct %-17s proxy %-17s twemproxy %s\n' "$label" "$test" \
+				"$(spread "$label" "$test" direct)" "$(spread "$label" "$test" proxy)" "$(spread "$label" "$test" twemproxy)"
+		done
+	done
+	echo "proxy/direct within each round (round 1..$ROUNDS; each pair ran back to back):"
+	for i in "${!ROW_LABELS[@]}"; do
+		label=${ROW_LABELS[$i]}
+		for test in SET GET; do
+			[[ ${ROW_ARGS[$i]} == *"${test,,}"* ]] || continue
+			printf '  %-8s %-4s %s\n' "$label" "$test" "$(awk -F'\t' -v l="$label" -v t="$test" '
+				$1 == l && $2 == t { r[$4] = $4; v[$3, $4] = $5 }
+				END { for (k = 1; k in r; k++) printf "%s%.2f", (k > 1 ? " " : ""), v["proxy", k] / v["direct", k] }' "$RESULTS")"
+		done
+	done
+fi
+
+# ------------------------------------------------------------------ idle clients
+
+kv() { awk -F= -v k="$1" '$1 == k { sub(/^[^=]*=/, ""); print; exit }' "$2"; }
+
+idle_run() { # name port pid ping outfile
+	local name=$1 port=$2 pid=$3 ping=$4 out=$5
+	log "bench: $name: opening $IDLE_CLIENTS idle clients"
+	timeout "$RUN_TIMEOUT" "$IDLE_BIN" -addr "127.0.0.1:$port" -n "$IDLE_CLIENTS" -pid "$pid" \
+		-backend "127.0.0.1:$REDIS_PORT" -ping "$ping" >"$out" 2>"$out.err" ||
+		{ show_log "$out.err"; die "idleclients against $name failed"; }
+	alive "$pid" || { show_log "${LOG_OF[$name]}"; die "$name died while holding $IDLE_CLIENTS idle clients"; }
+}
+
+idle_clients_text() { # outfile -> "10000" or "9876 of 10000 (124 failed: ...)"
+	local ok req failed first
+	ok=$(kv clients_ok "$1") req=$(kv clients_requested "$1") failed=$(kv failed "$1") first=$(kv first_error "$1")
+	if [[ $ok == "$req" ]]; then echo "$ok"; else echo "$ok of $req ($failed failed, first error: $first)"; fi
+}
+
+stop_pid() { # pid
+	kill "$1" 2>/dev/null || true
+	for _ in $(seq 1 40); do alive "$1" || break; sleep 0.05; done
+	kill -9 "$1" 2>/dev/null || true
+	wait "$1" 2>/dev/null || true
+	local keep=() p
+	for p in "${PIDS[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
+	PIDS=("${keep[@]}") # not killed again by cleanup (the pid may be reused)
+}
+
+if ((IDLE_CLIENTS > 0)); then
+	echo
+	# twemproxy reference first, then stop twemproxy so that the backend's
+	# connected_clients during the proxy measurement is only the proxy's pool
+	# (plus the INFO connection itself).
+	twem_line=
+	if [[ $IDLE_TWEMPROXY == 1 ]]; then
+		out=$TMP/idle.twemproxy
+		idle_run twemproxy "$TWEM_PORT" "$TWEM_PID" resp "$out"
+		twem_line="twemproxy reference: idle clients: $(idle_clients_text "$out"), RSS: $(mib "$(kv rss_kib "$out")") MiB (before: $(mib "$(kv rss_before_kib "$out")") MiB), server_connections 1"
+	fi
+	stop_pid "$TWEM_PID"
+
+	out=$TMP/idle.proxy
+	idle_run proxy "$PROXY_PORT" "$PROXY_PID" "$IDLE_PING" "$out"
+	rss=$(kv rss_kib "$out") rss0=$(kv rss_before_kib "$out") hwm=$(kv hwm_kib "$out")
+	ok=$(kv clients_ok "$out") alive_n=$(kv clients_alive "$out")
+	[[ -n $rss ]] || die "no proxy RSS measured: $(kv rss_error "$out")"
+	verdict=$(awk -v r="$rss" -v t="$RSS_TARGET_MIB" -v ok="$ok" -v n="$IDLE_CLIENTS" -v a="$alive_n" 'BEGIN {
+		why = ""
+		if (r / 1024 > t) why = "rss"
+		if (ok < n || a < n) why = why (why == "" ? "" : "+") "clients"
+		print (why == "") ? "PASS" : "MISS(" why ")" }')
+	echo "idle clients: $(idle_clients_text "$out"), proxy RSS: $(mib "$rss") MiB (target ≤${RSS_TARGET_MIB} MiB), backend connections: $(kv backend_clients "$out") (pool size ${BENCH_POOL_SIZE:-default})  $verdict"
+	echo "  proxy RSS before the clients connected: $(mib "$rss0") MiB; VmHWM while held: $(mib "$hwm") MiB; backend connections before: $(kv backend_clients_before "$out")"
+	echo "  PING=$IDLE_PING; setup $(kv setup_ms "$out") ms; still answering PING after the measurement: $alive_n/$IDLE_CLIENTS"
+	echo "  (raw figures; backend connections = Redis connected_clients, which counts the INFO connection that asked; twemproxy was stopped first)"
+	[[ -z $twem_line ]] || echo "  $twem_line"
+fi
+
+if grep -qiE 'panic|fatal error|data race' "$TMP/proxy.log" 2>/dev/null; then
+	log "bench: WARNING: the proxy log mentions panic/fatal/race:"
+	grep -iE -m 5 'panic|fatal error|data race' "$TMP/proxy.log" >&2 || true
+	BENCH_KEEP_TMP=1
+fi
+
+FAILED=0

@@ -1,0 +1,371 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"runtime"
+	"sync"
+	"time"
+)
+
+// request is one client's batch of commands for one backend connection.
+// The session that owns it fills cmds, sends it, and waits on done; until
+// done is signalled the backend connection owns out and the fields below.
+type request struct {
+	cmds [][]byte // raw RESP of each command, referenced (not copied) until done
+	out  []byte   // raw replies, in order, appended by the reader
+	errs int      // how many of the replies are error replies
+	// isErr marks, for each command, whether its reply is an error reply.
+	isErr []bool
+	// limit bounds len(out); past it the replies are dropped and overflow
+	// is set (the client is then disconnected).
+	limit    int
+	overflow bool
+	// failed is non-nil when the connection died before every reply
+	// arrived: out then ends with error replies for the unanswered ones.
+	failed error
+	done   chan struct{}
+}
+
+func newRequest() *request { return &request{done: make(chan struct{}, 1)} }
+
+func (r *request) reset(limit int) {
+	clear(r.cmds)
+	r.cmds = r.cmds[:0]
+	r.out = r.out[:0]
+	r.isErr = r.isErr[:0]
+	r.errs = 0
+	r.limit = limit
+	r.overflow = false
+	r.failed = nil
+}
+
+// fail completes r after its connection died: every command that has no
+// reply yet gets an error reply saying its outcome is unknown.
+func (r *request) fail(err error, addr string) {
+	r.failed = err
+	for len(r.isErr) < len(r.cmds) {
+		r.out = fmt.Appendf(r.out, "-ERR redis-proxy: connection to %s lost, outcome unknown (%v)\r\n", addr, err)
+		r.isErr = append(r.isErr, true)
+		r.errs++
+	}
+	r.done <- struct{}{}
+}
+
+// failWith completes r without sending it: every command gets the error
+// reply msg (without its leading '-').
+func (r *request) failWith(msg string) {
+	for len(r.isErr) < len(r.cmds) {
+		r.out = append(r.out, '-')
+		r.out = append(r.out, msg...)
+		r.out = append(r.out, "\r\n"...)
+		r.isErr = append(r.isErr, true)
+		r.errs++
+	}
+	r.done <- struct{}{}
+}
+
+// Limits of one backend connection's writer. A write carries at most
+// maxBatch requests or about maxWrite bytes; inflight holds twice maxBatch so
+// the writer can always queue a whole batch before writing it.
+const (
+	maxBatch = 512
+	maxWrite = 256 << 10
+)
+
+// backendConn is one connection to a Redis server shared by many sessions.
+// Requests are written in the order send accepts them and Redis answers in
+// order, so replies are matched to requests by position. A writer goroutine
+// batches whatever has queued into one write; a reader goroutine parses
+// replies and hands each request back to its session.
+//
+// The backendConn owns nc and closes it when either direction fails or when
+// close is called; every request it accepted is then completed with error
+// replies, never left waiting.
+type backendConn struct {
+	addr string
+	nc   net.Conn
+	rr   replyReader
+
+	mu       sync.Mutex
+	queue    []*request
+	err      error // first failure; set once
+	wake     chan struct{}
+	inflight chan *request
+	dead     chan struct{} // closed when both loops have ended
+	scratch  []byte        // reader's buffer for replies it drops
+}
+
+func newBackendConn(addr string, nc net.Conn, br *bufio.Reader) *backendConn {
+	b := &backendConn{
+		addr:     addr,
+		nc:       nc,
+		rr:       replyReader{br: br},
+		wake:     make(chan struct{}, 1),
+		inflight: make(chan *request, 2*maxBatch),
+		dead:     make(chan struct{}),
+	}
+	writerDone := make(chan struct{})
+	go func() {
+		b.writeLoop()
+		close(writerDone)
+	}()
+	go func() {
+		b.readLoop()
+		<-writerDone
+		close(b.dead)
+	}()
+	return b
+}
+
+// send queues r. It returns false, without touching r, when the connection
+// has already failed.
+func (b *backendConn) send(r *request) bool {
+	b.mu.Lock()
+	if b.err != nil {
+		b.mu.Unlock()
+		return false
+	}
+	b.queue = append(b.queue, r)
+	first := len(b.queue) == 1
+	b.mu.Unlock()
+	if first {
+		select {
+		case b.wake <- struct{}{}:
+		default:
+		}
+	}
+	return true
+}
+
+// alive reports whether the connection still accepts requests.
+func (b *backendConn) alive() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err == nil
+}
+
+// fail records the first failure, closes the socket and wakes the writer so
+// it can drain. It is safe to call more than once, from any goroutine.
+func (b *backendConn) fail(err error) {
+	b.mu.Lock()
+	first := b.err == nil
+	if first {
+		b.err = err
+	}
+	b.mu.Unlock()
+	if first {
+		b.nc.Close()
+		select {
+		case b.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+var errConnClosed = errors.New("backend connection closed by the proxy")
+
+func (b *backendConn) close() { b.fail(errConnClosed) }
+
+func (b *backendConn) writeLoop() {
+	var (
+		wbuf  []byte
+		spare []*request
+	)
+	for range b.wake {
+		// Let the other sessions that are ready run first, so their
+		// requests join this write: one write for many clients is what
+		// makes a shared connection cheaper than many.
+		runtime.Gosched()
+		for {
+			b.mu.Lock()
+			q := b.queue
+			b.queue = spare[:0]
+			failed := b.err != nil
+			b.mu.Unlock()
+			if len(q) == 0 && !failed {
+				spare = q
+				break
+			}
+			n := 0
+			for _, r := range q {
+				for _, c := range r.cmds {
+					wbuf = append(wbuf, c...)
+				}
+				b.inflight <- r
+				n++
+				if !failed && (n == maxBatch || len(wbuf) >= maxWrite) {
+					if _, err := b.nc.Write(wbuf); err != nil {
+						b.fail(fmt.Errorf("write: %w", err))
+						failed = true
+					}
+					wbuf, n = wbuf[:0], 0
+				}
+			}
+			clear(q)
+			spare = q
+			if failed {
+				// No send succeeds once err is set, so what is queued now
+				// is all there will be; the reader completes it, and
+				// everything before it, with error replies.
+				b.mu.Lock()
+				rest := b.queue
+				b.queue = nil
+				b.mu.Unlock()
+				for _, r := range rest {
+					b.inflight <- r
+				}
+				close(b.inflight)
+				return
+			}
+			if len(wbuf) > 0 {
+				if _, err := b.nc.Write(wbuf); err != nil {
+					b.fail(fmt.Errorf("write: %w", err))
+				}
+			}
+			if cap(wbuf) > 4*maxWrite {
+				wbuf = nil
+			}
+			wbuf = wbuf[:0]
+		}
+	}
+}
+
+func (b *backendConn) readLoop() {
+	var err error
+	for err == nil {
+		// Wait for bytes (or EOF) before taking a request, so a connection
+		// the server closes while idle is noticed at once and no request is
+		// ever sent on it afterwards.
+		if _, err = b.rr.br.Peek(1); err != nil {
+			break
+		}
+		var r *request
+		select {
+		case r = <-b.inflight:
+		default:
+			err = errors.New("reply without a request")
+		}
+		if r == nil {
+			if err == nil {
+				err = errConnClosed
+			}
+			break
+		}
+		for len(r.isErr) < len(r.cmds) {
+			if r.overflow {
+				// The client is being dropped; keep the stream aligned.
+				b.scratch, _, err = b.rr.appendValue(b.scratch[:0], 1)
+				if err != nil {
+					break
+				}
+				r.isErr = append(r.isErr, false)
+				continue
+			}
+			start := len(r.out)
+			var over bool
+			r.out, over, err = b.rr.appendValue(r.out, r.limit)
+			if err != nil {
+				r.out = r.out[:start]
+				break
+			}
+			if over {
+				r.overflow = true
+				r.out = r.out[:0]
+				r.isErr = append(r.isErr, false)
+				continue
+			}
+			isErr := r.out[start] == '-'
+			if isErr {
+				r.errs++
+			}
+			r.isErr = append(r.isErr, isErr)
+		}
+		if err != nil {
+			err = fmt.Errorf("read: %w", err)
+			b.fail(err)
+			r.fail(err, b.addr)
+			break
+		}
+		r.done <- struct{}{}
+	}
+	b.fail(err)
+	for r := range b.inflight {
+		r.fail(err, b.addr)
+	}
+}
+
+// dialer opens authenticated connections to Redis servers.
+type dialer struct {
+	timeout  time.Duration
+	username string
+	password string
+	name     string // CLIENT SETNAME, so operators can tell proxy connections apart
+}
+
+// dial connects to addr and runs the handshake (AUTH, CLIENT SETNAME) in one
+// round trip. The caller owns the returned connection.
+func (d *dialer) dial(ctx context.Context, addr string) (net.Conn, *bufio.Reader, error) {
+	nd := net.Dialer{Timeout: d.timeout, KeepAlive: 15 * time.Second}
+	nc, err := nd.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	var hs []byte
+	n := 0
+	if d.password != "" {
+		if d.username != "" {
+			hs = appendCommand(hs, "AUTH", d.username, d.password)
+		} else {
+			hs = appendCommand(hs, "AUTH", d.password)
+		}
+		n++
+	}
+	if d.name != "" {
+		hs = appendCommand(hs, "CLIENT", "SETNAME", d.name)
+		n++
+	}
+	br := bufio.NewReaderSize(nc, 32<<10)
+	if n == 0 {
+		return nc, br, nil
+	}
+	nc.SetDeadline(time.Now().Add(d.timeout))
+	if _, err := nc.Write(hs); err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("handshake with %s: %w", addr, err)
+	}
+	rr := replyReader{br: br}
+	var buf []byte
+	for i := 0; i < n; i++ {
+		buf, _, err = rr.appendValue(buf[:0], 4096)
+		if err != nil {
+			nc.Close()
+			return nil, nil, fmt.Errorf("handshake with %s: %w", addr, err)
+		}
+		if buf[0] == '-' {
+			nc.Close()
+			return nil, nil, fmt.Errorf("handshake with %s: %s", addr, trimCRLF(buf[1:]))
+		}
+	}
+	nc.SetDeadline(time.Time{})
+	return nc, br, nil
+}
+
+// appendCommand encodes args as a RESP array of bulk strings.
+func appendCommand(dst []byte, args ...string) []byte {
+	dst = fmt.Appendf(dst, "*%d\r\n", len(args))
+	for _, a := range args {
+		dst = fmt.Appendf(dst, "$%d\r\n%s\r\n", len(a), a)
+	}
+	return dst
+}
+
+func trimCRLF(b []byte) string {
+	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r') {
+		b = b[:len(b)-1]
+	}
+	return string(b)
+}

@@ -1,0 +1,196 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// cmdFlags are the properties of a command the proxy routes by. They come
+// from Redis's own COMMAND reply, so renamed, new and module commands are
+// classified by the server that runs them.
+type cmdFlags uint16
+
+const (
+	flagReadonly cmdFlags = 1 << iota
+	flagWrite
+	flagBlocking
+	flagPubsub
+	flagAdmin
+	flagNoscript
+)
+
+// cmdInfo is one command (or subcommand) in the table.
+type cmdInfo struct {
+	name  string
+	flags cmdFlags
+	subs  map[string]*cmdInfo // container commands (CLIENT, CONFIG, ...), by subcommand
+	ok    prometheus.Counter
+	fail  prometheus.Counter
+}
+
+func (c *cmdInfo) has(f cmdFlags) bool { return c.flags&f != 0 }
+
+// cmdTable maps lower-case command names to their info.
+type cmdTable struct {
+	cmds    map[string]*cmdInfo
+	unknown *cmdInfo // renamed or unknown commands: routed to the master
+	source  string   // server the table was read from
+}
+
+// lookup finds the command (and subcommand, for containers) of args without
+// allocating. Unknown names get the table's unknown entry.
+func (t *cmdTable) lookup(args [][]byte) *cmdInfo {
+	var buf [32]byte
+	name, ok := lower(buf[:0], args[0])
+	if !ok {
+		return t.unknown
+	}
+	c := t.cmds[string(name)]
+	if c == nil {
+		return t.unknown
+	}
+	if c.subs != nil && len(args) > 1 {
+		var sbuf [32]byte
+		if sub, ok := lower(sbuf[:0], args[1]); ok {
+			if s := c.subs[string(sub)]; s != nil {
+				return s
+			}
+		}
+	}
+	return c
+}
+
+// lower appends the ASCII lower case of b to dst, which must have room for
+// it; ok is false when b does not fit.
+func lower(dst, b []byte) ([]byte, bool) {
+	if len(b) > cap(dst) {
+		return nil, false
+	}
+	for _, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		dst = append(dst, c)
+	}
+	return dst, true
+}
+
+// loadTable reads COMMAND from addr.
+func loadTable(ctx context.Context, addr string, d *dialer, m *metrics) (*cmdTable, error) {
+	opts := []redis.DialOption{
+		redis.DialConnectTimeout(d.timeout),
+		redis.DialReadTimeout(5 * time.Second),
+		redis.DialWriteTimeout(5 * time.Second),
+	}
+	if d.password != "" {
+		opts = append(opts, redis.DialPassword(d.password))
+		if d.username != "" {
+			opts = append(opts, redis.DialUsername(d.username))
+		}
+	}
+	c, err := redis.DialContext(ctx, "tcp", addr, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("load command table from %s: %w", addr, err)
+	}
+	defer c.Close()
+	reply, err := redis.Values(c.Do("COMMAND"))
+	if err != nil {
+		return nil, fmt.Errorf("load command table from %s: %w", addr, err)
+	}
+	return buildTable(addr, reply, m)
+}
+
+// buildTable turns a COMMAND reply into a table. Each entry is
+// [name, arity, flags, first, last, step, acl-categories, tips, key-specs,
+// subcommands]; only name, flags, categories and subcommands are used.
+func buildTable(source string, reply []any, m *metrics) (*cmdTable, error) {
+	t := &cmdTable{cmds: make(map[string]*cmdInfo, len(reply)), source: source}
+	t.unknown = &cmdInfo{
+		name: "unknown",
+		ok:   m.commands.WithLabelValues("unknown", "ok"),
+		fail: m.commands.WithLabelValues("unknown", "error"),
+	}
+	for _, e := range reply {
+		info, err := parseEntry(e, "", m)
+		if err != nil {
+			return nil, fmt.Errorf("command table from %s: %w", source, err)
+		}
+		t.cmds[info.name] = info
+	}
+	if len(t.cmds) == 0 {
+		return nil, fmt.Errorf("command table from %s: empty COMMAND reply", source)
+	}
+	return t, nil
+}
+
+func parseEntry(e any, parent string, m *metrics) (*cmdInfo, error) {
+	fields, ok := e.([]any)
+	if !ok || len(fields) < 3 {
+		return nil, fmt.Errorf("unexpected COMMAND entry %v", e)
+	}
+	name, err := redis.String(fields[0], nil)
+	if err != nil {
+		return nil, fmt.Errorf("COMMAND entry name: %w", err)
+	}
+	// Subcommands keep their full name ("client|setname") and are counted
+	// under their container's name in metrics.
+	name = strings.ToLower(name)
+	label := name
+	if parent != "" {
+		label = parent
+	}
+	info := &cmdInfo{
+		name: name,
+		ok:   m.commands.WithLabelValues(label, "ok"),
+		fail: m.commands.WithLabelValues(label, "error"),
+	}
+	flags, _ := redis.Strings(fields[2], nil)
+	for _, f := range flags {
+		info.flags |= flagByName(f)
+	}
+	if len(fields) > 6 {
+		cats, _ := redis.Strings(fields[6], nil)
+		for _, c := range cats {
+			if c == "@blocking" {
+				info.flags |= flagBlocking
+			}
+		}
+	}
+	if len(fields) > 9 {
+		subs, _ := fields[9].([]any)
+		if len(subs) > 0 {
+			info.subs = make(map[string]*cmdInfo, len(subs))
+			for _, s := range subs {
+				si, err := parseEntry(s, label, m)
+				if err != nil {
+					return nil, err
+				}
+				info.subs[strings.TrimPrefix(si.name, label+"|")] = si
+			}
+		}
+	}
+	return info, nil
+}
+
+func flagByName(f string) cmdFlags {
+	switch f {
+	case "readonly":
+		return flagReadonly
+	case "write":
+		return flagWrite
+	case "blocking":
+		return flagBlocking
+	case "pubsub":
+		return flagPubsub
+	case "admin":
+		return flagAdmin
+	case "noscript":
+		return flagNoscript
+	}
+	return 0
+}

@@ -1,0 +1,146 @@
+package proxy
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis-proxy/redis-proxy/internal/redistest"
+)
+
+// What clients see when the Redis server behind the proxy dies: error
+// replies that say the outcome is unknown, never a hang, and service again
+// once the server is back.
+
+func stExpectLost(t *testing.T, v stValue, what string) {
+	t.Helper()
+	if v.typ != '-' || !strings.Contains(v.str, "lost") {
+		t.Fatalf("%s: reply %s, want an error saying the connection was lost", what, v)
+	}
+}
+
+func TestBackendKilledWithCommandsInFlight(t *testing.T) {
+	t.Parallel()
+	r := redistest.Start(t, "--enable-debug-command", "local")
+	tp := startProxy(t, Config{PoolSize: 2}, r.Addr)
+	a := stDial(t, tp.Addr)
+	b := stDial(t, tp.Addr)
+	stExpect(t, b.do("SET", "fail:k", "v"), "OK")
+
+	// Redis sleeps on A's command; B's pipeline waits behind it.
+	a.send("DEBUG", "SLEEP", "3")
+	time.Sleep(100 * time.Millisecond)
+	const n = 10
+	var pipe [][]string
+	for i := 0; i < n; i++ {
+		pipe = append(pipe, []string{"GET", "fail:k"})
+	}
+	b.write(stCmds(pipe...))
+	time.Sleep(100 * time.Millisecond)
+
+	r.Kill()
+	killed := time.Now()
+	stExpectLost(t, a.readTimeout(2*time.Second), "DEBUG SLEEP in flight")
+	for i := 0; i < n; i++ {
+		stExpectLost(t, b.readTimeout(2*time.Second), "GET in flight")
+	}
+	if d := time.Since(killed); d > 2*time.Second {
+		t.Fatalf("in-flight commands answered %v after the kill", d)
+	}
+
+	// The pool heals by itself once the server is back.
+	r.Restart()
+	restarted := time.Now()
+	c := stDial(t, tp.Addr)
+	stEventually(t, 5*time.Second, "SET through the proxy after the restart", func() bool {
+		v, err := c.tryDo("SET", "fail:k2", "back")
+		return err == nil && v.String() == "OK"
+	})
+	t.Logf("served again %v after the restart", time.Since(restarted))
+	// The clients that saw the errors are still connected and served.
+	stExpect(t, a.do("GET", "fail:k2"), `"back"`)
+	stExpect(t, b.do("GET", "fail:k2"), `"back"`)
+	for i := 0; i < 20; i++ {
+		stExpect(t, b.do("INCR", "fail:n"), strconv.Itoa(i+1))
+	}
+}
+
+func TestPinnedSessionServerDies(t *testing.T) {
+	t.Parallel()
+	r := redistest.Start(t)
+	tp := startProxy(t, Config{}, r.Addr)
+	c := stDial(t, tp.Addr)
+	stExpect(t, c.do("MULTI"), "OK")
+	stExpect(t, c.do("SET", "pin:k", "v"), "QUEUED")
+	r.Kill()
+	killed := time.Now()
+	stExpectLost(t, c.readAfter(2*time.Second, "EXEC"), "EXEC after the server died")
+	c.expectClosed(2 * time.Second)
+	if d := time.Since(killed); d > 2*time.Second {
+		t.Fatalf("the pinned client learned of the loss %v after the kill", d)
+	}
+	stEventually(t, time.Second, "pinned back to 0", func() bool { return tp.pinned.Load() == 0 })
+
+	r.Restart()
+	c2 := stDial(t, tp.Addr)
+	stEventually(t, 5*time.Second, "a transaction through the proxy after the restart", func() bool {
+		v, err := c2.tryDo("MULTI")
+		if err != nil || v.String() != "OK" {
+			return false
+		}
+		c2.tryDo("SET", "pin:k", "again")
+		v, err = c2.tryDo("EXEC")
+		return err == nil && v.String() == "[OK]"
+	})
+	stExpect(t, c2.do("GET", "pin:k"), `"again"`)
+}
+
+func TestSubscriberServerDies(t *testing.T) {
+	t.Parallel()
+	r := redistest.Start(t)
+	tp := startProxy(t, Config{}, r.Addr)
+	sub := stDial(t, tp.Addr)
+	sub.send("SUBSCRIBE", "dies")
+	stExpect(t, sub.read(), `["subscribe","dies",1]`)
+	r.Kill()
+	// The subscriber's connection ends, as it would with Redis itself,
+	// instead of waiting for messages that will never come.
+	sub.expectClosed(2 * time.Second)
+	stEventually(t, time.Second, "pinned back to 0", func() bool { return tp.pinned.Load() == 0 })
+}
+
+// A dedicated connection kept as a spare after a transaction may be closed
+// by the server while idle (CLIENT KILL, Redis's timeout, a restart). The
+// next session must get a working connection, not the dead one.
+func TestDeadSpareConnectionNotHandedOut(t *testing.T) {
+	t.Parallel()
+	r := redistest.Start(t)
+	tp := startProxy(t, Config{}, r.Addr)
+	c := stDial(t, tp.Addr)
+	stExpect(t, c.do("MULTI"), "OK")
+	stExpect(t, c.do("INCR", "spare:n"), "QUEUED")
+	stExpect(t, c.do("EXEC"), "[1]")
+
+	// Kill the connection that ran EXEC: the spare.
+	direct := stDial(t, r.Addr)
+	list := direct.do("CLIENT", "LIST")
+	killed := 0
+	for _, line := range strings.Split(list.str, "\n") {
+		if !strings.Contains(line, " cmd=exec ") {
+			continue
+		}
+		id, _, _ := strings.Cut(strings.TrimPrefix(line, "id="), " ")
+		stExpect(t, direct.do("CLIENT", "KILL", "ID", id), "1")
+		killed++
+	}
+	if killed != 1 {
+		t.Fatalf("found %d spare connections to kill in CLIENT LIST:\n%s", killed, list.str)
+	}
+	time.Sleep(50 * time.Millisecond)
+
+	c2 := stDial(t, tp.Addr)
+	stExpect(t, c2.do("MULTI"), "OK")
+	stExpect(t, c2.do("INCR", "spare:n"), "QUEUED")
+	stExpect(t, c2.do("EXEC"), "[2]")
+}

@@ -1,0 +1,54 @@
+package proxy
+
+import (
+	"net"
+	"testing"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+
+	"github.com/redis-proxy/redis-proxy/replication"
+)
+
+// testProxy is a Proxy serving on a free 127.0.0.1 port for one test.
+type testProxy struct {
+	*Proxy
+	Addr string
+}
+
+// startProxy starts a proxy routing to master (and replicas), waits until
+// it is ready, and closes it when the test ends.
+func startProxy(t testing.TB, cfg Config, master string, replicas ...string) *testProxy {
+	t.Helper()
+	p, err := New(cfg)
+	if err != nil {
+		t.Fatalf("new proxy: %v", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	go p.Serve(ln)
+	t.Cleanup(func() { p.Close() })
+	p.SetTopology(replication.Topology{Master: master, Replicas: replicas})
+	deadline := time.Now().Add(10 * time.Second)
+	for !p.Ready() {
+		if time.Now().After(deadline) {
+			t.Fatalf("proxy not ready after 10s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return &testProxy{Proxy: p, Addr: ln.Addr().String()}
+}
+
+// dial opens a client connection to the proxy.
+func (tp *testProxy) dial(t testing.TB, opts ...redis.DialOption) redis.Conn {
+	t.Helper()
+	opts = append([]redis.DialOption{redis.DialReadTimeout(10 * time.Second)}, opts...)
+	c, err := redis.Dial("tcp", tp.Addr, opts...)
+	if err != nil {
+		t.Fatalf("dial proxy: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}

@@ -1,0 +1,74 @@
+package proxy
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// metrics are the proxy's Prometheus collectors. They are always counted;
+// Config.Registerer decides whether anyone can scrape them.
+type metrics struct {
+	commands      *prometheus.CounterVec
+	latency       prometheus.Histogram
+	clients       prometheus.Gauge
+	clientsTotal  prometheus.Counter
+	rejected      *prometheus.CounterVec
+	backendConns  *prometheus.GaugeVec
+	backendErrors *prometheus.CounterVec
+	pinned        prometheus.Gauge
+	held          prometheus.Gauge
+	holdTimeouts  prometheus.Counter
+	topologyEpoch prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		commands: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "redis_proxy_commands_total",
+			Help: "Commands answered, by command name and result (ok or error reply).",
+		}, []string{"command", "result"}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "redis_proxy_command_duration_seconds",
+			Help:    "Time from reading a command to having its reply, per command.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}),
+		clients: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "redis_proxy_clients",
+			Help: "Client connections open now.",
+		}),
+		clientsTotal: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "redis_proxy_client_connections_total",
+			Help: "Client connections accepted.",
+		}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "redis_proxy_client_errors_total",
+			Help: "Clients refused or disconnected by the proxy, by reason.",
+		}, []string{"reason"}),
+		backendConns: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "redis_proxy_backend_connections",
+			Help: "Shared (pooled) backend connections up, by server.",
+		}, []string{"server"}),
+		backendErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "redis_proxy_backend_errors_total",
+			Help: "Shared backend connections lost, by server.",
+		}, []string{"server"}),
+		pinned: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "redis_proxy_pinned_connections",
+			Help: "Dedicated backend connections held by stateful sessions.",
+		}),
+		held: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "redis_proxy_held_sessions",
+			Help: "Client sessions waiting for a master.",
+		}),
+		holdTimeouts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "redis_proxy_hold_timeouts_total",
+			Help: "Commands answered with an error because no master appeared in time or the hold queue was full.",
+		}),
+		topologyEpoch: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "redis_proxy_routing_epoch",
+			Help: "Replication epoch of the topology the proxy routes by.",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.commands, m.latency, m.clients, m.clientsTotal, m.rejected,
+			m.backendConns, m.backendErrors, m.pinned, m.held, m.holdTimeouts, m.topologyEpoch)
+	}
+	return m
+}

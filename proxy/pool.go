@@ -1,0 +1,238 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Redial backoff of a pool slot whose connection failed.
+const (
+	minBackoff = 50 * time.Millisecond
+	maxBackoff = 2 * time.Second
+	maxSpares  = 8 // clean dedicated connections kept for the next pin
+)
+
+// pool holds the shared (multiplexed) connections to one Redis server and
+// hands out dedicated connections for pinned sessions. Each shared slot has a
+// goroutine that dials it, waits for it to fail, and dials again with
+// exponential backoff, so a pool heals by itself once the server is back.
+type pool struct {
+	addr   string
+	d      *dialer
+	log    *slog.Logger
+	m      *metrics
+	slots  []atomic.Pointer[backendConn]
+	ready  func() // called when a slot (re)connects
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu     sync.Mutex
+	spares []*dedicated
+	pinned map[*dedicated]struct{}
+}
+
+func newPool(addr string, size int, d *dialer, log *slog.Logger, m *metrics, ready func()) *pool {
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &pool{
+		addr:   addr,
+		d:      d,
+		log:    log.With("server", addr),
+		m:      m,
+		slots:  make([]atomic.Pointer[backendConn], size),
+		ready:  ready,
+		ctx:    ctx,
+		cancel: cancel,
+		pinned: make(map[*dedicated]struct{}),
+	}
+	for i := range p.slots {
+		go p.supervise(i)
+	}
+	return p
+}
+
+func (p *pool) supervise(i int) {
+	backoff := minBackoff
+	failures := 0
+	for p.ctx.Err() == nil {
+		nc, br, err := p.d.dial(p.ctx, p.addr)
+		if err != nil {
+			failures++
+			if failures == 1 {
+				p.log.Warn("backend connection failed", "slot", i, "err", err)
+			} else {
+				p.log.Debug("backend connection failed", "slot", i, "err", err, "attempt", failures)
+			}
+			select {
+			case <-time.After(backoff):
+			case <-p.ctx.Done():
+			}
+			backoff = min(2*backoff, maxBackoff)
+			continue
+		}
+		if failures > 0 {
+			p.log.Info("backend connection restored", "slot", i, "after_attempts", failures)
+		}
+		failures, backoff = 0, minBackoff
+		c := newBackendConn(p.addr, nc, br)
+		p.slots[i].Store(c)
+		p.m.backendConns.WithLabelValues(p.addr).Inc()
+		p.ready()
+		select {
+		case <-c.dead:
+		case <-p.ctx.Done():
+			c.close()
+			<-c.dead
+		}
+		p.slots[i].CompareAndSwap(c, nil)
+		p.m.backendConns.WithLabelValues(p.addr).Dec()
+		if !errors.Is(c.err, errConnClosed) {
+			p.m.backendErrors.WithLabelValues(p.addr).Inc()
+			p.log.Warn("backend connection lost", "slot", i, "err", c.err)
+		}
+	}
+}
+
+// send queues r on a live shared connection, starting at slot hint, and
+// reports whether one took it.
+func (p *pool) send(hint uint64, r *request) bool {
+	n := uint64(len(p.slots))
+	for k := uint64(0); k < n; k++ {
+		if c := p.slots[(hint+k)%n].Load(); c != nil && c.send(r) {
+			return true
+		}
+	}
+	return false
+}
+
+// connected reports whether at least one shared connection is up.
+func (p *pool) connected() bool {
+	for i := range p.slots {
+		if c := p.slots[i].Load(); c != nil && c.alive() {
+			return true
+		}
+	}
+	return false
+}
+
+// close ends the slots and every dedicated connection of the pool.
+func (p *pool) close() {
+	p.cancel()
+	p.closePinned()
+	p.mu.Lock()
+	for _, d := range p.spares {
+		d.nc.Close()
+	}
+	p.spares = nil
+	p.mu.Unlock()
+}
+
+// dedicated is a connection owned by one pinned session. The session does
+// synchronous request/reply on it, or hands it to a tunnel.
+type dedicated struct {
+	p  *pool
+	nc net.Conn
+	rr replyReader
+}
+
+// acquire returns a dedicated connection: a clean spare if one is alive,
+// else a new one. The caller must give it back with release.
+func (p *pool) acquire(ctx context.Context) (*dedicated, error) {
+	for {
+		p.mu.Lock()
+		var d *dedicated
+		if n := len(p.spares); n > 0 {
+			d = p.spares[n-1]
+			p.spares = p.spares[:n-1]
+		}
+		p.mu.Unlock()
+		if d == nil {
+			break
+		}
+		if d.idleAlive() {
+			p.track(d)
+			return d, nil
+		}
+		d.nc.Close()
+	}
+	nc, br, err := p.d.dial(ctx, p.addr)
+	if err != nil {
+		return nil, err
+	}
+	d := &dedicated{p: p, nc: nc, rr: replyReader{br: br}}
+	p.track(d)
+	return d, nil
+}
+
+func (p *pool) track(d *dedicated) {
+	p.mu.Lock()
+	p.pinned[d] = struct{}{}
+	p.mu.Unlock()
+}
+
+// release takes d back. A connection whose server-side state is known to be
+// clean is kept as a spare; any other is closed.
+func (p *pool) release(d *dedicated, clean bool) {
+	p.mu.Lock()
+	_, mine := p.pinned[d]
+	delete(p.pinned, d)
+	if clean && mine && p.ctx.Err() == nil && len(p.spares) < maxSpares && d.rr.br.Buffered() == 0 {
+		p.spares = append(p.spares, d)
+		p.mu.Unlock()
+		return
+	}
+	p.mu.Unlock()
+	d.nc.Close()
+}
+
+// closePinned closes every dedicated connection in use, which ends the
+// sessions pinned to them with an error. It is used when the server stops
+// being master: a transaction or subscription there must not go on.
+func (p *pool) closePinned() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for d := range p.pinned {
+		d.nc.Close()
+	}
+	for _, d := range p.spares {
+		d.nc.Close()
+	}
+	p.spares = nil
+}
+
+// idleAlive reports whether an idle connection is still open, without
+// blocking: a non-blocking peek that would block means alive; EOF, an error
+// or data (which an idle Redis connection never sends) means it must be
+// dropped. (A read deadline in the past cannot tell: Go fails such a read
+// before looking at the socket.)
+func (d *dedicated) idleAlive() bool {
+	if d.rr.br.Buffered() > 0 {
+		return false
+	}
+	sc, ok := d.nc.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	alive := false
+	var buf [1]byte
+	err = rc.Read(func(fd uintptr) bool {
+		n, _, rerr := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		alive = n < 0 && (rerr == syscall.EAGAIN || rerr == syscall.EWOULDBLOCK)
+		return true // never wait for readiness
+	})
+	return err == nil && alive
+}
+
+// bufReader exposes the reader for the tunnel, which copies what is already
+// buffered before reading the socket.
+func (d *dedicated) bufReader() *bufio.Reader { return d.rr.br }

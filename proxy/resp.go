@@ -1,0 +1,318 @@
+package proxy
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"slices"
+)
+
+// errBadReply means a backend sent bytes that are not RESP. The connection
+// carrying them can no longer be matched to requests and is closed.
+var errBadReply = errors.New("malformed RESP reply from backend")
+
+// replyReader reads whole RESP2/RESP3 values from a backend connection and
+// appends their raw bytes, unchanged, to a caller's buffer.
+type replyReader struct {
+	br *bufio.Reader
+}
+
+// parseLen parses the decimal length or count of a RESP header (without
+// the type byte and CRLF). It accepts -1 for null values.
+func parseLen(b []byte) (int64, bool) {
+	if len(b) == 0 || len(b) > 20 {
+		return 0, false
+	}
+	neg := false
+	if b[0] == '-' {
+		neg = true
+		b = b[1:]
+		if len(b) == 0 {
+			return 0, false
+		}
+	}
+	var n int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+		if n < 0 {
+			return 0, false
+		}
+	}
+	if neg {
+		n = -n
+	}
+	return n, true
+}
+
+// readLine appends the next CRLF-terminated line to dst and returns the
+// offset in dst where it starts. Lines longer than the bufio buffer are
+// accumulated piece by piece.
+func (r *replyReader) readLine(dst []byte) ([]byte, int, error) {
+	start := len(dst)
+	for {
+		chunk, err := r.br.ReadSlice('\n')
+		dst = append(dst, chunk...)
+		if err == nil {
+			break
+		}
+		if err != bufio.ErrBufferFull {
+			return dst, start, err
+		}
+	}
+	if n := len(dst) - start; n < 3 || dst[len(dst)-2] != '\r' {
+		return dst, start, errBadReply
+	}
+	return dst, start, nil
+}
+
+// appendValue reads one complete value and appends it to dst. When the value
+// would take dst past limit bytes, the rest of it is read and dropped and
+// overflow is reported; dst then holds a truncated value that must not be
+// sent to anyone. A limit <= 0 means no limit.
+func (r *replyReader) appendValue(dst []byte, limit int) (out []byte, overflow bool, err error) {
+	pending := int64(1)
+	for pending > 0 {
+		var start int
+		dst, start, err = r.readLine(dst)
+		if err != nil {
+			return dst, overflow, err
+		}
+		line := dst[start:]
+		typ := line[0]
+		body := line[1 : len(line)-2]
+		if overflow {
+			dst = dst[:start]
+		}
+		pending--
+		switch typ {
+		case '+', '-', ':', '_', ',', '#', '(':
+		case '$', '!', '=':
+			n, ok := parseLen(body)
+			if !ok {
+				return dst, overflow, errBadReply
+			}
+			if n < 0 {
+				continue
+			}
+			n += 2
+			if !overflow && limit > 0 && int64(len(dst))+n > int64(limit) {
+				overflow = true
+			}
+			if overflow {
+				if _, err := r.br.Discard(int(n)); err != nil {
+					return dst, overflow, err
+				}
+				continue
+			}
+			dst = slices.Grow(dst, int(n))
+			end := len(dst) + int(n)
+			if _, err := io.ReadFull(r.br, dst[len(dst):end]); err != nil {
+				return dst, overflow, err
+			}
+			dst = dst[:end]
+			if dst[end-2] != '\r' || dst[end-1] != '\n' {
+				return dst, overflow, errBadReply
+			}
+		case '*', '~', '>':
+			n, ok := parseLen(body)
+			if !ok {
+				return dst, overflow, errBadReply
+			}
+			if n > 0 {
+				pending += n
+			}
+		case '%':
+			n, ok := parseLen(body)
+			if !ok {
+				return dst, overflow, errBadReply
+			}
+			if n > 0 {
+				pending += 2 * n
+			}
+		case '|':
+			// An attribute map precedes the value it describes.
+			n, ok := parseLen(body)
+			if !ok {
+				return dst, overflow, errBadReply
+			}
+			pending += 2*n + 1
+		default:
+			return dst, overflow, errBadReply
+		}
+		if !overflow && limit > 0 && len(dst) > limit {
+			overflow = true
+		}
+	}
+	return dst, overflow, nil
+}
+
+// The request scanner bounds what a client may make the proxy buffer. It
+// follows the framing of the client's byte stream (not the values) and stops
+// a request whose bulk length, argument count or inline line is too large
+// before its bytes are read, as Redis does with proto-max-bulk-len.
+const (
+	scanStart    = iota // at the start of a request
+	scanHeader          // inside a "*N" or "$N" line
+	scanNextBulk        // expecting the "$" of the next argument
+	scanBody            // inside a bulk string body (and its CRLF)
+	scanInline          // inside an inline (telnet) request
+)
+
+const (
+	maxInline   = 64 * 1024 // Redis's PROTO_INLINE_MAX_SIZE
+	maxArgs     = 1 << 20   // arguments in one request
+	maxHeader   = 32        // bytes in a "*N" or "$N" line
+	errBulkLen  = "ERR Protocol error: invalid bulk length"
+	errMultiLen = "ERR Protocol error: invalid multibulk length"
+	errInline   = "ERR Protocol error: too big inline request"
+
+	// Before AUTH, Redis bounds requests much tighter, so that a client
+	// without the password cannot make the server buffer much.
+	maxArgsUnauth    = 10
+	maxBulkUnauth    = 16384
+	errBulkUnauth    = "ERR Protocol error: unauthenticated bulk length"
+	errMultiLenUnath = "ERR Protocol error: unauthenticated multibulk length"
+)
+
+type reqScanner struct {
+	maxBulk int64
+	unauth  bool // the client has not authenticated (a password is set)
+	state   uint8
+	kind    byte
+	n       int64
+	neg     bool
+	hdr     int
+	left    int64 // body bytes left, or inline bytes seen
+	bulks   int64 // arguments left in the current request
+}
+
+// scan follows p and returns the offset where the request that broke a limit
+// starts (or 0 if it started in an earlier chunk) and the error reply for it;
+// msg is "" when p is fine.
+func (s *reqScanner) scan(p []byte) (cut int, msg string) {
+	reqStart := 0
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		switch s.state {
+		case scanStart:
+			reqStart = i
+			if c == '*' {
+				s.state, s.kind, s.n, s.neg, s.hdr = scanHeader, '*', 0, false, 0
+			} else {
+				s.state, s.left = scanInline, 1
+				if c == '\n' {
+					s.state = scanStart
+				}
+			}
+		case scanHeader:
+			s.hdr++
+			switch {
+			case c >= '0' && c <= '9':
+				s.n = s.n*10 + int64(c-'0')
+			case c == '-' && s.hdr == 1:
+				s.neg = true
+			case c == '\r':
+			case c == '\n':
+				if s.neg {
+					s.n = -s.n
+				}
+				if s.kind == '*' {
+					switch {
+					case s.n > maxArgs:
+						return reqStart, errMultiLen
+					case s.unauth && s.n > maxArgsUnauth:
+						return reqStart, errMultiLenUnath
+					case s.n <= 0:
+						s.state = scanStart
+					default:
+						s.bulks, s.state = s.n, scanNextBulk
+					}
+				} else {
+					switch {
+					case s.n < 0 || s.n > s.maxBulk:
+						return reqStart, errBulkLen
+					case s.unauth && s.n > maxBulkUnauth:
+						return reqStart, errBulkUnauth
+					}
+					s.left, s.state = s.n+2, scanBody
+				}
+			default:
+				// Not a number: the request before this one is still
+				// answered, then this error ends the connection.
+				if s.kind == '*' {
+					return reqStart, errMultiLen
+				}
+				return reqStart, errBulkLen
+			}
+			if s.hdr > maxHeader || s.n > 1<<50 {
+				if s.kind == '*' {
+					return reqStart, errMultiLen
+				}
+				return reqStart, errBulkLen
+			}
+		case scanNextBulk:
+			if c != '$' {
+				return reqStart, "ERR Protocol error: expected '$', got '" + string(rune(c)) + "'"
+			}
+			s.state, s.kind, s.n, s.neg, s.hdr = scanHeader, '$', 0, false, 0
+		case scanBody:
+			skip := min(s.left, int64(len(p)-i))
+			s.left -= skip
+			i += int(skip) - 1
+			if s.left == 0 {
+				s.bulks--
+				if s.bulks == 0 {
+					s.state = scanStart
+				} else {
+					s.state = scanNextBulk
+				}
+			}
+		case scanInline:
+			if c == '\n' {
+				s.state = scanStart
+				continue
+			}
+			s.left++
+			if s.left > maxInline {
+				return reqStart, errInline
+			}
+		}
+	}
+	return 0, ""
+}
+
+// limitConn is the client connection as redcon sees it: reads pass through
+// a reqScanner, and a request over a limit gets Redis's protocol error, after
+// the replies to the requests before it, and then the connection ends.
+type limitConn struct {
+	net.Conn
+	scan    reqScanner
+	pending string // error reply owed before the next read fails
+}
+
+// errLimit ends a client connection whose request broke a limit.
+var errLimit = errors.New("request over a protocol limit")
+
+func (c *limitConn) Read(p []byte) (int, error) {
+	if c.pending != "" {
+		fmt.Fprintf(c.Conn, "-%s\r\n", c.pending)
+		return 0, errLimit
+	}
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		if cut, msg := c.scan.scan(p[:n]); msg != "" {
+			c.pending = msg
+			if cut == 0 {
+				fmt.Fprintf(c.Conn, "-%s\r\n", msg)
+				return 0, errLimit
+			}
+			return cut, nil
+		}
+	}
+	return n, err
+}

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Runs the test layers described in ../shared/CONVENTIONS.md and prints, at
+# the end, which layers ran and which were skipped and why. A layer that
+# runs and fails makes the script fail; a layer this machine cannot run is
+# reported as skipped, never as passed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+want=${1:-all}
+export TESTCONTAINERS_RYUK_DISABLED=true
+GO=${GO:-go}
+declare -a summary
+status=0
+
+layer() { # name, result, detail
+	summary+=("$(printf '%-12s %-8s %s' "$1" "$2" "$3")")
+}
+
+run_layer() { # name, command...
+	local name=$1
+	shift
+	echo "=== layer $name: $*"
+	local t0=$SECONDS
+	if "$@"; then
+		layer "$name" passed "$((SECONDS - t0))s"
+	else
+		layer "$name" FAILED "$((SECONDS - t0))s"
+		status=1
+	fi
+}
+
+appliance_tests() { make -s images && $GO test -count=1 -timeout 30m -v ./itest/; }
+have_redis() { command -v redis-server >/dev/null 2>&1; }
+is_root() { [ "$(id -u)" = 0 ]; }
+have_docker() { docker info >/dev/null 2>&1; }
+
+case $want in
+unit)
+	run_layer unit $GO test -short -count=1 ./...
+	;;
+integration | all)
+	if have_redis; then
+		run_layer integration $GO test -race -count=1 -timeout 20m ./...
+	else
+		layer integration skipped "redis-server is not installed (apt-get install -y redis-server); ran unit tests only"
+		run_layer unit $GO test -short -count=1 ./...
+	fi
+	;;&
+netns | all)
+	if [ "$want" = netns ]; then
+		if is_root; then
+			run_layer netns $GO test -count=1 -run Netns -v ./vip/
+		else
+			layer netns skipped "needs root for network namespaces"
+		fi
+	elif is_root; then
+		layer netns "(in integration)" "ran inside the integration layer as root"
+	else
+		layer netns skipped "needs root for network namespaces (the tests skipped themselves)"
+	fi
+	;;&
+appliance | all)
+	if [ ! -d itest ] || ! ls itest/*_test.go >/dev/null 2>&1; then
+		layer appliance skipped "no appliance scenarios yet (itest/ is empty)"
+	elif ! have_docker; then
+		layer appliance skipped "no Docker engine reachable"
+	else
+		run_layer appliance appliance_tests
+	fi
+	;;
+integration | netns) ;;
+*)
+	echo "usage: scripts/test.sh [all|unit|integration|netns|appliance]" >&2
+	exit 2
+	;;
+esac
+
+echo
+echo "=== test layers"
+printf '%s\n' "${summary[@]}"
+exit $status

@@ -1,0 +1,283 @@
+package vip
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// Wire format of an advert, version 1 (all integers big-endian):
+//
+//	off  len  field
+//	0    2    magic "rv"
+//	2    1    version (1)
+//	3    1    flags (bit 0: sender unhealthy; other bits must be zero)
+//	4    1    priority (0 = releasing the VIP)
+//	5    1    sender role (0 INIT, 1 BACKUP, 2 MASTER, 3 FAULT)
+//	6    2    advert interval, milliseconds (1–65535)
+//	8    16   sender address (IPv4 as v4-mapped IPv6)
+//	24   8    boot id (random per process start)
+//	32   8    sequence number (increases by one per advert within a boot)
+//	40   8    sender clock, Unix nanoseconds
+//	48   8    payload epoch
+//	56   2    payload master length n (0–512)
+//	58   n    payload master (host:port)
+//	58+n 32   HMAC-SHA256 over bytes [0, 58+n) with the shared secret
+const (
+	advertVersion  = 1
+	headerLen      = 58
+	macLen         = sha256.Size
+	maxMasterLen   = 512
+	minAdvertLen   = headerLen + macLen
+	maxAdvertLen   = headerLen + maxMasterLen + macLen
+	flagUnhealthy  = 1 << 0
+	knownFlags     = flagUnhealthy
+	magic0, magic1 = 'r', 'v'
+)
+
+// Advert is one decoded advertisement.
+type Advert struct {
+	Priority uint8
+	Healthy  bool
+	Role     Role
+	Interval time.Duration // whole milliseconds on the wire
+	Sender   netip.Addr
+	BootID   uint64
+	Seq      uint64
+	Time     time.Time // the sender's clock, nanoseconds on the wire
+	Payload  Payload
+}
+
+// Reason says why an incoming packet was rejected. A Reason is an error, so
+// callers can test errors.Is(err, vip.ReasonBadMAC).
+type Reason uint8
+
+const (
+	ReasonTruncated Reason = iota + 1 // shorter than its own length says
+	ReasonNotAdvert                   // wrong magic: not ours at all
+	ReasonVersion                     // a version this build does not speak
+	ReasonBadMAC                      // forged, corrupted, or a different secret
+	ReasonMalformed                   // authenticated but a field is invalid, or trailing bytes
+	ReasonStale                       // sender clock outside the replay window
+	ReasonReplay                      // sequence or boot id not newer than the last accepted
+	ReasonSelf                        // our own address or boot id: a loop or an address clash
+)
+
+// Reasons lists every Reason, for exporting counters with stable labels.
+var Reasons = []Reason{ReasonTruncated, ReasonNotAdvert, ReasonVersion, ReasonBadMAC, ReasonMalformed, ReasonStale, ReasonReplay, ReasonSelf}
+
+func (r Reason) String() string {
+	switch r {
+	case ReasonTruncated:
+		return "truncated"
+	case ReasonNotAdvert:
+		return "not-advert"
+	case ReasonVersion:
+		return "version"
+	case ReasonBadMAC:
+		return "bad-mac"
+	case ReasonMalformed:
+		return "malformed"
+	case ReasonStale:
+		return "stale"
+	case ReasonReplay:
+		return "replay"
+	case ReasonSelf:
+		return "self"
+	}
+	return fmt.Sprintf("Reason(%d)", uint8(r))
+}
+
+func (r Reason) Error() string { return "advert rejected: " + r.String() }
+
+// RejectError is a rejection with its detail. It unwraps to its Reason.
+type RejectError struct {
+	Reason Reason
+	Detail string
+}
+
+func (e *RejectError) Error() string { return e.Reason.Error() + ": " + e.Detail }
+func (e *RejectError) Unwrap() error { return e.Reason }
+
+func reject(r Reason, format string, args ...any) error {
+	return &RejectError{Reason: r, Detail: fmt.Sprintf(format, args...)}
+}
+
+// ReasonOf returns the Reason of an error from Unmarshal or the replay
+// check, or 0 if err is not a rejection.
+func ReasonOf(err error) Reason {
+	var r Reason
+	if errors.As(err, &r) {
+		return r
+	}
+	return 0
+}
+
+// AppendMarshal appends the signed encoding of a to dst.
+func (a *Advert) AppendMarshal(dst, key []byte) ([]byte, error) {
+	ms := a.Interval.Milliseconds()
+	switch {
+	case ms < 1 || ms > 0xffff:
+		return dst, fmt.Errorf("marshal advert: interval %v outside 1ms–65.535s", a.Interval)
+	case len(a.Payload.Master) > maxMasterLen:
+		return dst, fmt.Errorf("marshal advert: master %d bytes, at most %d", len(a.Payload.Master), maxMasterLen)
+	case !a.Sender.IsValid():
+		return dst, errors.New("marshal advert: no sender address")
+	case a.Role > Fault:
+		return dst, fmt.Errorf("marshal advert: invalid role %d", a.Role)
+	}
+	start := len(dst)
+	var flags byte
+	if !a.Healthy {
+		flags |= flagUnhealthy
+	}
+	dst = append(dst, magic0, magic1, advertVersion, flags, a.Priority, byte(a.Role))
+	dst = binary.BigEndian.AppendUint16(dst, uint16(ms))
+	s16 := a.Sender.As16()
+	dst = append(dst, s16[:]...)
+	dst = binary.BigEndian.AppendUint64(dst, a.BootID)
+	dst = binary.BigEndian.AppendUint64(dst, a.Seq)
+	dst = binary.BigEndian.AppendUint64(dst, uint64(a.Time.UnixNano()))
+	dst = binary.BigEndian.AppendUint64(dst, a.Payload.Epoch)
+	dst = binary.BigEndian.AppendUint16(dst, uint16(len(a.Payload.Master)))
+	dst = append(dst, a.Payload.Master...)
+	return appendMAC(dst, start, key), nil
+}
+
+// appendMAC appends the HMAC of dst[start:] to dst.
+func appendMAC(dst []byte, start int, key []byte) []byte {
+	mac := hmac.New(sha256.New, key)
+	mac.Write(dst[start:])
+	return mac.Sum(dst)
+}
+
+// Marshal returns the signed encoding of a.
+func Marshal(a Advert, key []byte) ([]byte, error) {
+	return a.AppendMarshal(make([]byte, 0, minAdvertLen+len(a.Payload.Master)), key)
+}
+
+// Unmarshal decodes b and verifies its MAC with key. Errors are
+// *RejectError carrying a Reason; Unmarshal never panics and does not retain
+// b. It does not check freshness: see replayGuard.
+func Unmarshal(b, key []byte) (Advert, error) {
+	var a Advert
+	if len(b) >= 2 && (b[0] != magic0 || b[1] != magic1) {
+		return a, reject(ReasonNotAdvert, "magic %#02x%02x", b[0], b[1])
+	}
+	if len(b) >= 3 && b[2] != advertVersion {
+		return a, reject(ReasonVersion, "version %d, want %d", b[2], advertVersion)
+	}
+	if len(b) < minAdvertLen {
+		return a, reject(ReasonTruncated, "%d bytes, need at least %d", len(b), minAdvertLen)
+	}
+	n := int(binary.BigEndian.Uint16(b[56:58]))
+	if n > maxMasterLen {
+		return a, reject(ReasonMalformed, "master length %d exceeds %d", n, maxMasterLen)
+	}
+	want := headerLen + n + macLen
+	if len(b) < want {
+		return a, reject(ReasonTruncated, "%d bytes, header says %d", len(b), want)
+	}
+	if len(b) > want {
+		return a, reject(ReasonMalformed, "%d trailing bytes", len(b)-want)
+	}
+	mac := hmac.New(sha256.New, key)
+	mac.Write(b[:headerLen+n])
+	if !hmac.Equal(mac.Sum(nil), b[headerLen+n:]) {
+		return a, reject(ReasonBadMAC, "hmac mismatch")
+	}
+	flags := b[3]
+	if flags&^knownFlags != 0 {
+		return a, reject(ReasonMalformed, "unknown flags %#02x", flags)
+	}
+	a.Healthy = flags&flagUnhealthy == 0
+	a.Priority = b[4]
+	if b[5] > byte(Fault) {
+		return a, reject(ReasonMalformed, "role %d", b[5])
+	}
+	a.Role = Role(b[5])
+	ms := binary.BigEndian.Uint16(b[6:8])
+	if ms == 0 {
+		return a, reject(ReasonMalformed, "interval 0")
+	}
+	a.Interval = time.Duration(ms) * time.Millisecond
+	a.Sender = netip.AddrFrom16([16]byte(b[8:24])).Unmap()
+	if a.Sender.IsUnspecified() {
+		return a, reject(ReasonMalformed, "unspecified sender")
+	}
+	a.BootID = binary.BigEndian.Uint64(b[24:32])
+	a.Seq = binary.BigEndian.Uint64(b[32:40])
+	a.Time = time.Unix(0, int64(binary.BigEndian.Uint64(b[40:48])))
+	a.Payload.Epoch = binary.BigEndian.Uint64(b[48:56])
+	a.Payload.Master = string(b[headerLen : headerLen+n])
+	return a, nil
+}
+
+// replayGuard rejects adverts outside the clock window and adverts not newer
+// than the last accepted one from the same sender: within a boot the
+// sequence must increase; a new boot id is accepted only with a later clock
+// than the last accepted advert, so recordings of an earlier boot cannot be
+// replayed. Only authenticated adverts reach it, so its map is bounded by the
+// number of real nodes. Not safe for concurrent use.
+type replayGuard struct {
+	window time.Duration
+	last   map[netip.Addr]seen
+}
+
+type seen struct {
+	boot, seq uint64
+	time      time.Time
+}
+
+func newReplayGuard(window time.Duration) *replayGuard {
+	return &replayGuard{window: window, last: make(map[netip.Addr]seen)}
+}
+
+// check records a as the latest from its sender if it is fresh, else
+// returns a *RejectError (ReasonStale or ReasonReplay) and records nothing.
+func (g *replayGuard) check(a Advert, now time.Time) error {
+	if d := now.Sub(a.Time); d > g.window || d < -g.window {
+		return reject(ReasonStale, "sender clock %v off by %v, window %v", a.Sender, d.Round(time.Millisecond), g.window)
+	}
+	if l, ok := g.last[a.Sender]; ok {
+		if a.BootID == l.boot && a.Seq <= l.seq {
+			return reject(ReasonReplay, "%v seq %d, last %d", a.Sender, a.Seq, l.seq)
+		}
+		if a.BootID != l.boot && !a.Time.After(l.time) {
+			return reject(ReasonReplay, "%v boot %x older than boot %x", a.Sender, a.BootID, l.boot)
+		}
+	}
+	g.last[a.Sender] = seen{boot: a.BootID, seq: a.Seq, time: a.Time}
+	return nil
+}
+
+// receiver turns packets into adverts Step may see: decode, authenticate,
+// drop our own, check freshness.
+type receiver struct {
+	key    []byte
+	self   netip.Addr
+	bootID uint64
+	guard  *replayGuard
+}
+
+func (r *receiver) accept(b []byte, now time.Time) (Advert, error) {
+	a, err := Unmarshal(b, r.key)
+	if err != nil {
+		return a, err
+	}
+	if a.Sender == r.self || a.BootID == r.bootID {
+		return a, reject(ReasonSelf, "sender %v boot %x is this node", a.Sender, a.BootID)
+	}
+	if err := r.guard.check(a, now); err != nil {
+		return a, err
+	}
+	return a, nil
+}
+
+func (a Advert) event() AdvertReceived {
+	return AdvertReceived{From: a.Sender, Priority: a.Priority, Healthy: a.Healthy, Role: a.Role, Interval: a.Interval, Payload: a.Payload}
+}

@@ -1,0 +1,190 @@
+package vip
+
+import (
+	"bytes"
+	"errors"
+	"net/netip"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+var testKey = []byte("0123456789abcdef-test-key")
+
+func sampleAdvert() Advert {
+	return Advert{
+		Priority: 150, Healthy: true, Role: Master, Interval: 200 * time.Millisecond,
+		Sender: addr2, BootID: 0xdeadbeefcafe, Seq: 42, Time: time.Unix(0, 1767225600123456789),
+		Payload: Payload{Epoch: 7, Master: "10.9.0.2:6379"},
+	}
+}
+
+func TestAdvertRoundTrip(t *testing.T) {
+	for _, a := range []Advert{
+		sampleAdvert(),
+		{Priority: 0, Healthy: false, Role: Fault, Interval: time.Millisecond, Sender: netip.MustParseAddr("fd00::1"), Time: time.Unix(0, 0)},
+		{Priority: 254, Healthy: true, Role: Init, Interval: 65535 * time.Millisecond, Sender: addr1, Seq: ^uint64(0), BootID: ^uint64(0),
+			Time: time.Unix(0, -1), Payload: Payload{Epoch: ^uint64(0), Master: strings.Repeat("m", maxMasterLen)}},
+	} {
+		b, err := Marshal(a, testKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(b) != minAdvertLen+len(a.Payload.Master) {
+			t.Errorf("length %d, want %d", len(b), minAdvertLen+len(a.Payload.Master))
+		}
+		got, err := Unmarshal(b, testKey)
+		if err != nil {
+			t.Fatalf("Unmarshal: %v", err)
+		}
+		if !reflect.DeepEqual(got, a) {
+			t.Errorf("round trip\n got %+v\nwant %+v", got, a)
+		}
+	}
+}
+
+func TestMarshalRejectsInvalid(t *testing.T) {
+	for name, mut := range map[string]func(*Advert){
+		"zero interval":   func(a *Advert) { a.Interval = 0 },
+		"interval > 65s":  func(a *Advert) { a.Interval = 66 * time.Second },
+		"no sender":       func(a *Advert) { a.Sender = netip.Addr{} },
+		"master too long": func(a *Advert) { a.Payload.Master = strings.Repeat("x", maxMasterLen+1) },
+		"bad role":        func(a *Advert) { a.Role = 9 },
+	} {
+		a := sampleAdvert()
+		mut(&a)
+		if _, err := Marshal(a, testKey); err == nil {
+			t.Errorf("%s: Marshal accepted it", name)
+		}
+	}
+}
+
+// resign recomputes the MAC after a test edits the body, so that the field
+// checks behind the MAC are reached.
+func resign(b []byte) []byte {
+	n := len(b) - macLen
+	return appendMAC(b[:n:n], 0, testKey)
+}
+
+func TestUnmarshalReasons(t *testing.T) {
+	good, err := Marshal(sampleAdvert(), testKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edit := func(f func(b []byte) []byte) []byte { return f(append([]byte(nil), good...)) }
+	for _, tc := range []struct {
+		name string
+		b    []byte
+		want Reason
+	}{
+		{"empty", nil, ReasonTruncated},
+		{"one byte", []byte{'r'}, ReasonTruncated},
+		{"header only", good[:headerLen], ReasonTruncated},
+		{"missing last MAC byte", good[:len(good)-1], ReasonTruncated},
+		{"not ours", []byte("GET / HTTP/1.1\r\n"), ReasonNotAdvert},
+		{"version 2", edit(func(b []byte) []byte { b[2] = 2; return b }), ReasonVersion},
+		{"version 2, short", []byte{'r', 'v', 2}, ReasonVersion},
+		{"flipped body bit", edit(func(b []byte) []byte { b[4] ^= 1; return b }), ReasonBadMAC},
+		{"flipped MAC bit", edit(func(b []byte) []byte { b[len(b)-1] ^= 1; return b }), ReasonBadMAC},
+		{"wrong key", func() []byte { b, _ := Marshal(sampleAdvert(), []byte("another-key-of-16+")); return b }(), ReasonBadMAC},
+		{"trailing byte", append(append([]byte(nil), good...), 0), ReasonMalformed},
+		{"master length too big", edit(func(b []byte) []byte { b[56], b[57] = 0xff, 0xff; return b }), ReasonMalformed},
+		{"unknown flag", edit(func(b []byte) []byte { b[3] |= 0x80; return resign(b) }), ReasonMalformed},
+		{"bad role", edit(func(b []byte) []byte { b[5] = 7; return resign(b) }), ReasonMalformed},
+		{"zero interval", edit(func(b []byte) []byte { b[6], b[7] = 0, 0; return resign(b) }), ReasonMalformed},
+		{"unspecified sender", edit(func(b []byte) []byte { clear(b[8:24]); return resign(b) }), ReasonMalformed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Unmarshal(tc.b, testKey)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("err %v, want reason %v", err, tc.want)
+			}
+			var re *RejectError
+			if !errors.As(err, &re) || re.Reason != tc.want || ReasonOf(err) != tc.want {
+				t.Fatalf("err %#v is not a *RejectError with reason %v", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestReplayGuard(t *testing.T) {
+	now := t0
+	adv := func(boot, seq uint64, age time.Duration) Advert {
+		a := sampleAdvert()
+		a.BootID, a.Seq, a.Time = boot, seq, now.Add(-age)
+		return a
+	}
+	g := newReplayGuard(10 * time.Second)
+	for i, tc := range []struct {
+		a    Advert
+		want Reason // 0: accepted
+	}{
+		{adv(1, 5, 0), 0},
+		{adv(1, 5, 0), ReasonReplay},               // same sequence
+		{adv(1, 4, 0), ReasonReplay},               // older
+		{adv(1, 6, 0), 0},                          // next
+		{adv(1, 100, 0), 0},                        // gaps are fine (lost packets)
+		{adv(1, 101, 11*time.Second), ReasonStale}, // clock too far behind
+		{adv(1, 101, -11*time.Second), ReasonStale},
+		{adv(2, 1, time.Second), ReasonReplay}, // other boot, older clock: a recording
+		{adv(2, 1, -time.Millisecond), 0},      // other boot, newer clock: a restart
+		{adv(1, 102, -time.Millisecond), ReasonReplay},
+		{adv(2, 2, -time.Millisecond), 0},
+	} {
+		err := g.check(tc.a, now)
+		if got := ReasonOf(err); got != tc.want {
+			t.Fatalf("case %d (boot %d seq %d): reason %v, want %v (%v)", i, tc.a.BootID, tc.a.Seq, got, tc.want, err)
+		}
+	}
+	// A rejection records nothing: a later fresh advert is still accepted.
+	if err := g.check(adv(2, 3, -2*time.Millisecond), now); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestReceiverRejectsSelf(t *testing.T) {
+	r := &receiver{key: testKey, self: addr1, bootID: 9, guard: newReplayGuard(time.Minute)}
+	for _, a := range []Advert{
+		func() Advert { a := sampleAdvert(); a.Sender = addr1; a.Time = t0; return a }(),
+		func() Advert { a := sampleAdvert(); a.BootID = 9; a.Time = t0; return a }(),
+	} {
+		b, _ := Marshal(a, testKey)
+		if _, err := r.accept(b, t0); ReasonOf(err) != ReasonSelf {
+			t.Errorf("accept own advert: %v, want self", err)
+		}
+	}
+}
+
+func FuzzUnmarshal(f *testing.F) {
+	good, _ := Marshal(sampleAdvert(), testKey)
+	f.Add(good)
+	f.Add(good[:40])
+	f.Add([]byte{})
+	f.Add([]byte("rv\x01"))
+	long := sampleAdvert()
+	long.Payload.Master = strings.Repeat("h", maxMasterLen)
+	b, _ := Marshal(long, testKey)
+	f.Add(b)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		orig := append([]byte(nil), b...)
+		a, err := Unmarshal(b, testKey)
+		if !bytes.Equal(b, orig) {
+			t.Fatal("Unmarshal modified its input")
+		}
+		if err != nil {
+			if ReasonOf(err) == 0 {
+				t.Fatalf("error without a reason: %v", err)
+			}
+			return
+		}
+		// Whatever decodes re-encodes to the same bytes.
+		again, err := Marshal(a, testKey)
+		if err != nil {
+			t.Fatalf("accepted advert does not re-marshal: %v", err)
+		}
+		if !bytes.Equal(again, b) {
+			t.Fatalf("re-marshal differs\n in %x\nout %x", b, again)
+		}
+	})
+}

@@ -1,0 +1,74 @@
+// Package vip elects which proxy of an active/standby pair holds the
+// virtual IP, and makes the interface agree.
+//
+// # Contract
+//
+// The election is VRRP-like (RFC 5798), over authenticated unicast UDP:
+//
+//   - Roles: INIT → BACKUP ⇄ MASTER, and FAULT. Only the master sends adverts,
+//     every Interval (default 200ms), to each peer (default port 5405).
+//   - A backup that hears no advert for 3 × Interval + skew takes over, where
+//     skew = (256 − Priority) × Interval / 256: MasterDownInterval and
+//     SkewTime. With the defaults (priority 100) that is ≈722ms.
+//   - Rank: a healthy node beats an unhealthy one; then higher Priority
+//     (1–254); then, between two masters, the higher address.
+//   - Preemption (default on): a backup that outranks the master's health and
+//     priority takes over, after PreemptDelay if set. NoPreempt keeps it
+//     backup — except against an unhealthy master, which always yields to a
+//     healthy backup.
+//   - Graceful stop (cancel Run's context): the master removes the VIP, then
+//     sends a priority-0 advert; the backup takes over after its skew time
+//     only (≈122ms at priority 100). A killed node stops advertising and is
+//     replaced after the master-down interval; the VIP it left on its
+//     interface is removed when it starts again.
+//   - Tracking: SetHealthy(false) demotes the node below every healthy one
+//     (TrackDemote, the default) or puts it in FAULT (TrackFault).
+//   - Payload: every advert carries main's (epoch, master); a node adopts a
+//     peer's payload when its epoch is higher, so whoever takes over
+//     advertises the inherited decision. Payload and Peer expose it.
+//   - Adverts are signed with HMAC-SHA256 (Secret, required with a VIP) and
+//     carry a per-process boot id, an increasing sequence number and the
+//     sender's clock (ReplayWindow). Every rejected packet is counted by
+//     Reason in Stats; none changes state.
+//   - The master adds the VIP with netlink, announces it with GARPCount
+//     gratuitous ARPs GARPSpacing apart and one more every GARPRefresh. A
+//     reconcile loop (netlink address updates plus every ReconcileInterval)
+//     restores the VIP on a master and removes it from a non-master.
+//
+// The decisions are the pure function Step(State, Event, now) → (State,
+// []Effect): no I/O, no clock. Node is the loop that feeds it events
+// (timers, adverts, health) and applies its effects; it logs each transition
+// once ("vip claimed", "vip released", "became backup", "entered fault").
+//
+// IsMaster turns true only after the VIP is on the interface and false as
+// soon as the node decides to step down, before the VIP is removed; a
+// Change from Subscribe arrives after its effects are applied. So main can
+// gate topology changes on IsMaster: it is never true while this node lacks
+// the VIP. (Two nodes that cannot hear each other are both master; VRRP
+// cannot prevent that, and the payload epoch is the fencing token for it.)
+//
+// Limits: IPv4 VIPs only (no unsolicited neighbour advertisements for
+// IPv6); adverts are not TTL-checked (authentication is by HMAC only);
+// node clocks must agree within ReplayWindow.
+//
+// Owning a VIP needs CAP_NET_ADMIN and CAP_NET_RAW; CheckCapabilities names
+// the missing ones, and New calls it when a VIP is configured.
+//
+// # Typical use
+//
+//	peers, err := vip.ParsePeers("10.0.0.2")
+//	n, err := vip.New(vip.Config{
+//		Interface: "eth0",
+//		VIP:       netip.MustParsePrefix("10.0.0.100/24"),
+//		Peers:     peers,
+//		Priority:  150,
+//		Secret:    secret,
+//	}, logger)
+//	changes, cancel := n.Subscribe()
+//	defer cancel()
+//	go func() { errc <- n.Run(ctx) }() // returns after the graceful release
+//	n.SetHealthy(redisReachable)
+//	n.SetPayload(topo.Epoch, topo.Master)
+//	if n.IsMaster() { /* this node may change the replication topology */ }
+//	st := n.Stats() // export as metrics
+package vip

@@ -1,0 +1,445 @@
+package vip
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+var testVIP = netip.MustParsePrefix("10.0.0.100/24")
+
+// fakeNet delivers datagrams between fake transports; cut nodes neither
+// send nor receive (a killed or partitioned node).
+type fakeNet struct {
+	mu    sync.Mutex
+	inbox map[netip.Addr]chan dgram
+	cut   map[netip.Addr]bool
+}
+
+type dgram struct {
+	b    []byte
+	from netip.Addr
+}
+
+func newFakeNet() *fakeNet {
+	return &fakeNet{inbox: map[netip.Addr]chan dgram{}, cut: map[netip.Addr]bool{}}
+}
+
+func (f *fakeNet) setCut(a netip.Addr, cut bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.cut[a] = cut
+}
+
+// inject delivers b to a as if sent by from.
+func (f *fakeNet) inject(to, from netip.Addr, b []byte) {
+	f.mu.Lock()
+	ch := f.inbox[to]
+	f.mu.Unlock()
+	ch <- dgram{b: b, from: from}
+}
+
+type fakeTransport struct {
+	net   *fakeNet
+	self  netip.Addr
+	peers []netip.AddrPort
+	in    chan dgram
+	done  chan struct{}
+	once  sync.Once
+}
+
+func (f *fakeNet) transport(self netip.Addr, peers []netip.AddrPort) *fakeTransport {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	t := &fakeTransport{net: f, self: self, peers: peers, in: make(chan dgram, 64), done: make(chan struct{})}
+	f.inbox[self] = t.in
+	return t
+}
+
+func (t *fakeTransport) Send(b []byte) error {
+	t.net.mu.Lock()
+	defer t.net.mu.Unlock()
+	if t.net.cut[t.self] {
+		return nil
+	}
+	for _, p := range t.peers {
+		if ch := t.net.inbox[p.Addr()]; ch != nil && !t.net.cut[p.Addr()] {
+			select {
+			case ch <- dgram{b: append([]byte(nil), b...), from: t.self}:
+			default:
+			}
+		}
+	}
+	return nil
+}
+
+func (t *fakeTransport) Recv(b []byte) (int, netip.AddrPort, error) {
+	select {
+	case d := <-t.in:
+		return copy(b, d.b), netip.AddrPortFrom(d.from, DefaultPort), nil
+	case <-t.done:
+		return 0, netip.AddrPort{}, net.ErrClosed
+	}
+}
+
+func (t *fakeTransport) Close() error {
+	t.once.Do(func() { close(t.done) })
+	return nil
+}
+
+type fakeOwner struct {
+	mu      sync.Mutex
+	addrs   map[netip.Prefix]bool
+	failAdd error
+}
+
+func (o *fakeOwner) List() ([]netip.Prefix, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var out []netip.Prefix
+	for p := range o.addrs {
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+func (o *fakeOwner) Add(p netip.Prefix) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.failAdd != nil {
+		return o.failAdd
+	}
+	o.addrs[p] = true
+	return nil
+}
+
+func (o *fakeOwner) Del(p netip.Prefix) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	delete(o.addrs, p)
+	return nil
+}
+
+func (o *fakeOwner) has(p netip.Prefix) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.addrs[p]
+}
+
+func (o *fakeOwner) setFailAdd(err error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.failAdd = err
+}
+
+type fakeAnnouncer struct{ n atomic.Int64 }
+
+func (a *fakeAnnouncer) Announce(netip.Addr) error { a.n.Add(1); return nil }
+
+type testPeer struct {
+	*Node
+	owner *fakeOwner
+	ann   *fakeAnnouncer
+	stop  context.CancelFunc
+	done  chan error
+	once  sync.Once
+	err   error
+}
+
+func testLogger(t *testing.T, name string) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug})).With("node", name)
+}
+
+// startFake starts a Node on fn with fake owner and announcer.
+func startFake(t *testing.T, fn *fakeNet, self, peer netip.Addr, prio uint8, mut func(*Config)) *testPeer {
+	cfg := Config{Interface: "eth0", VIP: testVIP, Peers: []netip.AddrPort{netip.AddrPortFrom(peer, 0)},
+		Address: self, Priority: prio, Secret: testKey}
+	if mut != nil {
+		mut(&cfg)
+	}
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	p := &testPeer{Node: newNode(cfg, testLogger(t, self.String())), owner: &fakeOwner{addrs: map[netip.Prefix]bool{}},
+		ann: &fakeAnnouncer{}, done: make(chan error, 1)}
+	tr := fn.transport(self, cfg.Peers)
+	p.open = func() (*deps, error) {
+		return &deps{tr: tr, owner: p.owner, ann: p.ann, close: func() {}}, nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p.stop = cancel
+	go func() { p.done <- p.Run(ctx) }()
+	t.Cleanup(func() { p.halt(t) })
+	return p
+}
+
+// halt stops p gracefully and waits for Run to return; it may be called
+// more than once.
+func (p *testPeer) halt(t *testing.T) {
+	p.once.Do(func() {
+		p.stop()
+		p.err = <-p.done
+	})
+	if p.err != nil {
+		t.Errorf("Run: %v", p.err)
+	}
+}
+
+func waitRole(t *testing.T, ch <-chan Change, want Role) Change {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case c := <-ch:
+			if c.To == want {
+				return c
+			}
+		case <-timeout:
+			t.Fatalf("no transition to %v within 10s", want)
+		}
+	}
+}
+
+func drain(ch <-chan Change) {
+	for {
+		select {
+		case <-ch:
+		default:
+			return
+		}
+	}
+}
+
+// TestNodePairFailover runs two Nodes over a fake network in a synctest
+// bubble, so the takeover times are exact.
+func TestNodePairFailover(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fn := newFakeNet()
+		a := startFake(t, fn, addr1, addr2, 150, nil)
+		b := startFake(t, fn, addr2, addr1, 100, nil)
+		bch, unsub := b.Subscribe()
+		defer unsub()
+
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		if a.Role() != Master || !a.IsMaster() || b.Role() != Backup {
+			t.Fatalf("roles a=%v b=%v, want MASTER/BACKUP", a.Role(), b.Role())
+		}
+		if !a.owner.has(testVIP) || b.owner.has(testVIP) {
+			t.Fatalf("VIP on a=%v b=%v, want only a", a.owner.has(testVIP), b.owner.has(testVIP))
+		}
+		if n := a.ann.n.Load(); n != 3 {
+			t.Fatalf("a sent %d GARPs, want a burst of 3", n)
+		}
+
+		// main's replication decision reaches the backup at once.
+		if err := a.SetPayload(5, "10.9.0.1:6379"); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		if got := b.Payload(); got != (Payload{5, "10.9.0.1:6379"}) {
+			t.Fatalf("backup payload %+v", got)
+		}
+		if pi, ok := b.Peer(); !ok || pi.Addr != addr1 || pi.Role != Master || pi.Priority != 150 || pi.Payload.Epoch != 5 {
+			t.Fatalf("backup's Peer() = %+v, %v", pi, ok)
+		}
+
+		// Kill a: its adverts stop abruptly (no release).
+		drain(bch)
+		killed := time.Now()
+		fn.setCut(addr1, true)
+		c := waitRole(t, bch, Master)
+		down := MasterDownInterval(100, 200*time.Millisecond)
+		if took := c.At.Sub(killed); took <= down-200*time.Millisecond || took > down {
+			t.Fatalf("takeover %v after the kill, want within (%v, %v]", took, down-200*time.Millisecond, down)
+		} else {
+			t.Logf("kill: b claimed %v after a's last chance to advertise (master-down %v)", took, down)
+		}
+		synctest.Wait()
+		if !b.owner.has(testVIP) || b.Payload().Epoch != 5 {
+			t.Fatalf("new master: holds VIP %v, payload %+v; want the VIP and the inherited epoch 5", b.owner.has(testVIP), b.Payload())
+		}
+
+		// The partition heals: two masters; the higher priority keeps it.
+		fn.setCut(addr1, false)
+		c = waitRole(t, bch, Backup)
+		synctest.Wait()
+		if a.Role() != Master || b.owner.has(testVIP) || !a.owner.has(testVIP) {
+			t.Fatalf("after heal: a=%v b=%v, b holds VIP %v", a.Role(), b.Role(), b.owner.has(testVIP))
+		}
+
+		// Graceful stop: b claims after its skew time exactly.
+		time.Sleep(time.Second)
+		drain(bch)
+		stopped := time.Now()
+		a.halt(t)
+		if a.owner.has(testVIP) {
+			t.Fatal("a kept the VIP after a graceful stop")
+		}
+		c = waitRole(t, bch, Master)
+		if took, skew := c.At.Sub(stopped), SkewTime(100, 200*time.Millisecond); took != skew {
+			t.Fatalf("graceful takeover after %v, want the skew time %v", took, skew)
+		} else {
+			t.Logf("graceful: b claimed %v after a stopped (skew %v)", took, skew)
+		}
+		st := b.Stats()
+		if st.Role != Master || st.TransitionsTo[Master] != 2 || st.AdvertsReceived == 0 || st.AdvertsSent == 0 || !st.HoldsVIP {
+			t.Fatalf("b stats %+v", st)
+		}
+		b.halt(t)
+	})
+}
+
+// TestNodeTrackingReconcileAndBadInput: health demotion, the reconcile loop
+// repairing the address both ways, counted bad input, and a failing add.
+func TestNodeTrackingReconcileAndBadInput(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fn := newFakeNet()
+		a := startFake(t, fn, addr1, addr2, 150, func(c *Config) { c.NoPreempt = true })
+		b := startFake(t, fn, addr2, addr1, 100, func(c *Config) { c.NoPreempt = true })
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		if a.Role() != Master {
+			t.Fatalf("a is %v", a.Role())
+		}
+
+		// a loses Redis: the healthy b takes over at once despite nopreempt.
+		a.SetHealthy(false)
+		synctest.Wait()
+		if a.Role() != Backup || b.Role() != Master || !b.owner.has(testVIP) || a.owner.has(testVIP) {
+			t.Fatalf("after a unhealthy: a=%v b=%v", a.Role(), b.Role())
+		}
+
+		// Someone deletes the VIP from the master: restored within 1s, with GARPs.
+		time.Sleep(500 * time.Millisecond) // let the claim's GARP burst finish
+		garps := b.ann.n.Load()
+		b.owner.Del(testVIP)
+		time.Sleep(1500 * time.Millisecond)
+		synctest.Wait()
+		if !b.owner.has(testVIP) || b.Stats().VIPRepairs != 1 || b.ann.n.Load() != garps+3 {
+			t.Fatalf("VIP not restored: has %v, stats %+v", b.owner.has(testVIP), b.Stats())
+		}
+		// Someone adds it on the backup: removed.
+		a.owner.Add(testVIP)
+		time.Sleep(1100 * time.Millisecond)
+		synctest.Wait()
+		if a.owner.has(testVIP) || a.Stats().VIPRepairs != 1 {
+			t.Fatalf("stray VIP not removed from the backup: %+v", a.Stats())
+		}
+
+		// Bad input at b: counted by reason, state unchanged.
+		forged := sampleAdvert()
+		forged.Sender, forged.Priority, forged.Time = addr1, 254, time.Now()
+		fb, _ := Marshal(forged, []byte("not-the-shared-secret"))
+		for _, d := range [][]byte{fb, []byte("hello"), fb[:30]} {
+			fn.inject(addr2, addr1, d)
+		}
+		synctest.Wait()
+		st := b.Stats()
+		if st.Rejected[ReasonBadMAC] != 1 || st.Rejected[ReasonNotAdvert] != 1 || st.Rejected[ReasonTruncated] != 1 || b.Role() != Master {
+			t.Fatalf("after bad input: role %v rejected %v", b.Role(), st.Rejected)
+		}
+
+		// b cannot (re-)add the VIP: FAULT, a (unhealthy, but the only
+		// candidate) claims after its skew, and b returns once the hold ends.
+		b.owner.setFailAdd(errors.New("operation not permitted"))
+		b.owner.Del(testVIP)
+		time.Sleep(1100 * time.Millisecond)
+		synctest.Wait()
+		if b.Role() != Fault || a.Role() != Master {
+			t.Fatalf("after add failure: a=%v b=%v, want MASTER/FAULT", a.Role(), b.Role())
+		}
+		b.owner.setFailAdd(nil)
+		time.Sleep(3 * time.Second)
+		synctest.Wait()
+		if b.Role() != Master || !b.owner.has(testVIP) || a.Role() != Backup {
+			t.Fatalf("after the hold: a=%v b=%v", a.Role(), b.Role())
+		}
+		a.halt(t)
+		b.halt(t)
+	})
+}
+
+// TestNodeLoopbackUDP runs two Nodes (no VIP) with the real UDP transport on
+// 127.0.0.1 and 127.0.0.2; no root needed.
+func TestNodeLoopbackUDP(t *testing.T) {
+	freePort := func(ip string) uint16 {
+		c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP(ip)})
+		if err != nil {
+			t.Skipf("cannot bind %s: %v", ip, err)
+		}
+		defer c.Close()
+		return uint16(c.LocalAddr().(*net.UDPAddr).Port)
+	}
+	a1, a2 := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")
+	p1, p2 := freePort("127.0.0.1"), freePort("127.0.0.2")
+	mk := func(self netip.Addr, port uint16, peer netip.AddrPort, prio uint8) *Node {
+		n, err := New(Config{Peers: []netip.AddrPort{peer}, Address: self, Port: port, Priority: prio,
+			Interval: 50 * time.Millisecond, Secret: testKey}, testLogger(t, self.String()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	a := mk(a1, p1, netip.AddrPortFrom(a2, p2), 200)
+	b := mk(a2, p2, netip.AddrPortFrom(a1, p1), 100)
+	bch, unsub := b.Subscribe()
+	defer unsub()
+	ctxA, stopA := context.WithCancel(context.Background())
+	ctxB, stopB := context.WithCancel(context.Background())
+	doneA, doneB := make(chan error, 1), make(chan error, 1)
+	go func() { doneA <- a.Run(ctxA) }()
+	go func() { doneB <- b.Run(ctxB) }()
+	defer func() { stopA(); stopB(); <-doneA; <-doneB }()
+
+	deadline := time.Now().Add(5 * time.Second)
+	for !(a.IsMaster() && b.Role() == Backup && b.Stats().AdvertsReceived > 2) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no election: a=%v b=%v", a.Role(), b.Role())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	a.SetPayload(3, "127.0.0.1:6379")
+
+	// Forged and garbage datagrams from a real socket are counted.
+	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(a2, p2)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := sampleAdvert()
+	forged.Sender, forged.Time = a1, time.Now()
+	fb, _ := Marshal(forged, []byte("wrong-secret-wrong-secret"))
+	c.Write(fb)
+	c.Write([]byte{0x72, 0x76, 0x01})
+	c.Close()
+
+	drain(bch)
+	stopped := time.Now()
+	stopA()
+	if err := <-doneA; err != nil {
+		t.Fatal(err)
+	}
+	doneA <- nil
+	ch := waitRole(t, bch, Master)
+	took := ch.At.Sub(stopped)
+	skew := SkewTime(100, 50*time.Millisecond)
+	t.Logf("loopback graceful takeover: %v (skew %v)", took, skew)
+	if took > skew+200*time.Millisecond {
+		t.Fatalf("graceful takeover took %v, want about the skew %v", took, skew)
+	}
+	st := b.Stats()
+	if st.Rejected[ReasonBadMAC] != 1 || st.Rejected[ReasonTruncated] != 1 {
+		t.Fatalf("rejected %v, want one bad-mac and one truncated", st.Rejected)
+	}
+	if b.Payload() != (Payload{3, "127.0.0.1:6379"}) {
+		t.Fatalf("payload %+v not inherited", b.Payload())
+	}
+}

@@ -1,0 +1,583 @@
+package vip
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// Role is where a node stands in the election.
+type Role uint8
+
+const (
+	// Init: not started yet, or stopped. Holds nothing, sends nothing.
+	Init Role = iota
+	// Backup: listens for the master's adverts and takes over when they stop.
+	Backup
+	// Master: holds the VIP and advertises every interval.
+	Master
+	// Fault: may not hold the VIP (unhealthy with TrackFault, or the address
+	// could not be added). Sends nothing; returns to Backup when it clears.
+	Fault
+)
+
+func (r Role) String() string {
+	switch r {
+	case Init:
+		return "INIT"
+	case Backup:
+		return "BACKUP"
+	case Master:
+		return "MASTER"
+	case Fault:
+		return "FAULT"
+	}
+	return fmt.Sprintf("Role(%d)", uint8(r))
+}
+
+// TrackMode says what a node does while main reports it unhealthy (it cannot
+// reach any Redis server).
+type TrackMode uint8
+
+const (
+	// TrackDemote (the default): the node keeps running the election but
+	// advertises itself as unhealthy, which ranks it below every healthy node
+	// whatever the priorities. A healthy backup takes the VIP from an unhealthy
+	// master at once, even with NoPreempt and regardless of PreemptDelay; when
+	// no healthy node exists the VIP still has a holder.
+	TrackDemote TrackMode = iota
+	// TrackFault: the node enters Fault, releasing the VIP (with a priority-0
+	// advert, so the peer takes over after its skew time) and staying out of
+	// the election until it is healthy again. If both nodes are unhealthy,
+	// nobody holds the VIP.
+	TrackFault
+)
+
+func (m TrackMode) String() string {
+	switch m {
+	case TrackDemote:
+		return "demote"
+	case TrackFault:
+		return "fault"
+	}
+	return fmt.Sprintf("TrackMode(%d)", uint8(m))
+}
+
+// Payload is main's opaque replication decision, carried in every advert so
+// that a node taking over inherits it. Epochs only move forward: a payload
+// with a lower epoch than the one held is ignored.
+type Payload struct {
+	// Epoch is the replication epoch (a fencing number).
+	Epoch uint64
+	// Master is the host:port of the Redis master, or "" when unknown.
+	Master string
+}
+
+// Params are the fixed inputs of the state machine.
+type Params struct {
+	// Self is this node's address; it breaks priority ties (higher wins).
+	Self netip.Addr
+	// Priority is 1–254; higher wins.
+	Priority uint8
+	// Interval between adverts while Master.
+	Interval time.Duration
+	// Preempt: a backup that outranks the current master takes over.
+	Preempt bool
+	// PreemptDelay: how long a backup must keep seeing a master it outranks
+	// before it takes over. Zero: at the first such advert.
+	PreemptDelay time.Duration
+	// Track is what an unhealthy node does.
+	Track TrackMode
+	// GARPCount is how many gratuitous ARPs to send on claiming the VIP.
+	GARPCount int
+	// GARPRefresh is the period of a single refreshing GARP while Master;
+	// zero disables it.
+	GARPRefresh time.Duration
+	// FaultHold is how long a node stays in Fault after it failed to add the
+	// VIP, before it may run for master again.
+	FaultHold time.Duration
+}
+
+// State is the state machine's whole state. It is a plain value: Step returns
+// a new one and never modifies its argument.
+type State struct {
+	Params
+
+	Role    Role
+	Healthy bool
+	// Stopped is set by Shutdown; every later event is ignored.
+	Stopped bool
+	// Payload is the replication decision this node advertises: the latest
+	// of what main set and what it heard (higher epoch wins).
+	Payload Payload
+
+	// CurrentMaster is the master this backup last heard (invalid if none);
+	// Self while Master.
+	CurrentMaster netip.Addr
+	// MasterInterval is the advert interval the current master announced; it
+	// drives the master-down interval, as in VRRP.
+	MasterInterval time.Duration
+
+	MasterDownAt time.Time // Backup: take over at this time
+	PreemptAt    time.Time // Backup: pending preemption fires at this time
+	AdvertAt     time.Time // Master: next periodic advert
+	GARPAt       time.Time // Master: next refreshing GARP
+	FaultUntil   time.Time // Fault: held after an address failure until then
+	// TimerAt is the earliest pending deadline (zero: none), last announced
+	// with SetTimer.
+	TimerAt time.Time
+}
+
+// NewState returns the state of a node that has not started: Init, healthy.
+func NewState(p Params) State {
+	return State{Params: p, Role: Init, Healthy: true, MasterInterval: p.Interval}
+}
+
+// SkewTime is VRRP's Skew_Time (RFC 5798 §6.1): a backup with a higher
+// priority waits less before it takes over.
+func SkewTime(priority uint8, interval time.Duration) time.Duration {
+	return time.Duration(256-int(priority)) * interval / 256
+}
+
+// MasterDownInterval is VRRP's Master_Down_Interval: 3 × interval + skew.
+func MasterDownInterval(priority uint8, interval time.Duration) time.Duration {
+	return 3*interval + SkewTime(priority, interval)
+}
+
+// Event is an input to Step.
+type Event interface{ isEvent() }
+
+// Start begins the election: Init → Backup (or Fault).
+type Start struct{}
+
+// Tick reports that time has passed; the loop sends it when the SetTimer
+// deadline is reached (an early Tick is harmless).
+type Tick struct{}
+
+// AdvertReceived is an authenticated, fresh advert from a peer (the loop
+// drops forged, stale and replayed ones before Step).
+type AdvertReceived struct {
+	From     netip.Addr
+	Priority uint8 // 0: the sender is releasing the VIP
+	Healthy  bool
+	Role     Role
+	Interval time.Duration
+	Payload  Payload
+}
+
+// TrackingChanged reports main's view of this node's health.
+type TrackingChanged struct{ Healthy bool }
+
+// PayloadSet is a new replication decision from main.
+type PayloadSet struct{ Payload Payload }
+
+// AddFailed reports that adding the VIP failed (after AddVIP).
+type AddFailed struct{ Err error }
+
+// Shutdown stops the node gracefully: a master releases the VIP and sends a
+// priority-0 advert, so the peer takes over after its skew time only.
+type Shutdown struct{}
+
+func (Start) isEvent()           {}
+func (Tick) isEvent()            {}
+func (AdvertReceived) isEvent()  {}
+func (TrackingChanged) isEvent() {}
+func (PayloadSet) isEvent()      {}
+func (AddFailed) isEvent()       {}
+func (Shutdown) isEvent()        {}
+
+// Effect is an action Step asks the loop to apply, in order.
+type Effect interface {
+	isEffect()
+	String() string
+}
+
+// SendAdvert: send an advert to every peer.
+type SendAdvert struct {
+	Priority uint8 // 0 announces a release
+	Healthy  bool
+	Role     Role
+	Payload  Payload
+}
+
+// AddVIP: add the VIP to the interface (idempotent). On failure the loop
+// feeds back AddFailed and abandons the rest of the batch.
+type AddVIP struct{}
+
+// RemoveVIP: remove the VIP from the interface (idempotent).
+type RemoveVIP struct{}
+
+// SendGARP: announce the VIP with Count gratuitous ARPs, spaced by the
+// configured spacing; replaces any burst in progress.
+type SendGARP struct{ Count int }
+
+// SetTimer: deliver a Tick at At (zero: no timer).
+type SetTimer struct{ At time.Time }
+
+// Transition: the role changed.
+type Transition struct {
+	From, To Role
+	Reason   string
+}
+
+// PayloadAdopted: a peer's advert carried a newer replication decision,
+// which this node now holds and advertises.
+type PayloadAdopted struct {
+	From    netip.Addr
+	Payload Payload
+}
+
+func (SendAdvert) isEffect()     {}
+func (AddVIP) isEffect()         {}
+func (RemoveVIP) isEffect()      {}
+func (SendGARP) isEffect()       {}
+func (SetTimer) isEffect()       {}
+func (Transition) isEffect()     {}
+func (PayloadAdopted) isEffect() {}
+
+func (e SendAdvert) String() string {
+	h := "healthy"
+	if !e.Healthy {
+		h = "unhealthy"
+	}
+	return fmt.Sprintf("send-advert prio %d %s %s epoch %d master %q", e.Priority, h, e.Role, e.Payload.Epoch, e.Payload.Master)
+}
+func (AddVIP) String() string     { return "add-vip" }
+func (RemoveVIP) String() string  { return "remove-vip" }
+func (e SendGARP) String() string { return fmt.Sprintf("send-garp x%d", e.Count) }
+func (e SetTimer) String() string { return "set-timer " + e.At.Format(time.RFC3339Nano) }
+func (e Transition) String() string {
+	return fmt.Sprintf("transition %s -> %s (%s)", e.From, e.To, e.Reason)
+}
+func (e PayloadAdopted) String() string {
+	return fmt.Sprintf("payload-adopted from %s epoch %d master %q", e.From, e.Payload.Epoch, e.Payload.Master)
+}
+
+// Step returns the next state and the effects to apply, in order. It
+// performs no I/O, never reads the clock and does not modify st (State holds
+// no references).
+func Step(st State, ev Event, now time.Time) (State, []Effect) {
+	if st.Stopped {
+		return st, nil
+	}
+	s := stepper{st: st, now: now}
+	switch ev := ev.(type) {
+	case Start:
+		s.start()
+	case Tick:
+		s.tick()
+	case AdvertReceived:
+		s.advert(ev)
+	case TrackingChanged:
+		s.tracking(ev.Healthy)
+	case PayloadSet:
+		s.payload(ev.Payload)
+	case AddFailed:
+		s.addFailed()
+	case Shutdown:
+		s.shutdown()
+		return s.st, s.effs
+	}
+	if s.st.Role == Init {
+		return s.st, s.effs
+	}
+	next := s.st.nextDeadline()
+	_, isTick := ev.(Tick)
+	if isTick || !next.Equal(st.TimerAt) {
+		s.st.TimerAt = next
+		s.emit(SetTimer{At: next})
+	}
+	return s.st, s.effs
+}
+
+type stepper struct {
+	st   State
+	now  time.Time
+	effs []Effect
+}
+
+func (s *stepper) emit(e ...Effect) { s.effs = append(s.effs, e...) }
+
+// faulty reports whether the node must stay out of the election.
+func (st *State) faulty(now time.Time) bool {
+	return (st.Track == TrackFault && !st.Healthy) || now.Before(st.FaultUntil)
+}
+
+func (st *State) nextDeadline() time.Time {
+	var at time.Time
+	consider := func(t time.Time) {
+		if !t.IsZero() && (at.IsZero() || t.Before(at)) {
+			at = t
+		}
+	}
+	switch st.Role {
+	case Backup:
+		consider(st.MasterDownAt)
+		consider(st.PreemptAt)
+	case Master:
+		consider(st.AdvertAt)
+		if st.GARPRefresh > 0 {
+			consider(st.GARPAt)
+		}
+	case Fault:
+		consider(st.FaultUntil)
+	}
+	return at
+}
+
+func (s *stepper) start() {
+	if s.st.Role != Init {
+		return
+	}
+	// A VIP left behind by a killed earlier run must not answer ARP for us.
+	s.emit(RemoveVIP{})
+	if s.st.faulty(s.now) {
+		s.toFault("start: unhealthy")
+		return
+	}
+	s.toBackup("start", s.st.Interval)
+}
+
+func (s *stepper) tick() {
+	now := s.now
+	switch s.st.Role {
+	case Backup:
+		switch {
+		case !s.st.PreemptAt.IsZero() && !now.Before(s.st.PreemptAt):
+			s.toMaster(fmt.Sprintf("preempting %s after the preempt delay", s.st.CurrentMaster))
+		case !s.st.MasterDownAt.IsZero() && !now.Before(s.st.MasterDownAt):
+			s.toMaster("master down")
+		}
+	case Master:
+		if !now.Before(s.st.AdvertAt) {
+			s.advertise()
+		}
+		if s.st.GARPRefresh > 0 && !now.Before(s.st.GARPAt) {
+			s.emit(SendGARP{Count: 1})
+			s.st.GARPAt = now.Add(s.st.GARPRefresh)
+		}
+	case Fault:
+		if !s.st.FaultUntil.IsZero() && !now.Before(s.st.FaultUntil) {
+			s.st.FaultUntil = time.Time{}
+			if !s.st.faulty(now) {
+				s.toBackup("fault cleared", s.st.Interval)
+			}
+		}
+	}
+}
+
+// rank orders nodes: healthy before unhealthy, then priority, then address.
+type rank struct {
+	healthy bool
+	prio    uint8
+	addr    netip.Addr
+}
+
+// cmpPrio compares health then priority (not the address).
+func cmpPrio(a, b rank) int {
+	if a.healthy != b.healthy {
+		if a.healthy {
+			return 1
+		}
+		return -1
+	}
+	return int(a.prio) - int(b.prio)
+}
+
+// outranks reports whether a beats b when both claim to be master.
+func outranks(a, b rank) bool {
+	if c := cmpPrio(a, b); c != 0 {
+		return c > 0
+	}
+	return a.addr.Compare(b.addr) > 0
+}
+
+func (st *State) rank() rank {
+	// In TrackFault an unhealthy node is in Fault and never competes, so
+	// health only ranks in TrackDemote.
+	return rank{healthy: st.Healthy || st.Track == TrackFault, prio: st.Priority, addr: st.Self}
+}
+
+func (s *stepper) advert(a AdvertReceived) {
+	if a.From == s.st.Self || s.st.Role == Init {
+		return
+	}
+	if a.Payload.Epoch > s.st.Payload.Epoch {
+		s.st.Payload = a.Payload
+		s.emit(PayloadAdopted{From: a.From, Payload: a.Payload})
+	}
+	interval := a.Interval
+	if interval <= 0 {
+		interval = s.st.Interval
+	}
+	peer := rank{healthy: a.Healthy, prio: a.Priority, addr: a.From}
+	switch s.st.Role {
+	case Backup:
+		if a.Priority == 0 {
+			// The master is leaving: wait only the skew time (RFC 5798 §6.4.2).
+			at := s.now.Add(SkewTime(s.st.Priority, s.st.MasterInterval))
+			if at.Before(s.st.MasterDownAt) {
+				s.st.MasterDownAt = at
+			}
+			s.st.PreemptAt = time.Time{}
+			return
+		}
+		if a.Role != Master {
+			return // only masters advertise; ignore anything else
+		}
+		s.st.CurrentMaster = a.From
+		s.st.MasterInterval = interval
+		s.st.MasterDownAt = s.now.Add(MasterDownInterval(s.st.Priority, interval))
+		me := s.st.rank()
+		outranked := cmpPrio(me, peer) > 0
+		demoted := s.st.Track == TrackDemote && me.healthy && !peer.healthy
+		if !outranked || !(s.st.Preempt || demoted) {
+			s.st.PreemptAt = time.Time{}
+			return
+		}
+		if s.st.PreemptAt.IsZero() {
+			delay := s.st.PreemptDelay
+			if demoted {
+				delay = 0 // an unhealthy master yields at once
+			}
+			s.st.PreemptAt = s.now.Add(delay)
+		}
+		if !s.now.Before(s.st.PreemptAt) {
+			reason := fmt.Sprintf("preempting lower-priority master %s", a.From)
+			if demoted {
+				reason = fmt.Sprintf("preempting unhealthy master %s", a.From)
+			}
+			s.toMaster(reason)
+		}
+	case Master:
+		if a.Priority != 0 && a.Role == Master && outranks(peer, s.st.rank()) {
+			s.st.CurrentMaster = a.From
+			s.st.MasterInterval = interval
+			reason := fmt.Sprintf("master %s outranks us (priority %d vs %d)", a.From, a.Priority, s.st.Priority)
+			if me := s.st.rank(); peer.healthy != me.healthy {
+				reason = fmt.Sprintf("healthy master %s outranks us (unhealthy)", a.From)
+			} else if a.Priority == s.st.Priority {
+				reason = fmt.Sprintf("master %s wins the tie on address (priority %d)", a.From, a.Priority)
+			}
+			s.toBackup(reason, interval)
+			return
+		}
+		// A lower-ranked node thinks it is master, or one is leaving: assert
+		// ourselves now rather than at the next interval.
+		s.advertise()
+	}
+}
+
+func (s *stepper) tracking(healthy bool) {
+	if s.st.Healthy == healthy {
+		return
+	}
+	s.st.Healthy = healthy
+	switch s.st.Role {
+	case Master:
+		if s.st.faulty(s.now) {
+			s.toFault("unhealthy")
+			return
+		}
+		// Tell the backup at once so it can take over (or stand down).
+		s.advertise()
+	case Backup:
+		if s.st.faulty(s.now) {
+			s.toFault("unhealthy")
+			return
+		}
+		if !healthy {
+			s.st.PreemptAt = time.Time{}
+		}
+	case Fault:
+		if !s.st.faulty(s.now) {
+			s.toBackup("healthy again", s.st.Interval)
+		}
+	}
+}
+
+func (s *stepper) payload(p Payload) {
+	if p.Epoch < s.st.Payload.Epoch || p == s.st.Payload {
+		return
+	}
+	s.st.Payload = p
+	if s.st.Role == Master {
+		s.advertise() // the backup should inherit it without delay
+	}
+}
+
+func (s *stepper) addFailed() {
+	if s.st.Role != Master {
+		return
+	}
+	s.st.FaultUntil = s.now.Add(s.st.FaultHold)
+	s.toFault("cannot add vip")
+}
+
+func (s *stepper) shutdown() {
+	if s.st.Role == Master {
+		// Release before announcing it, so the peer never claims while we
+		// still answer ARP for the VIP.
+		s.emit(RemoveVIP{})
+		s.emit(SendAdvert{Priority: 0, Healthy: s.st.Healthy, Role: Init, Payload: s.st.Payload})
+	}
+	s.transition(Init, "shutdown")
+	s.st.Stopped = true
+	s.st.CurrentMaster = netip.Addr{}
+	s.clearTimers()
+	s.st.TimerAt = time.Time{}
+	s.emit(SetTimer{})
+}
+
+func (s *stepper) advertise() {
+	s.emit(SendAdvert{Priority: s.st.Priority, Healthy: s.st.Healthy, Role: Master, Payload: s.st.Payload})
+	s.st.AdvertAt = s.now.Add(s.st.Interval)
+}
+
+func (s *stepper) clearTimers() {
+	s.st.MasterDownAt, s.st.PreemptAt, s.st.AdvertAt, s.st.GARPAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+}
+
+func (s *stepper) transition(to Role, reason string) {
+	if s.st.Role == to {
+		return
+	}
+	s.emit(Transition{From: s.st.Role, To: to, Reason: reason})
+	s.st.Role = to
+}
+
+func (s *stepper) toMaster(reason string) {
+	s.clearTimers()
+	s.transition(Master, reason)
+	s.st.CurrentMaster = s.st.Self
+	s.emit(AddVIP{}, SendGARP{Count: s.st.GARPCount})
+	s.advertise()
+	if s.st.GARPRefresh > 0 {
+		s.st.GARPAt = s.now.Add(s.st.GARPRefresh)
+	}
+}
+
+func (s *stepper) toBackup(reason string, masterInterval time.Duration) {
+	wasMaster := s.st.Role == Master
+	s.clearTimers()
+	s.transition(Backup, reason)
+	if wasMaster {
+		s.emit(RemoveVIP{})
+	}
+	if s.st.CurrentMaster == s.st.Self {
+		s.st.CurrentMaster = netip.Addr{}
+	}
+	s.st.MasterInterval = masterInterval
+	s.st.MasterDownAt = s.now.Add(MasterDownInterval(s.st.Priority, masterInterval))
+}
+
+func (s *stepper) toFault(reason string) {
+	wasMaster := s.st.Role == Master
+	s.clearTimers()
+	s.transition(Fault, reason)
+	if wasMaster {
+		s.emit(RemoveVIP{})
+		s.emit(SendAdvert{Priority: 0, Healthy: s.st.Healthy, Role: Fault, Payload: s.st.Payload})
+	}
+	s.st.CurrentMaster = netip.Addr{}
+}
