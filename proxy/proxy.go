@@ -142,11 +142,12 @@ type routes struct {
 	master   *pool
 	replicas []*pool
 	table    *cmdTable
+	paused   bool // a planned switchover: hold new commands
 	changed  chan struct{}
 }
 
 // ready reports whether commands can be routed now.
-func (r *routes) ready() bool { return r.master != nil && r.table != nil }
+func (r *routes) ready() bool { return r.master != nil && r.table != nil && !r.paused }
 
 // Proxy is a RESP proxy in front of one Redis master and its replicas.
 // Create it with New, give it a topology with SetTopology, and Serve a
@@ -158,6 +159,7 @@ type Proxy struct {
 	dialer *dialer
 
 	mu      sync.Mutex // serialises topology changes and pools
+	paused  bool       // Pause was called and Resume not yet
 	pools   map[string]*pool
 	routes  atomic.Pointer[routes]
 	srv     *redcon.Server
@@ -165,6 +167,7 @@ type Proxy struct {
 	loading bool // a command-table load is running
 
 	clients atomic.Int64
+	active  atomic.Int64 // batches between routing and their last reply
 	pinned  atomic.Int64
 	held    atomic.Int64
 	nextID  atomic.Int64
@@ -260,7 +263,7 @@ func (p *Proxy) SetTopology(t replication.Topology) {
 	if old.topo.Equal(t) && (t.Master == "" || old.master != nil) {
 		return
 	}
-	nr := &routes{topo: t, table: old.table, changed: make(chan struct{})}
+	nr := &routes{topo: t, table: old.table, paused: p.paused, changed: make(chan struct{})}
 	if t.Master != "" {
 		nr.master = p.poolLocked(t.Master)
 	}
@@ -279,6 +282,42 @@ func (p *Proxy) SetTopology(t replication.Topology) {
 	if t.Master != "" && (masterChanged || nr.table == nil) {
 		p.loadTableLocked(t.Master)
 	}
+}
+
+// Pause holds new commands and returns once no batch routed before it is
+// still waiting for replies, so a planned switchover can move the master
+// with nothing in flight. On error (ctx done first) the proxy resumes.
+// Sessions pinned to the master are not waited for.
+func (p *Proxy) Pause(ctx context.Context) error {
+	p.setPaused(true)
+	t := time.NewTicker(200 * time.Microsecond)
+	defer t.Stop()
+	for p.active.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			p.setPaused(false)
+			return fmt.Errorf("pause: %d batches still in flight: %w", p.active.Load(), ctx.Err())
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+// Resume releases the commands held by Pause.
+func (p *Proxy) Resume() { p.setPaused(false) }
+
+func (p *Proxy) setPaused(on bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.paused == on || p.closed {
+		return
+	}
+	p.paused = on
+	nr := *p.routes.Load()
+	nr.paused = on
+	nr.changed = make(chan struct{})
+	p.swapLocked(&nr)
+	p.log.Info("client commands", "held", on)
 }
 
 func (p *Proxy) poolLocked(addr string) *pool {

@@ -185,11 +185,28 @@ func (s *session) routesFor(start time.Time) (*routes, string) {
 	return s.p.hold(context.Background(), start.Add(s.p.cfg.HoldTimeout), (*routes).ready)
 }
 
+// enter returns routes that are ready, counting the batch as active until
+// the caller calls s.p.active.Add(-1). The count is taken before the routes
+// are read, so Pause, which sets paused and then waits for the count to
+// drain, either sees this batch or this batch sees the pause.
+func (s *session) enter(start time.Time) (*routes, string) {
+	for {
+		s.p.active.Add(1)
+		if rt := s.p.routes.Load(); rt.ready() {
+			return rt, ""
+		}
+		s.p.active.Add(-1)
+		if _, msg := s.routesFor(start); msg != "" {
+			return nil, msg
+		}
+	}
+}
+
 // runPooled runs cmds[i:] over shared connections until a command needs a
 // dedicated connection, and returns the index of the first command it did
 // not run.
 func (s *session) runPooled(cmds []redcon.Command, i int, start time.Time) int {
-	rt, msg := s.routesFor(start)
+	rt, msg := s.enter(start)
 	if msg != "" {
 		for ; i < len(cmds); i++ {
 			s.conn.WriteError(msg)
@@ -232,6 +249,7 @@ func (s *session) runPooled(cmds []redcon.Command, i int, start time.Time) int {
 		s.infos = append(s.infos, info)
 	}
 	s.flushPooled(rt, start)
+	s.p.active.Add(-1)
 	if i == len(cmds) || s.closing {
 		return len(cmds)
 	}

@@ -48,6 +48,18 @@ type Config struct {
 	CheckInterval time.Duration `split_words:"true" default:"250ms" desc:"how often every Redis is checked (ROLE, INFO replication)" accepts:"a positive duration such as 250ms"`
 	DownAfter     time.Duration `split_words:"true" default:"1s" desc:"a Redis is down after this long without a valid reply" accepts:"a duration longer than CHECK_INTERVAL"`
 
+	Peers           string        `desc:"the other proxy of the pair: comma-separated IP[:port]; empty runs standalone (always the replication authority)" accepts:"comma-separated IP or IP:port"`
+	VIP             string        `desc:"virtual IP with prefix the pair's MASTER holds, e.g. 172.30.0.100/24; empty: no address is managed" accepts:"an IPv4 prefix such as 172.30.0.100/24"`
+	VIPInterface    string        `envconfig:"VIP_INTERFACE" default:"eth0" desc:"interface that holds the VIP" accepts:"an interface name"`
+	Priority        int           `default:"100" desc:"election priority; higher holds the VIP" accepts:"an integer from 1 to 254"`
+	AdvertInterval  time.Duration `split_words:"true" default:"200ms" desc:"heartbeat interval; a backup takes over after 3 intervals plus a priority skew" accepts:"a duration from 10ms, such as 200ms"`
+	Preempt         bool          `default:"true" desc:"a recovered higher-priority proxy takes the VIP back (false: keepalived's nopreempt)" accepts:"true or false"`
+	PreemptDelay    time.Duration `split_words:"true" default:"0s" desc:"how long a higher-priority backup waits before preempting" accepts:"a duration such as 5s"`
+	HeartbeatSecret string        `split_words:"true" desc:"shared HMAC key of the heartbeat (required with a VIP, 16+ characters)" accepts:"a string of 16 or more characters"`
+	HeartbeatPort   uint16        `split_words:"true" default:"5405" desc:"UDP port of the heartbeat" accepts:"a port number"`
+	Address         string        `desc:"this proxy's own heartbeat address; empty: the one that reaches the first peer" accepts:"an IP address"`
+	Track           string        `default:"demote" desc:"a proxy that reaches no Redis: demote (ranks below a healthy peer) or fault" accepts:"demote or fault"`
+
 	LogLevel  string `split_words:"true" default:"info" desc:"debug, info, warn or error" accepts:"debug, info, warn or error"`
 	LogFormat string `split_words:"true" default:"text" desc:"text or json" accepts:"text or json"`
 }
@@ -197,7 +209,8 @@ func (c Config) Validate() error {
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		return badVar("LogFormat", c.LogFormat, accepts("LogFormat"))
 	}
-	return nil
+	_, err := c.pairConfig()
+	return err
 }
 
 func checkHostPort(s string, needHost bool) error {
@@ -245,6 +258,9 @@ func (c Config) proxyConfig(log *slog.Logger) proxy.Config {
 // envName is the variable suffix of a field: MaxBulk -> MAX_BULK.
 func envName(field string) string {
 	f, ok := reflect.TypeOf(Config{}).FieldByName(field)
+	if name := f.Tag.Get("envconfig"); name != "" {
+		return name
+	}
 	if !ok || f.Tag.Get("split_words") != "true" {
 		return strings.ToUpper(field)
 	}
@@ -285,6 +301,9 @@ Usage:
   redis-proxy [run]       serve clients and manage replication (the default)
   redis-proxy healthcheck exit 0 if this node's admin /healthz answers 200
   redis-proxy status      print the topology as JSON from the admin API
+  redis-proxy switchover [HOST:PORT]
+                          move the master role without losing writes, to the
+                          given replica or the best one (via the admin API)
   redis-proxy --help      this text
 
 Configuration is read from the environment:

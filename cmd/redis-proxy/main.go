@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"syscall"
@@ -25,6 +26,7 @@ import (
 
 	"github.com/redis-proxy/redis-proxy/proxy"
 	"github.com/redis-proxy/redis-proxy/replication"
+	"github.com/redis-proxy/redis-proxy/vip"
 )
 
 func main() {
@@ -41,7 +43,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "-h", "--help", "-help", "help":
 		printUsage(stdout)
 		return 0
-	case "run", "healthcheck", "status":
+	case "run", "healthcheck", "status", "switchover":
 	default:
 		fmt.Fprintf(stderr, "redis-proxy: unknown command %q (try --help)\n", cmd)
 		return 2
@@ -56,6 +58,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return healthcheck(cfg, stderr)
 	case "status":
 		return status(cfg, stdout, stderr)
+	case "switchover":
+		target := ""
+		if len(args) > 1 {
+			target = args[1]
+		}
+		return switchover(cfg, target, stdout, stderr)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -88,18 +96,31 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 	if err != nil {
 		return err
 	}
+	vcfg, err := cfg.pairConfig()
+	if err != nil {
+		return err
+	}
+	var node *vip.Node
+	if vcfg != nil {
+		if node, err = vip.New(*vcfg, log.With("component", "vip")); err != nil {
+			return fmt.Errorf("vip: %w", err)
+		}
+		registerPairMetrics(reg, node)
+	}
 	mgr, err := replication.NewManager(replication.Config{
 		Servers:       cfg.Servers,
 		CheckInterval: cfg.CheckInterval,
 		DownAfter:     cfg.DownAfter,
 		Username:      cfg.BackendUsername,
 		Password:      cfg.BackendPassword,
-		Authority:     true,
+		Authority:     node == nil, // in a pair, only the VIP holder acts
+		Pauser:        p,
 		Logger:        log.With("component", "replication"),
 	}, p.SetTopology)
 	if err != nil {
 		return err
 	}
+	registerReplicationMetrics(reg, mgr)
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -112,7 +133,7 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 			ln.Close()
 			return fmt.Errorf("admin listen on %s: %w", cfg.AdminListen, err)
 		}
-		admin = &http.Server{Handler: adminHandler(p, mgr, reg), ReadHeaderTimeout: 5 * time.Second}
+		admin = &http.Server{Handler: adminHandler(p, mgr, node, reg), ReadHeaderTimeout: 5 * time.Second}
 		go admin.Serve(aln)
 	}
 	log.Info("redis-proxy started", "listen", ln.Addr().String(), "admin", cfg.AdminListen,
@@ -120,6 +141,14 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 
 	mgrDone := make(chan error, 1)
 	go func() { mgrDone <- mgr.Run(ctx) }()
+	vipDone := make(chan error, 1)
+	if node != nil {
+		pr := &pair{node: node, mgr: mgr, log: log.With("component", "pair"), tick: cfg.CheckInterval}
+		go pr.run(ctx)
+		// On SIGTERM the node advertises priority 0 and releases the VIP
+		// before Run returns, so the peer takes over after its skew only.
+		go func() { vipDone <- node.Run(ctx) }()
+	}
 	srvDone := make(chan error, 1)
 	go func() { srvDone <- p.Serve(ln) }()
 
@@ -132,8 +161,21 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 		if err != nil && !errors.Is(err, context.Canceled) {
 			runErr = fmt.Errorf("replication manager: %w", err)
 		}
+	case err := <-vipDone:
+		runErr = fmt.Errorf("vip: %w", err)
 	}
 	log.Info("redis-proxy stopping")
+	if node != nil && runErr == nil {
+		// ctx is done: wait (bounded) for the VIP to be released.
+		select {
+		case err := <-vipDone:
+			if err != nil {
+				log.Warn("vip release", "err", err)
+			}
+		case <-time.After(2 * time.Second):
+			log.Warn("vip release timed out")
+		}
+	}
 	p.Close()
 	if admin != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -144,7 +186,7 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 }
 
 // adminHandler serves /metrics, /healthz and /topology.
-func adminHandler(p *proxy.Proxy, mgr *replication.Manager, reg *prometheus.Registry) http.Handler {
+func adminHandler(p *proxy.Proxy, mgr *replication.Manager, node *vip.Node, reg *prometheus.Registry) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -154,16 +196,61 @@ func adminHandler(p *proxy.Proxy, mgr *replication.Manager, reg *prometheus.Regi
 		}
 		io.WriteString(w, "ok\n")
 	})
+	mux.HandleFunc("POST /switchover", func(w http.ResponseWriter, r *http.Request) {
+		target := r.URL.Query().Get("target")
+		res, err := mgr.Switchover(r.Context(), target)
+		w.Header().Set("Content-Type", "application/json")
+		if err != nil {
+			code := http.StatusInternalServerError
+			if errors.Is(err, replication.ErrSwitchoverRefused) {
+				code = http.StatusConflict
+			}
+			w.WriteHeader(code)
+			json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
+			return
+		}
+		json.NewEncoder(w).Encode(res)
+	})
 	mux.HandleFunc("GET /topology", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
+		var pairState *pairStatus
+		if node != nil {
+			st := node.Stats()
+			ps := pairStatus{Role: st.Role.String(), HoldsVIP: st.HoldsVIP, Healthy: st.Healthy, Priority: st.Priority,
+				Epoch: st.Payload.Epoch, Master: st.Payload.Master, Transitions: st.Transitions,
+				AdvertsSent: st.AdvertsSent, AdvertsReceived: st.AdvertsReceived, Rejected: map[string]uint64{}}
+			for r, n := range st.Rejected {
+				ps.Rejected[r.String()] = n
+			}
+			if peer, ok := node.Peer(); ok {
+				ps.Peer = fmt.Sprintf("%v", peer)
+			}
+			pairState = &ps
+		}
 		enc.Encode(struct {
 			Routing     replication.Topology `json:"routing"`
 			Replication replication.Status   `json:"replication"`
-		}{p.Topology(), mgr.Status()})
+			Pair        *pairStatus          `json:"pair,omitempty"`
+		}{p.Topology(), mgr.Status(), pairState})
 	})
 	return mux
+}
+
+// pairStatus is the election's part of /topology.
+type pairStatus struct {
+	Role            string            `json:"role"`
+	HoldsVIP        bool              `json:"holds_vip"`
+	Healthy         bool              `json:"healthy"`
+	Priority        uint8             `json:"priority"`
+	Epoch           uint64            `json:"advertised_epoch"`
+	Master          string            `json:"advertised_master"`
+	Transitions     uint64            `json:"transitions"`
+	AdvertsSent     uint64            `json:"adverts_sent"`
+	AdvertsReceived uint64            `json:"adverts_received"`
+	Rejected        map[string]uint64 `json:"adverts_rejected"`
+	Peer            string            `json:"peer,omitempty"`
 }
 
 // adminURL is where this node's admin API answers, from the address it
@@ -215,4 +302,63 @@ func status(cfg Config, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// switchover asks this node's admin API to move the master role to target
+// (or, if empty, to the best replica) and prints the result.
+func switchover(cfg Config, target string, stdout, stderr io.Writer) int {
+	u, err := adminURL(cfg, "/switchover?target="+url.QueryEscape(target))
+	if err != nil {
+		fmt.Fprintf(stderr, "redis-proxy: switchover: %v\n", err)
+		return 2
+	}
+	c := &http.Client{Timeout: 30 * time.Second}
+	resp, err := c.Post(u, "", nil)
+	if err != nil {
+		fmt.Fprintf(stderr, "redis-proxy: switchover: %v\n", err)
+		return 1
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode != http.StatusOK {
+		fmt.Fprintf(stderr, "redis-proxy: switchover: %s: %s", resp.Status, body)
+		return 1
+	}
+	stdout.Write(body)
+	return 0
+}
+
+// registerReplicationMetrics exports the manager's view at scrape time.
+func registerReplicationMetrics(reg prometheus.Registerer, mgr *replication.Manager) {
+	gauge := func(name, help string, f func(replication.Status) float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return f(mgr.Status()) })
+	}
+	counter := func(name, help string, f func(replication.Status) float64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return f(mgr.Status()) })
+	}
+	reg.MustRegister(
+		gauge("redis_proxy_replication_epoch", "Promotions made by this deployment (the epoch of the current master).",
+			func(s replication.Status) float64 { return float64(s.Epoch) }),
+		counter("redis_proxy_failovers_total", "Changes of master since this proxy started.",
+			func(s replication.Status) float64 { return float64(s.Failovers) }),
+		counter("redis_proxy_failover_lost_bytes_total", "Replication bytes a returning old master had that the new master never got (writes lost to failovers).",
+			func(s replication.Status) float64 { return float64(s.LostBytes) }),
+		gauge("redis_proxy_replication_authority", "1 when this node may change the replication topology.",
+			func(s replication.Status) float64 {
+				if s.Authority {
+					return 1
+				}
+				return 0
+			}),
+		gauge("redis_proxy_servers_up", "Configured or discovered Redis servers answering checks.",
+			func(s replication.Status) float64 {
+				n := 0
+				for _, sv := range s.Servers {
+					if sv.Up {
+						n++
+					}
+				}
+				return float64(n)
+			}),
+	)
 }

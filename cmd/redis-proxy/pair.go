@@ -1,0 +1,157 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/redis-proxy/redis-proxy/replication"
+	"github.com/redis-proxy/redis-proxy/vip"
+)
+
+// pairConfig builds the vip package's configuration, or nil when no peer
+// is configured (a standalone proxy, which is always the authority).
+func (c Config) pairConfig() (*vip.Config, error) {
+	if c.Peers == "" {
+		if c.VIP != "" {
+			return nil, &usageError{envPrefix + "_VIP is set but " + envPrefix + "_PEERS is empty: a VIP needs a peer proxy (want both or neither)"}
+		}
+		return nil, nil
+	}
+	peers, err := vip.ParsePeers(c.Peers)
+	if err != nil {
+		return nil, badVar("Peers", c.Peers, accepts("Peers"))
+	}
+	vc := &vip.Config{
+		Interface:    c.VIPInterface,
+		Peers:        peers,
+		Port:         c.HeartbeatPort,
+		Interval:     c.AdvertInterval,
+		NoPreempt:    !c.Preempt,
+		PreemptDelay: c.PreemptDelay,
+		Secret:       []byte(c.HeartbeatSecret),
+	}
+	if c.Priority < 1 || c.Priority > 254 {
+		return nil, badVar("Priority", fmt.Sprint(c.Priority), accepts("Priority"))
+	}
+	vc.Priority = uint8(c.Priority)
+	if c.VIP != "" {
+		p, err := netip.ParsePrefix(c.VIP)
+		if err != nil || !p.Addr().Is4() {
+			return nil, badVar("VIP", c.VIP, accepts("VIP"))
+		}
+		vc.VIP = p
+		if len(c.HeartbeatSecret) < vip.MinSecretLen {
+			return nil, &usageError{fmt.Sprintf("%s_HEARTBEAT_SECRET must be at least %d characters when %s_VIP is set (adverts are authenticated with it)",
+				envPrefix, vip.MinSecretLen, envPrefix)}
+		}
+	}
+	if c.Address != "" {
+		a, err := netip.ParseAddr(c.Address)
+		if err != nil {
+			return nil, badVar("Address", c.Address, accepts("Address"))
+		}
+		vc.Address = a
+	}
+	switch c.Track {
+	case "demote":
+		vc.Track = vip.TrackDemote
+	case "fault":
+		vc.Track = vip.TrackFault
+	default:
+		return nil, badVar("Track", c.Track, accepts("Track"))
+	}
+	if err := vc.Validate(); err != nil {
+		var ce *vip.ConfigError
+		if errors.As(err, &ce) {
+			return nil, &usageError{fmt.Sprintf("%s: %s", pairVar(ce.Field), ce.Msg)}
+		}
+		return nil, &usageError{err.Error()}
+	}
+	return vc, nil
+}
+
+// pairVar names the variable a vip.Config field comes from.
+func pairVar(field string) string {
+	m := map[string]string{"Interface": "VIPInterface", "VIP": "VIP", "Peers": "Peers", "Address": "Address",
+		"Port": "HeartbeatPort", "Priority": "Priority", "Interval": "AdvertInterval", "PreemptDelay": "PreemptDelay",
+		"Secret": "HeartbeatSecret"}
+	if f, ok := m[field]; ok {
+		return envPrefix + "_" + envName(f)
+	}
+	return "vip " + field
+}
+
+// pair couples a VIP node to the replication manager: only the node that
+// holds the VIP (MASTER) may change the replication topology; a node that
+// reaches no Redis tells the election (tracking); the current epoch and
+// master ride on the adverts so a node taking over inherits them.
+type pair struct {
+	node *vip.Node
+	mgr  *replication.Manager
+	log  *slog.Logger
+	tick time.Duration
+}
+
+func (pr *pair) run(ctx context.Context) {
+	changes, cancel := pr.node.Subscribe()
+	defer cancel()
+	pr.mgr.SetAuthority(pr.node.IsMaster())
+	t := time.NewTicker(pr.tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			pr.mgr.SetAuthority(false)
+			return
+		case c := <-changes:
+			master := c.To == vip.Master
+			pr.mgr.SetAuthority(master)
+			pr.log.Info("replication authority", "authority", master, "vip_role", c.To.String(), "reason", c.Reason)
+		case <-t.C:
+			st := pr.mgr.Status()
+			up := false
+			for _, s := range st.Servers {
+				up = up || s.Up
+			}
+			pr.node.SetHealthy(up)
+			if st.Master != "" {
+				if err := pr.node.SetPayload(st.Epoch, st.Master); err != nil {
+					pr.log.Warn("advert payload", "err", err)
+				}
+			}
+		}
+	}
+}
+
+// registerPairMetrics exports the election's state at scrape time.
+func registerPairMetrics(reg prometheus.Registerer, n *vip.Node) {
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "redis_proxy_vip_master", Help: "1 while this node holds the virtual IP (VRRP MASTER).",
+	}, func() float64 {
+		if n.IsMaster() {
+			return 1
+		}
+		return 0
+	}))
+	counter := func(name, help string, f func(vip.Stats) uint64) {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
+			func() float64 { return float64(f(n.Stats())) }))
+	}
+	counter("redis_proxy_vip_transitions_total", "Election state changes.", func(s vip.Stats) uint64 { return s.Transitions })
+	counter("redis_proxy_vip_adverts_sent_total", "Heartbeat adverts sent.", func(s vip.Stats) uint64 { return s.AdvertsSent })
+	counter("redis_proxy_vip_adverts_received_total", "Heartbeat adverts accepted.", func(s vip.Stats) uint64 { return s.AdvertsReceived })
+	for _, r := range vip.Reasons {
+		r := r
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "redis_proxy_vip_adverts_rejected_total", Help: "Heartbeat packets dropped (forged, stale, replayed, malformed), by reason.",
+			ConstLabels: prometheus.Labels{"reason": r.String()},
+		}, func() float64 { return float64(n.Stats().Rejected[r]) }))
+	}
+	counter("redis_proxy_vip_garps_sent_total", "Gratuitous ARPs sent for the VIP.", func(s vip.Stats) uint64 { return s.GARPsSent })
+}
