@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"runtime"
 	"sync"
 	"time"
 )
@@ -68,19 +67,24 @@ func (r *request) failWith(msg string) {
 	r.done <- struct{}{}
 }
 
-// Limits of one backend connection's writer. A write carries at most
+// Limits of one backend connection's writes. A write carries at most
 // maxBatch requests or about maxWrite bytes; inflight holds twice maxBatch so
-// the writer can always queue a whole batch before writing it.
+// a whole batch can always be queued before it is written. A session that
+// finds no write in progress writes itself, at most flushRounds times, then
+// hands the rest to the connection's writer goroutine.
 const (
-	maxBatch = 512
-	maxWrite = 256 << 10
+	maxBatch    = 512
+	maxWrite    = 256 << 10
+	flushRounds = 2
 )
 
 // backendConn is one connection to a Redis server shared by many sessions.
 // Requests are written in the order send accepts them and Redis answers in
-// order, so replies are matched to requests by position. A writer goroutine
-// batches whatever has queued into one write; a reader goroutine parses
-// replies and hands each request back to its session.
+// order, so replies are matched to requests by position. Whoever holds the
+// writing flag writes everything queued so far in one write: the sending
+// session itself when the connection is idle (no goroutine hand-off on the
+// latency path), or the writer goroutine under sustained load. A reader
+// goroutine parses replies and hands each request back to its session.
 //
 // The backendConn owns nc and closes it when either direction fails or when
 // close is called; every request it accepted is then completed with error
@@ -90,12 +94,16 @@ type backendConn struct {
 	nc   net.Conn
 	rr   replyReader
 
-	mu       sync.Mutex
-	queue    []*request
-	err      error // first failure; set once
-	wake     chan struct{}
-	inflight chan *request
-	dead     chan struct{} // closed when both loops have ended
+	mu      sync.Mutex
+	queue   []*request
+	writing bool  // a flusher owns spare, wbuf and the socket's write side
+	err     error // first failure; set once
+	spare   []*request
+	wbuf    []byte
+
+	wake     chan struct{} // hands the flusher role to the writer goroutine
+	inflight chan *request // written (or being written), awaiting replies
+	dead     chan struct{} // closed when both goroutines have ended
 	scratch  []byte        // reader's buffer for replies it drops
 }
 
@@ -121,8 +129,9 @@ func newBackendConn(addr string, nc net.Conn, br *bufio.Reader) *backendConn {
 	return b
 }
 
-// send queues r. It returns false, without touching r, when the connection
-// has already failed.
+// send queues r and, if no write is in progress, writes it (with whatever
+// else is queued) before returning. It returns false, without touching r,
+// when the connection has already failed.
 func (b *backendConn) send(r *request) bool {
 	b.mu.Lock()
 	if b.err != nil {
@@ -130,14 +139,13 @@ func (b *backendConn) send(r *request) bool {
 		return false
 	}
 	b.queue = append(b.queue, r)
-	first := len(b.queue) == 1
-	b.mu.Unlock()
-	if first {
-		select {
-		case b.wake <- struct{}{}:
-		default:
-		}
+	if b.writing {
+		b.mu.Unlock()
+		return true
 	}
+	b.writing = true
+	b.mu.Unlock()
+	b.flush(flushRounds)
 	return true
 }
 
@@ -148,21 +156,27 @@ func (b *backendConn) alive() bool {
 	return b.err == nil
 }
 
-// fail records the first failure, closes the socket and wakes the writer so
-// it can drain. It is safe to call more than once, from any goroutine.
+// fail records the first failure and closes the socket. If nobody is
+// writing, it completes the queued requests itself; otherwise the flusher
+// does when it next looks. It is safe to call more than once, from any
+// goroutine.
 func (b *backendConn) fail(err error) {
 	b.mu.Lock()
 	first := b.err == nil
 	if first {
 		b.err = err
 	}
+	own := first && !b.writing
+	if own {
+		b.writing = true
+	}
 	b.mu.Unlock()
-	if first {
-		b.nc.Close()
-		select {
-		case b.wake <- struct{}{}:
-		default:
-		}
+	if !first {
+		return
+	}
+	b.nc.Close()
+	if own {
+		b.flush(0)
 	}
 }
 
@@ -170,68 +184,83 @@ var errConnClosed = errors.New("backend connection closed by the proxy")
 
 func (b *backendConn) close() { b.fail(errConnClosed) }
 
+// writeLoop runs flushes handed over by sessions. It ends when the failure
+// path, which only the flag holder runs, closes wake.
 func (b *backendConn) writeLoop() {
-	var (
-		wbuf  []byte
-		spare []*request
-	)
 	for range b.wake {
-		// Let the other sessions that are ready run first, so their
-		// requests join this write: one write for many clients is what
-		// makes a shared connection cheaper than many.
-		runtime.Gosched()
-		for {
-			b.mu.Lock()
-			q := b.queue
-			b.queue = spare[:0]
-			failed := b.err != nil
+		b.flush(0)
+	}
+}
+
+// flush writes queued requests; the caller owns the writing flag. It stops
+// when the queue is empty (giving up the flag), after rounds writes if
+// rounds > 0 (handing the flag to the writer goroutine), or on failure: the
+// requests never written are completed with errors, inflight is closed for
+// the reader to drain, wake is closed to end the writer goroutine, and the
+// flag is kept so no one writes again.
+func (b *backendConn) flush(rounds int) {
+	for n := 0; ; n++ {
+		b.mu.Lock()
+		if err := b.err; err != nil {
+			rest := b.queue
+			b.queue = nil
 			b.mu.Unlock()
-			if len(q) == 0 && !failed {
-				spare = q
-				break
+			for _, r := range rest {
+				r.fail(err, b.addr)
 			}
-			n := 0
-			for _, r := range q {
-				for _, c := range r.cmds {
-					wbuf = append(wbuf, c...)
-				}
-				b.inflight <- r
-				n++
-				if !failed && (n == maxBatch || len(wbuf) >= maxWrite) {
-					if _, err := b.nc.Write(wbuf); err != nil {
-						b.fail(fmt.Errorf("write: %w", err))
-						failed = true
-					}
-					wbuf, n = wbuf[:0], 0
-				}
-			}
-			clear(q)
-			spare = q
-			if failed {
-				// No send succeeds once err is set, so what is queued now
-				// is all there will be; the reader completes it, and
-				// everything before it, with error replies.
-				b.mu.Lock()
-				rest := b.queue
-				b.queue = nil
-				b.mu.Unlock()
-				for _, r := range rest {
+			close(b.inflight)
+			close(b.wake)
+			return
+		}
+		q := b.queue
+		if len(q) == 0 {
+			b.writing = false
+			b.mu.Unlock()
+			return
+		}
+		if rounds > 0 && n == rounds {
+			b.mu.Unlock()
+			b.wake <- struct{}{} // never blocks: only the flag holder sends
+			return
+		}
+		b.queue = b.spare[:0]
+		b.mu.Unlock()
+		b.write(q)
+		clear(q)
+		b.spare = q
+	}
+}
+
+// write hands q to the reader and writes it, in chunks of at most maxBatch
+// requests or about maxWrite bytes. Each request is queued for the reader
+// before its bytes are written, so no reply can arrive before its request
+// is known.
+func (b *backendConn) write(q []*request) {
+	wbuf := b.wbuf[:0]
+	n := 0
+	for i, r := range q {
+		for _, c := range r.cmds {
+			wbuf = append(wbuf, c...)
+		}
+		b.inflight <- r
+		n++
+		if n == maxBatch || len(wbuf) >= maxWrite || i == len(q)-1 {
+			if _, err := b.nc.Write(wbuf); err != nil {
+				// Already queued requests are failed by the reader; the
+				// rest of q goes with them.
+				b.fail(fmt.Errorf("write: %w", err))
+				for _, r := range q[i+1:] {
 					b.inflight <- r
 				}
-				close(b.inflight)
-				return
+				break
 			}
-			if len(wbuf) > 0 {
-				if _, err := b.nc.Write(wbuf); err != nil {
-					b.fail(fmt.Errorf("write: %w", err))
-				}
-			}
-			if cap(wbuf) > 4*maxWrite {
-				wbuf = nil
-			}
-			wbuf = wbuf[:0]
+			wbuf, n = wbuf[:0], 0
 		}
 	}
+	if cap(wbuf) > 4*maxWrite {
+		wbuf = nil
+	}
+	b.wbuf = wbuf
 }
 
 func (b *backendConn) readLoop() {

@@ -27,6 +27,7 @@ const (
 // cmdInfo is one command (or subcommand) in the table.
 type cmdInfo struct {
 	name  string
+	arity int // Redis's: n exactly n arguments (with the name), -n at least n
 	flags cmdFlags
 	subs  map[string]*cmdInfo // container commands (CLIENT, CONFIG, ...), by subcommand
 	ok    prometheus.Counter
@@ -34,6 +35,18 @@ type cmdInfo struct {
 }
 
 func (c *cmdInfo) has(f cmdFlags) bool { return c.flags&f != 0 }
+
+// arityOK reports whether n arguments (with the name) fit the command's
+// arity; unknown commands (arity 0) always fit.
+func (c *cmdInfo) arityOK(n int) bool {
+	switch {
+	case c.arity > 0:
+		return n == c.arity
+	case c.arity < 0:
+		return n >= -c.arity
+	}
+	return true
+}
 
 // cmdTable maps lower-case command names to their info.
 type cmdTable struct {
@@ -148,6 +161,9 @@ func parseEntry(e any, parent string, m *metrics) (*cmdInfo, error) {
 		name: name,
 		ok:   m.commands.WithLabelValues(label, "ok"),
 		fail: m.commands.WithLabelValues(label, "error"),
+	}
+	if a, err := redis.Int(fields[1], nil); err == nil {
+		info.arity = a
 	}
 	flags, _ := redis.Strings(fields[2], nil)
 	for _, f := range flags {

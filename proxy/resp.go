@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"slices"
 )
@@ -12,6 +13,10 @@ import (
 // errBadReply means a backend sent bytes that are not RESP. The connection
 // carrying them can no longer be matched to requests and is closed.
 var errBadReply = errors.New("malformed RESP reply from backend")
+
+// maxReplyBulk bounds a bulk string a backend may announce; anything larger
+// is not a Redis reply (proto-max-bulk-len cannot exceed it either).
+const maxReplyBulk = 1 << 40
 
 // replyReader reads whole RESP2/RESP3 values from a backend connection and
 // appends their raw bytes, unchanged, to a caller's buffer.
@@ -38,10 +43,11 @@ func parseLen(b []byte) (int64, bool) {
 		if c < '0' || c > '9' {
 			return 0, false
 		}
-		n = n*10 + int64(c-'0')
-		if n < 0 {
+		d := int64(c - '0')
+		if n > (math.MaxInt64-d)/10 {
 			return 0, false
 		}
+		n = n*10 + d
 	}
 	if neg {
 		n = -n
@@ -98,6 +104,9 @@ func (r *replyReader) appendValue(dst []byte, limit int) (out []byte, overflow b
 			}
 			if n < 0 {
 				continue
+			}
+			if n > maxReplyBulk {
+				return dst, overflow, errBadReply
 			}
 			n += 2
 			if !overflow && limit > 0 && int64(len(dst))+n > int64(limit) {
@@ -257,6 +266,10 @@ func (s *reqScanner) scan(p []byte) (cut int, msg string) {
 			}
 		case scanNextBulk:
 			if c != '$' {
+				// As Redis, never put a line break in an error reply.
+				if c == '\r' || c == '\n' {
+					c = ' '
+				}
 				return reqStart, "ERR Protocol error: expected '$', got '" + string(rune(c)) + "'"
 			}
 			s.state, s.kind, s.n, s.neg, s.hdr = scanHeader, '$', 0, false, 0

@@ -85,7 +85,8 @@ type pinState struct {
 	watching     bool
 	aclUser      bool // authenticated as another ACL user: never clean again
 	db           int
-	queuedDB     int // SELECT queued inside MULTI, applied by EXEC; -1 if none
+	queuedDB     int     // SELECT queued inside MULTI, applied by EXEC; -1 if none
+	queuedName   *string // CLIENT SETNAME queued inside MULTI, applied by EXEC
 }
 
 func (st pinState) clean() bool {
@@ -494,6 +495,9 @@ func (s *session) applyOp(it pinItem, reply []byte) []byte {
 			if executed && s.st.tunnelAtExec {
 				s.tunnelNow = true
 			}
+			if executed && s.st.queuedName != nil {
+				s.name = *s.st.queuedName
+			}
 			s.endTransaction()
 		}
 	case opExecAbort:
@@ -535,6 +539,7 @@ func (s *session) applyOp(it pinItem, reply []byte) []byte {
 // endTransaction clears what EXEC and DISCARD clear on the server.
 func (s *session) endTransaction() {
 	s.st.watching, s.st.queuedDB, s.st.tunnelAtExec, s.st.execAbort = false, -1, false, false
+	s.st.queuedName = nil
 }
 
 // acquirePin gives the session a dedicated connection to the master,
@@ -814,6 +819,11 @@ func (s *session) classifyCommand(t *cmdTable, c redcon.Command) (kind, *cmdInfo
 	s.raw, s.op, s.opArg = c.Raw, opNone, 0
 	info := t.lookup(args)
 	name := info.name
+	if !info.arityOK(len(args)) && info != t.unknown {
+		// Redis rejects it before looking at anything else, changing no
+		// state (inside MULTI it flags the transaction): let it say so.
+		return kForward, info
+	}
 	if !s.authed {
 		switch name {
 		case "auth", "hello", "quit", "reset":
@@ -1070,13 +1080,22 @@ func (s *session) client(info *cmdInfo, args [][]byte) (kind, *cmdInfo) {
 		if !validClientName(args[2]) {
 			return s.localErr(info, errClientName)
 		}
-		s.name = string(args[2])
+		name := string(args[2])
+		if s.st.inMulti && s.pin != nil {
+			s.st.queuedName = &name // Redis names the client when EXEC runs it
+		} else {
+			s.name = name
+		}
 		return s.localOK(info)
 	case "client|getname":
-		if s.name == "" {
+		name := s.name
+		if s.st.queuedName != nil { // queued in this transaction, runs before
+			name = *s.st.queuedName
+		}
+		if name == "" {
 			s.local = append(s.local, "$-1\r\n"...)
 		} else {
-			s.local = redcon.AppendBulkString(s.local, s.name)
+			s.local = redcon.AppendBulkString(s.local, name)
 		}
 		return kLocal, info
 	case "client|reply":
@@ -1089,7 +1108,7 @@ func (s *session) client(info *cmdInfo, args [][]byte) (kind, *cmdInfo) {
 		}
 		return kTunnel, info
 	case "client|tracking":
-		if arg(2) == "off" && s.pin == nil {
+		if arg(2) == "off" && len(args) == 3 && s.pin == nil {
 			return s.localOK(info)
 		}
 		return s.needsTunnel(info)
