@@ -5,6 +5,10 @@ GO        ?= go
 BIN       := bin/redis-proxy
 PKGS      := ./...
 COMPOSE   := $(shell if docker compose version >/dev/null 2>&1; then echo "docker compose"; else echo docker-compose; fi)
+# Fixed local tags of the appliance's images (docker/images.sh); never latest.
+PROXY_IMAGE       := redis-proxy/proxy:dev
+REDIS_LOCAL_IMAGE := redis-proxy/redis:7.0-local
+APPLIANCE_ENV     := REDIS_IMAGE=$(REDIS_LOCAL_IMAGE) PROXY_IMAGE=$(PROXY_IMAGE)
 
 .PHONY: all build test test-unit test-integration test-netns test-appliance verify bench up down images clean
 
@@ -43,13 +47,27 @@ verify:
 bench: build
 	bash bench/bench.sh
 
-# Runs the product on this machine: a Redis master and replica and the proxy
-# on 127.0.0.1 (the compose appliance replaces this; see README).
-up:
-	bash scripts/up.sh
+# The appliance's images, built from bin/redis-proxy and this host's Redis
+# with no registry (see docker/images.sh).
+images: build
+	$(APPLIANCE_ENV) bash docker/images.sh
 
+# Runs the product: compose.yaml's two Redis servers and the proxy pair
+# holding the VIP (redis-cli -h 172.29.0.100 ping). Creates .env from
+# .env.example with a fresh heartbeat secret the first time. The local
+# processes of scripts/up.sh remain available as `bash scripts/up.sh`.
+up: images
+	@if [ ! -e .env ]; then \
+		secret=$$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n'); \
+		sed "s/^REDIS_PROXY_HEARTBEAT_SECRET=.*/REDIS_PROXY_HEARTBEAT_SECRET=$$secret/" .env.example >.env; \
+		echo "created .env from .env.example with a new heartbeat secret"; \
+	fi
+	$(APPLIANCE_ENV) $(COMPOSE) up -d
+	@$(APPLIANCE_ENV) bash docker/wait-healthy.sh $(COMPOSE)
+
+# Removes the appliance: containers, network and the Redis volumes.
 down:
-	bash scripts/up.sh down
+	$(APPLIANCE_ENV) REDIS_PROXY_HEARTBEAT_SECRET=$${REDIS_PROXY_HEARTBEAT_SECRET:-not-needed-by-down} $(COMPOSE) down --volumes --remove-orphans
 
 clean:
 	rm -rf bin .run

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -98,6 +99,11 @@ type backendConn struct {
 	queue   []*request
 	writing bool  // a flusher owns spare, wbuf and the socket's write side
 	err     error // first failure; set once
+	// pending counts requests accepted and not yet answered; a retired
+	// connection takes no more and closes once it reaches zero.
+	pending atomic.Int64
+	retired atomic.Bool
+	onFail  func(*backendConn, error) // called once, on the first failure
 	spare   []*request
 	wbuf    []byte
 
@@ -107,8 +113,9 @@ type backendConn struct {
 	scratch  []byte        // reader's buffer for replies it drops
 }
 
-func newBackendConn(addr string, nc net.Conn, br *bufio.Reader) *backendConn {
+func newBackendConn(addr string, nc net.Conn, br *bufio.Reader, onFail func(*backendConn, error)) *backendConn {
 	b := &backendConn{
+		onFail:   onFail,
 		addr:     addr,
 		nc:       nc,
 		rr:       replyReader{br: br},
@@ -134,10 +141,11 @@ func newBackendConn(addr string, nc net.Conn, br *bufio.Reader) *backendConn {
 // when the connection has already failed.
 func (b *backendConn) send(r *request) bool {
 	b.mu.Lock()
-	if b.err != nil {
+	if b.err != nil || b.retired.Load() {
 		b.mu.Unlock()
 		return false
 	}
+	b.pending.Add(1)
 	b.queue = append(b.queue, r)
 	if b.writing {
 		b.mu.Unlock()
@@ -175,14 +183,38 @@ func (b *backendConn) fail(err error) {
 		return
 	}
 	b.nc.Close()
+	if b.onFail != nil {
+		b.onFail(b, err)
+	}
 	if own {
 		b.flush(0)
 	}
 }
 
-var errConnClosed = errors.New("backend connection closed by the proxy")
+// Failures the proxy causes itself, as opposed to the server or network.
+var (
+	errConnClosed    = errors.New("backend connection closed by the proxy")
+	errRetired       = errors.New("a sibling connection to the server failed")
+	errMasterChanged = errors.New("the server is no longer master")
+)
+
+// byProxy reports whether err is a failure the proxy caused on purpose.
+func byProxy(err error) bool {
+	return errors.Is(err, errConnClosed) || errors.Is(err, errRetired) || errors.Is(err, errMasterChanged)
+}
 
 func (b *backendConn) close() { b.fail(errConnClosed) }
+
+// retire stops new requests and closes the connection once those it has
+// are answered. A pool retires all its connections when one fails: when a
+// server dies, its other connections are dead too, only not noticed yet,
+// and a client must not lose a second command to one crash.
+func (b *backendConn) retire() {
+	b.retired.Store(true)
+	if b.pending.Load() == 0 {
+		b.fail(errRetired)
+	}
+}
 
 // writeLoop runs flushes handed over by sessions. It ends when the failure
 // path, which only the flag holder runs, closes wake.
@@ -320,6 +352,9 @@ func (b *backendConn) readLoop() {
 			break
 		}
 		r.done <- struct{}{}
+		if b.pending.Add(-1) == 0 && b.retired.Load() {
+			b.fail(errRetired)
+		}
 	}
 	b.fail(err)
 	for r := range b.inflight {

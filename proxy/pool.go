@@ -3,7 +3,6 @@ package proxy
 import (
 	"bufio"
 	"context"
-	"errors"
 	"log/slog"
 	"net"
 	"sync"
@@ -80,7 +79,7 @@ func (p *pool) supervise(i int) {
 			p.log.Info("backend connection restored", "slot", i, "after_attempts", failures)
 		}
 		failures, backoff = 0, minBackoff
-		c := newBackendConn(p.addr, nc, br)
+		c := newBackendConn(p.addr, nc, br, p.failed)
 		p.slots[i].Store(c)
 		p.m.backendConns.WithLabelValues(p.addr).Inc()
 		p.ready()
@@ -92,9 +91,33 @@ func (p *pool) supervise(i int) {
 		}
 		p.slots[i].CompareAndSwap(c, nil)
 		p.m.backendConns.WithLabelValues(p.addr).Dec()
-		if !errors.Is(c.err, errConnClosed) {
+		if !byProxy(c.err) {
 			p.m.backendErrors.WithLabelValues(p.addr).Inc()
 			p.log.Warn("backend connection lost", "slot", i, "err", c.err)
+		}
+	}
+}
+
+// failed is called by a shared connection that failed: unless the proxy
+// closed it on purpose, its siblings are retired (see backendConn.retire).
+func (p *pool) failed(c *backendConn, err error) {
+	if byProxy(err) {
+		return
+	}
+	for i := range p.slots {
+		if o := p.slots[i].Load(); o != nil && o != c {
+			o.retire()
+		}
+	}
+}
+
+// failShared fails every shared connection at once: the server stopped
+// being master, and a command still waiting on it (it may be hung) must get
+// its "outcome unknown" error now, not when the server wakes up.
+func (p *pool) failShared() {
+	for i := range p.slots {
+		if c := p.slots[i].Load(); c != nil {
+			c.fail(errMasterChanged)
 		}
 	}
 }

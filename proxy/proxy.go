@@ -165,6 +165,9 @@ type Proxy struct {
 	srv     *redcon.Server
 	closed  bool
 	loading bool // a command-table load is running
+	// lastMaster is the pool of the last master published, kept across a
+	// topology with no master (as a failover or switchover publishes).
+	lastMaster *pool
 
 	clients atomic.Int64
 	active  atomic.Int64 // batches between routing and their last reply
@@ -274,6 +277,14 @@ func (p *Proxy) SetTopology(t replication.Topology) {
 	}
 	if old.master != nil && old.master != nr.master {
 		old.master.closePinned()
+	}
+	if nr.master != nil {
+		// Not when no master is published: a planned switchover does that
+		// first and then drains what is in flight (Pause).
+		if p.lastMaster != nil && p.lastMaster != nr.master {
+			p.lastMaster.failShared()
+		}
+		p.lastMaster = nr.master
 	}
 	masterChanged := old.topo.Master != t.Master
 	p.swapLocked(nr)

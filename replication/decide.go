@@ -720,6 +720,30 @@ func (d *decider) reject(target, why string) {
 	d.emit(Action{Kind: ActReject, Addr: target, Detail: why})
 }
 
+// SwitchTarget returns the replica a switchover with no named target goes
+// to: of the configured replicas of the master that are up with their link
+// up and a non-zero replica-priority, the one a failover would promote
+// (see betterReplica). It returns "" when there is none or no master.
+func SwitchTarget(st State) string {
+	if st.Master == "" {
+		return ""
+	}
+	d := &decider{st: &st}
+	m := st.Nodes[st.Master]
+	best := ""
+	for _, a := range st.Servers {
+		n, ok := st.Nodes[a]
+		if !ok || a == st.Master || n.Discovered || n.Down || !n.fresh() || !n.Info.LinkUp ||
+			n.Info.Priority == 0 || !d.replicaOf(n, m) {
+			continue
+		}
+		if best == "" || betterReplica(n, st.Nodes[best]) < 0 {
+			best = a
+		}
+	}
+	return best
+}
+
 func (d *decider) requestSwitch(target string) {
 	st := d.st
 	n, ok := st.Nodes[target]

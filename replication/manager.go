@@ -278,6 +278,9 @@ type switchRun struct {
 func (m *Manager) step(ctx context.Context, st State, obs []Observation, req *switchRequest) State {
 	st.Authority = m.authority.Load()
 	if req != nil {
+		if req.target == "" {
+			req.target = SwitchTarget(st)
+		}
 		obs = append(obs, Observation{Kind: ObsSwitchover, Addr: req.target, At: time.Now()})
 	}
 	var sw switchRun

@@ -29,7 +29,9 @@ run_layer() { # name, command...
 	fi
 }
 
-appliance_tests() { make -s images && $GO test -count=1 -timeout 30m -v ./itest/; }
+# The scenarios skip themselves unless REDIS_PROXY_ITEST=1, so the unit and
+# integration layers' `go test ./...` does not start containers.
+appliance_tests() { make -s images && REDIS_PROXY_ITEST=1 $GO test -count=1 -timeout 30m -v ./itest/; }
 have_redis() { command -v redis-server >/dev/null 2>&1; }
 is_root() { [ "$(id -u)" = 0 ]; }
 have_docker() { docker info >/dev/null 2>&1; }
@@ -64,6 +66,8 @@ appliance | all)
 		layer appliance skipped "no appliance scenarios yet (itest/ is empty)"
 	elif ! have_docker; then
 		layer appliance skipped "no Docker engine reachable"
+	elif ! is_root; then
+		layer appliance skipped "needs root (the scenarios nsenter the containers' network namespaces)"
 	else
 		run_layer appliance appliance_tests
 	fi

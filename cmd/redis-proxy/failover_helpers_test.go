@@ -1,0 +1,697 @@
+package main
+
+// Helpers for the end-to-end failover tests (failover_test.go): real
+// redis-server processes, the whole binary (proxy, replication manager,
+// admin API) running in-process through serve(), and clients that record
+// every command they send with its timing and outcome, so the tests can
+// measure what a user sees: how long writes were unavailable, which
+// commands failed, and which acknowledged writes are gone.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+
+	"github.com/redis-proxy/redis-proxy/internal/redistest"
+	"github.com/redis-proxy/redis-proxy/replication"
+)
+
+// testConfig is the configuration loadConfig returns with nothing set but
+// the servers (the defaults of the envconfig tags; TestFailoverConfigDefaults
+// keeps the two in step), except that logs are JSON so the tests can follow
+// the proxy's routing decisions.
+func testConfig() Config {
+	return Config{
+		Listen:             ":6379",
+		ReadFrom:           "master",
+		AdminListen:        ":9736",
+		PoolSize:           2,
+		MaxClients:         10000,
+		MaxPinned:          1000,
+		MaxBulk:            512 << 20,
+		ClientOutputLimit:  256 << 20,
+		IdleTimeout:        0,
+		ClientWriteTimeout: 60 * time.Second,
+		HoldTimeout:        5 * time.Second,
+		MaxHeld:            10000,
+		DialTimeout:        time.Second,
+		CheckInterval:      250 * time.Millisecond,
+		DownAfter:          time.Second,
+		VIPInterface:       "eth0",
+		Priority:           100,
+		AdvertInterval:     200 * time.Millisecond,
+		Preempt:            true,
+		PreemptDelay:       0,
+		HeartbeatPort:      5405,
+		Track:              "demote",
+		LogLevel:           "info",
+		LogFormat:          "json",
+	}
+}
+
+// fastTimers shortens failure detection for tests that are not about the
+// default timings.
+func fastTimers(c *Config) {
+	c.CheckInterval = 100 * time.Millisecond
+	c.DownAfter = 500 * time.Millisecond
+}
+
+// cluster is n redis-servers (the first the master, the others its
+// replicas) behind one redis-proxy running in-process.
+type cluster struct {
+	t    *testing.T
+	srv  []*redistest.Server
+	cfg  Config
+	logs *logWatch
+}
+
+func freeAddr(t *testing.T) string {
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(redistest.FreePort(t)))
+}
+
+// startCluster starts the servers and serve(), and returns once the proxy
+// routes to the first server with every replica linked. serve is stopped
+// (its context cancelled, and it must return) when the test ends, before
+// the servers are killed.
+func startCluster(t *testing.T, n int, tune func(*Config)) *cluster {
+	t.Helper()
+	c := &cluster{t: t, logs: &logWatch{}}
+	for i := 0; i < n; i++ {
+		c.srv = append(c.srv, redistest.Start(t))
+	}
+	for _, r := range c.srv[1:] {
+		r.ReplicaOf(c.srv[0])
+	}
+	// After a full sync Redis may hold back the stream to a replica for up
+	// to a second (until the replica's first REPLCONF ACK), although the
+	// link says up. Tests start from replicas that have caught up.
+	if n > 1 {
+		if _, err := c.srv[0].Do("SET", "cluster:started", "1"); err != nil {
+			t.Fatalf("SET on the master: %v", err)
+		}
+		for _, r := range c.srv[1:] {
+			waitInSync(t, r, c.srv[0], 10*time.Second)
+		}
+	}
+	c.cfg = testConfig()
+	c.cfg.Listen, c.cfg.AdminListen = freeAddr(t), freeAddr(t)
+	for _, r := range c.srv {
+		c.cfg.Servers = append(c.cfg.Servers, r.Addr)
+	}
+	if tune != nil {
+		tune(&c.cfg)
+	}
+	if err := c.cfg.Validate(); err != nil {
+		t.Fatalf("test configuration: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, c.cfg, c.logs) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("serve returned %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Errorf("serve did not return 10s after its context was cancelled")
+		}
+		if t.Failed() {
+			t.Logf("redis-proxy log (last 120 lines):\n%s", c.logs.tail(120))
+		}
+	})
+	var replicas []string
+	for _, r := range c.srv[1:] {
+		replicas = append(replicas, r.Addr)
+	}
+	c.waitTopology(10*time.Second, "the first server master with every replica linked", func(tv topologyView) bool {
+		return tv.Routing.Master == c.srv[0].Addr && slices.Equal(tv.Routing.Replicas, replicas)
+	})
+	waitFor(t, 10*time.Second, "/healthz 200", func() bool { return c.healthz() == http.StatusOK })
+	return c
+}
+
+// server returns the test's server at addr.
+func (c *cluster) server(addr string) *redistest.Server {
+	c.t.Helper()
+	for _, r := range c.srv {
+		if r.Addr == addr {
+			return r
+		}
+	}
+	c.t.Fatalf("no server at %q", addr)
+	return nil
+}
+
+// topologyView is the admin API's GET /topology.
+type topologyView struct {
+	Routing     replication.Topology `json:"routing"`
+	Replication replication.Status   `json:"replication"`
+}
+
+var httpc = &http.Client{Timeout: 5 * time.Second}
+
+func (c *cluster) adminURL(path string) string {
+	u, err := adminURL(c.cfg, path)
+	if err != nil {
+		c.t.Fatalf("admin url: %v", err)
+	}
+	return u
+}
+
+func (c *cluster) topology() (topologyView, error) {
+	var tv topologyView
+	resp, err := httpc.Get(c.adminURL("/topology"))
+	if err != nil {
+		return tv, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return tv, fmt.Errorf("GET /topology: %s", resp.Status)
+	}
+	return tv, json.NewDecoder(resp.Body).Decode(&tv)
+}
+
+func (c *cluster) waitTopology(d time.Duration, what string, ok func(topologyView) bool) topologyView {
+	c.t.Helper()
+	var tv topologyView
+	var err error
+	deadline := time.Now().Add(d)
+	for {
+		tv, err = c.topology()
+		if err == nil && ok(tv) {
+			return tv
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("topology: waited %v for %s; last: %+v (err %v)", d, what, tv, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (c *cluster) healthz() int {
+	resp, err := httpc.Get(c.adminURL("/healthz"))
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// postSwitchover calls POST /switchover and returns the status and body.
+func (c *cluster) postSwitchover(target string) (int, []byte) {
+	c.t.Helper()
+	resp, err := httpc.Post(c.adminURL("/switchover?target="+target), "", nil)
+	if err != nil {
+		c.t.Fatalf("POST /switchover: %v", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, body
+}
+
+// dial opens a client connection to the proxy.
+func (c *cluster) dial(readTimeout time.Duration) redis.Conn {
+	c.t.Helper()
+	conn, err := redis.Dial("tcp", c.cfg.Listen, redis.DialConnectTimeout(time.Second), redis.DialReadTimeout(readTimeout),
+		redis.DialWriteTimeout(5*time.Second))
+	if err != nil {
+		c.t.Fatalf("dial proxy: %v", err)
+	}
+	c.t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// waitFor polls ok every 10ms until it holds, or fails the test after d.
+func waitFor(t *testing.T, d time.Duration, what string, ok func() bool) time.Time {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited %v for %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return time.Now()
+}
+
+// roleOf is ROLE asked of a server directly: "master", or "slave" with
+// the master's port and the link state ("connected" once in sync).
+type roleOf struct {
+	role       string
+	masterPort int
+	state      string
+}
+
+func (r roleOf) String() string {
+	if r.role == "slave" {
+		return fmt.Sprintf("slave of port %d (%s)", r.masterPort, r.state)
+	}
+	return r.role
+}
+
+func role(s *redistest.Server) (roleOf, error) {
+	v, err := redis.Values(s.Do("ROLE"))
+	if err != nil {
+		return roleOf{}, err
+	}
+	var r roleOf
+	r.role, _ = redis.String(v[0], nil)
+	if r.role == "slave" && len(v) >= 4 {
+		r.masterPort, _ = redis.Int(v[2], nil)
+		r.state, _ = redis.String(v[3], nil)
+	}
+	return r, nil
+}
+
+// waitReplicaOf waits until s says it is a replica of m with the link up.
+func waitReplicaOf(t *testing.T, s, m *redistest.Server, d time.Duration) time.Time {
+	t.Helper()
+	var last roleOf
+	var err error
+	deadline := time.Now().Add(d)
+	for {
+		last, err = role(s)
+		if err == nil && last.role == "slave" && last.masterPort == m.Port && last.state == "connected" {
+			return time.Now()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: waited %v to be a connected replica of %s; ROLE says %v (err %v)", s.Addr, d, m.Addr, last, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// waitInSync waits until replica r has all of master m's replication stream.
+func waitInSync(t *testing.T, r, m *redistest.Server, d time.Duration) {
+	t.Helper()
+	offset := func(s *redistest.Server) int64 {
+		info, err := redis.String(s.Do("INFO", "replication"))
+		if err != nil {
+			return -1
+		}
+		for _, line := range strings.Split(info, "\r\n") {
+			if v, ok := strings.CutPrefix(line, "master_repl_offset:"); ok {
+				n, _ := strconv.ParseInt(v, 10, 64)
+				return n
+			}
+		}
+		return -1
+	}
+	waitFor(t, d, r.Addr+" in sync with "+m.Addr, func() bool {
+		mo, ro := offset(m), offset(r)
+		return mo > 0 && mo == ro
+	})
+}
+
+// missing returns the keys that s does not hold with their own name as
+// value (every writer here sets key = value).
+func missing(t *testing.T, s *redistest.Server, keys []string) []string {
+	t.Helper()
+	conn := s.Dial()
+	var out []string
+	for lo := 0; lo < len(keys); lo += 500 {
+		chunk := keys[lo:min(lo+500, len(keys))]
+		args := make([]any, len(chunk))
+		for i, k := range chunk {
+			args[i] = k
+		}
+		vals, err := redis.Strings(conn.Do("MGET", args...))
+		if err != nil {
+			t.Fatalf("MGET on %s: %v", s.Addr, err)
+		}
+		for i, v := range vals {
+			if v != chunk[i] {
+				out = append(out, chunk[i])
+			}
+		}
+	}
+	return out
+}
+
+func keysOf(t *testing.T, s *redistest.Server) []string {
+	t.Helper()
+	keys, err := redis.Strings(s.Do("KEYS", "*"))
+	if err != nil {
+		t.Fatalf("KEYS on %s: %v", s.Addr, err)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// op is one command a test client sent and what became of it.
+type op struct {
+	key  string // for writes: the unique key (and value) written
+	sent time.Time
+	done time.Time
+	err  error // nil: acknowledged with the expected reply
+}
+
+func (o op) latency() time.Duration { return o.done.Sub(o.sent) }
+
+// recorder collects ops from one client goroutine; safe for concurrent use.
+type recorder struct {
+	name string
+	mu   sync.Mutex
+	ops  []op
+}
+
+func (r *recorder) add(o op) {
+	r.mu.Lock()
+	r.ops = append(r.ops, o)
+	r.mu.Unlock()
+}
+
+func (r *recorder) snapshot() []op {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.ops)
+}
+
+func acked(ops []op) []op {
+	var out []op
+	for _, o := range ops {
+		if o.err == nil {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+func failed(ops []op) []op {
+	var out []op
+	for _, o := range ops {
+		if o.err != nil {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+func describe(ops []op, ref time.Time) string {
+	var b strings.Builder
+	for _, o := range ops {
+		fmt.Fprintf(&b, "\n  %s sent %+v after the event, answered after %v: %v", o.key,
+			o.sent.Sub(ref).Round(time.Millisecond), o.latency().Round(time.Millisecond), o.err)
+	}
+	return b.String()
+}
+
+// outage is the longest a client went without an acknowledgement across
+// at: the largest gap between consecutive acknowledgements (in the order
+// they arrived) that ends after at, counting from at if there was none
+// before, and to end if none came after. back is when it ended.
+func outage(ops []op, at, end time.Time) (gap time.Duration, back time.Time) {
+	var dones []time.Time
+	for _, o := range acked(ops) {
+		dones = append(dones, o.done)
+	}
+	slices.SortFunc(dones, time.Time.Compare)
+	prev := at
+	for _, d := range dones {
+		if d.After(at) && d.Sub(prev) > gap {
+			gap, back = d.Sub(prev), d
+		}
+		if d.After(prev) {
+			prev = d
+		}
+	}
+	if end.Sub(prev) > gap {
+		gap, back = end.Sub(prev), end
+	}
+	return gap, back
+}
+
+// maxLatency is the longest wait of a command outstanding at some point
+// in [from, to].
+func maxLatency(ops []op, from, to time.Time) time.Duration {
+	var m time.Duration
+	for _, o := range ops {
+		if !o.sent.After(to) && !o.done.Before(from) && o.latency() > m {
+			m = o.latency()
+		}
+	}
+	return m
+}
+
+// load is a set of client goroutines stopped together.
+type load struct {
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+func newLoad() *load { return &load{stop: make(chan struct{})} }
+
+func (l *load) stopped() bool {
+	select {
+	case <-l.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// halt stops the clients and waits for each to finish the command it has
+// in flight.
+func (l *load) halt() {
+	select {
+	case <-l.stop:
+	default:
+		close(l.stop)
+	}
+	l.wg.Wait()
+}
+
+// writer runs a client that writes unique keys (key = value = prefix:n)
+// through the proxy until halted, batch commands at a time: 1 is one
+// command at a time, more is a pipeline sent in one write. A connection
+// that fails is replaced, as a client library would.
+func (l *load) writer(c *cluster, prefix string, batch int, readTimeout time.Duration) *recorder {
+	rec := &recorder{name: prefix}
+	addr := c.cfg.Listen
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		var conn redis.Conn
+		defer func() {
+			if conn != nil {
+				conn.Close()
+			}
+		}()
+		n := 0
+		for !l.stopped() {
+			if conn == nil {
+				var err error
+				sent := time.Now()
+				conn, err = redis.Dial("tcp", addr, redis.DialConnectTimeout(time.Second), redis.DialReadTimeout(readTimeout))
+				if err != nil {
+					rec.add(op{key: "(dial)", sent: sent, done: time.Now(), err: err})
+					time.Sleep(20 * time.Millisecond)
+					continue
+				}
+			}
+			keys := make([]string, batch)
+			for i := range keys {
+				n++
+				keys[i] = fmt.Sprintf("%s:%d", prefix, n)
+				conn.Send("SET", keys[i], keys[i])
+			}
+			sent := time.Now()
+			ferr := conn.Flush()
+			broken := ferr != nil
+			for _, k := range keys {
+				o := op{key: k, sent: sent}
+				if broken {
+					o.err = ferr
+				} else {
+					v, err := redis.String(conn.Receive())
+					switch {
+					case err != nil:
+						o.err = err
+						var re redis.Error
+						if !errors.As(err, &re) {
+							broken, ferr = true, err
+						}
+					case v != "OK":
+						o.err = fmt.Errorf("SET replied %q", v)
+					}
+				}
+				o.done = time.Now()
+				rec.add(o)
+			}
+			if broken {
+				conn.Close()
+				conn = nil
+			}
+		}
+	}()
+	return rec
+}
+
+// reader runs a client that GETs key through the proxy, one command at a
+// time, until halted; a reply other than want is an error.
+func (l *load) reader(c *cluster, key, want string, readTimeout time.Duration) *recorder {
+	rec := &recorder{name: "reader"}
+	addr := c.cfg.Listen
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		var conn redis.Conn
+		defer func() {
+			if conn != nil {
+				conn.Close()
+			}
+		}()
+		for !l.stopped() {
+			sent := time.Now()
+			if conn == nil {
+				var err error
+				conn, err = redis.Dial("tcp", addr, redis.DialConnectTimeout(time.Second), redis.DialReadTimeout(readTimeout))
+				if err != nil {
+					rec.add(op{key: "(dial)", sent: sent, done: time.Now(), err: err})
+					time.Sleep(20 * time.Millisecond)
+					continue
+				}
+			}
+			v, err := redis.String(conn.Do("GET", key))
+			o := op{key: key, sent: sent, done: time.Now(), err: err}
+			if err == nil && v != want {
+				o.err = fmt.Errorf("GET %s = %q, want %q", key, v, want)
+			}
+			rec.add(o)
+			var re redis.Error
+			if err != nil && !errors.As(err, &re) {
+				conn.Close()
+				conn = nil
+			}
+		}
+	}()
+	return rec
+}
+
+// logEvent is one record serve logged, stamped when it was written.
+type logEvent struct {
+	at        time.Time
+	msg       string
+	component string
+	epoch     uint64
+	master    string // "routing": the master routed to
+	addr      string // replication events: the server concerned
+}
+
+// routeEvent is a routing change the proxy logged ("routing"). It is
+// written just after the change: sessions the change released may be
+// answered a moment before it.
+type routeEvent = logEvent
+
+// logWatch is serve's log writer: it keeps the lines and the events.
+type logWatch struct {
+	mu     sync.Mutex
+	buf    []byte
+	lines  []string
+	events []logEvent
+}
+
+func (w *logWatch) Write(p []byte) (int, error) {
+	now := time.Now()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf = append(w.buf, p...)
+	for {
+		i := bytes.IndexByte(w.buf, '\n')
+		if i < 0 {
+			break
+		}
+		line := string(w.buf[:i])
+		w.buf = w.buf[i+1:]
+		w.lines = append(w.lines, line)
+		var rec struct {
+			Msg       string `json:"msg"`
+			Component string `json:"component"`
+			Epoch     uint64 `json:"epoch"`
+			Master    string `json:"master"`
+			Addr      string `json:"addr"`
+		}
+		if json.Unmarshal([]byte(line), &rec) == nil {
+			w.events = append(w.events, logEvent{at: now, msg: rec.Msg, component: rec.Component, epoch: rec.Epoch, master: rec.Master, addr: rec.Addr})
+		}
+	}
+	return len(p), nil
+}
+
+func (w *logWatch) tail(n int) string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return strings.Join(w.lines[max(0, len(w.lines)-n):], "\n")
+}
+
+// since returns the events logged after t by component with message msg.
+func (w *logWatch) since(t time.Time, component, msg string) []logEvent {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []logEvent
+	for _, e := range w.events {
+		if e.at.After(t) && e.component == component && e.msg == msg {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// routesSince returns the routing changes logged after t.
+func (w *logWatch) routesSince(t time.Time) []routeEvent { return w.since(t, "proxy", "routing") }
+
+// waitRoute waits for the first routing change after t that satisfies ok.
+func (c *cluster) waitRoute(after time.Time, d time.Duration, what string, ok func(routeEvent) bool) routeEvent {
+	c.t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		for _, e := range c.logs.routesSince(after) {
+			if ok(e) {
+				return e
+			}
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("waited %v for the proxy to route to %s; routing changes since: %+v", d, what, c.logs.routesSince(after))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// promoted returns when the manager confirmed addr as the new master after
+// t ("master changed", logged once ROLE confirmed the promotion and before
+// the proxy is told). No client can be answered by addr as master before.
+func (c *cluster) promoted(after time.Time, addr string) time.Time {
+	c.t.Helper()
+	for _, e := range c.logs.since(after, "replication", "master changed") {
+		if e.addr == addr {
+			return e.at
+		}
+	}
+	c.t.Fatalf("no \"master changed\" to %s logged", addr)
+	return time.Time{}
+}
+
+// clearEnv removes every REDIS_PROXY_* variable for the test.
+func clearEnv(t *testing.T) {
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, envPrefix+"_") {
+			t.Setenv(k, "") // loadConfig treats empty as unset
+		}
+	}
+}
