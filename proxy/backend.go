@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -153,6 +154,10 @@ func (b *backendConn) send(r *request) bool {
 	}
 	b.writing = true
 	b.mu.Unlock()
+	// Let the sessions that are ready run first so their requests join
+	// this write: one write for many clients is what makes a shared
+	// connection cheap for Redis. With nothing else to run it costs ~0.1µs.
+	runtime.Gosched()
 	b.flush(flushRounds)
 	return true
 }

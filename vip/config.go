@@ -213,6 +213,7 @@ func (c Config) params() Params {
 		PreemptDelay: c.PreemptDelay,
 		Track:        c.Track,
 		GARPCount:    c.GARPCount,
+		GARPSpacing:  c.GARPSpacing,
 		GARPRefresh:  refresh,
 		FaultHold:    c.FaultHold,
 	}

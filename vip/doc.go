@@ -34,6 +34,14 @@
 //     gratuitous ARPs GARPSpacing apart and one more every GARPRefresh. A
 //     reconcile loop (netlink address updates plus every ReconcileInterval)
 //     restores the VIP on a master and removes it from a non-master.
+//   - Split brain (two masters, e.g. after a partition heals): the outranked
+//     one removes the VIP and sends a priority-0 advert; the other keeps it,
+//     answers with an advert and sends the GARP burst again, so neighbours
+//     that followed the loser's GARPs come back at once rather than at the
+//     next refresh. It re-announces when a contest starts (a lower-ranked
+//     master's advert after a master-down interval without one: once, however
+//     long the rival keeps advertising) and when a peer releases (priority 0),
+//     unless its own burst is still going out.
 //
 // The decisions are the pure function Step(State, Event, now) → (State,
 // []Effect): no I/O, no clock. Node is the loop that feeds it events

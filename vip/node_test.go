@@ -16,11 +16,13 @@ import (
 var testVIP = netip.MustParsePrefix("10.0.0.100/24")
 
 // fakeNet delivers datagrams between fake transports; cut nodes neither
-// send nor receive (a killed or partitioned node).
+// send nor receive (a killed or partitioned node), and a dropped link loses
+// what one node sends to another (a one-way partition).
 type fakeNet struct {
 	mu    sync.Mutex
 	inbox map[netip.Addr]chan dgram
 	cut   map[netip.Addr]bool
+	drop  map[[2]netip.Addr]bool
 }
 
 type dgram struct {
@@ -29,7 +31,13 @@ type dgram struct {
 }
 
 func newFakeNet() *fakeNet {
-	return &fakeNet{inbox: map[netip.Addr]chan dgram{}, cut: map[netip.Addr]bool{}}
+	return &fakeNet{inbox: map[netip.Addr]chan dgram{}, cut: map[netip.Addr]bool{}, drop: map[[2]netip.Addr]bool{}}
+}
+
+func (f *fakeNet) setDrop(from, to netip.Addr, drop bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.drop[[2]netip.Addr{from, to}] = drop
 }
 
 func (f *fakeNet) setCut(a netip.Addr, cut bool) {
@@ -70,7 +78,7 @@ func (t *fakeTransport) Send(b []byte) error {
 		return nil
 	}
 	for _, p := range t.peers {
-		if ch := t.net.inbox[p.Addr()]; ch != nil && !t.net.cut[p.Addr()] {
+		if ch := t.net.inbox[p.Addr()]; ch != nil && !t.net.cut[p.Addr()] && !t.net.drop[[2]netip.Addr{t.self, p.Addr()}] {
 			select {
 			case ch <- dgram{b: append([]byte(nil), b...), from: t.self}:
 			default:
@@ -268,12 +276,18 @@ func TestNodePairFailover(t *testing.T) {
 			t.Fatalf("new master: holds VIP %v, payload %+v; want the VIP and the inherited epoch 5", b.owner.has(testVIP), b.Payload())
 		}
 
-		// The partition heals: two masters; the higher priority keeps it.
+		// The partition heals: two masters; the higher priority keeps it
+		// and re-announces it at once, since b's GARPs took the neighbours.
+		garps := a.ann.n.Load()
 		fn.setCut(addr1, false)
 		c = waitRole(t, bch, Backup)
+		time.Sleep(500 * time.Millisecond)
 		synctest.Wait()
 		if a.Role() != Master || b.owner.has(testVIP) || !a.owner.has(testVIP) {
 			t.Fatalf("after heal: a=%v b=%v, b holds VIP %v", a.Role(), b.Role(), b.owner.has(testVIP))
+		}
+		if n := a.ann.n.Load() - garps; n != 3 {
+			t.Fatalf("after heal a sent %d GARPs, want one burst of 3", n)
 		}
 
 		// Graceful stop: b claims after its skew time exactly.
@@ -300,6 +314,56 @@ func TestNodePairFailover(t *testing.T) {
 
 // TestNodeTrackingReconcileAndBadInput: health demotion, the reconcile loop
 // repairing the address both ways, counted bad input, and a failing add.
+// TestNodeOneWayPartition: b stops hearing a and claims too, while a hears
+// b's adverts every interval. a keeps the VIP and re-announces it once for
+// the whole contest; when b hears a again it steps down, releases, and a
+// re-announces once more.
+func TestNodeOneWayPartition(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fn := newFakeNet()
+		a := startFake(t, fn, addr1, addr2, 150, nil)
+		b := startFake(t, fn, addr2, addr1, 100, nil)
+		bch, unsub := b.Subscribe()
+		defer unsub()
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		if a.Role() != Master || b.Role() != Backup {
+			t.Fatalf("roles a=%v b=%v, want MASTER/BACKUP", a.Role(), b.Role())
+		}
+
+		garps := a.ann.n.Load()
+		fn.setDrop(addr1, addr2, true)
+		waitRole(t, bch, Master)
+		time.Sleep(3 * time.Second) // 15 of b's adverts reach a
+		synctest.Wait()
+		if a.Role() != Master || !a.owner.has(testVIP) || !b.owner.has(testVIP) {
+			t.Fatalf("one-way partition: a=%v b=%v, VIP on a %v b %v; want both master with the VIP",
+				a.Role(), b.Role(), a.owner.has(testVIP), b.owner.has(testVIP))
+		}
+		if n := a.ann.n.Load() - garps; n != 3 {
+			t.Fatalf("a sent %d GARPs while hearing b's adverts, want one burst of 3", n)
+		}
+		if st := a.Stats(); st.AdvertsReceived < 15 {
+			t.Fatalf("a accepted %d adverts, want b's every interval", st.AdvertsReceived)
+		}
+
+		garps = a.ann.n.Load()
+		fn.setDrop(addr1, addr2, false)
+		waitRole(t, bch, Backup)
+		time.Sleep(500 * time.Millisecond)
+		synctest.Wait()
+		if b.owner.has(testVIP) || !a.owner.has(testVIP) || a.Role() != Master {
+			t.Fatalf("after heal: a=%v, VIP on a %v b %v", a.Role(), a.owner.has(testVIP), b.owner.has(testVIP))
+		}
+		if n := a.ann.n.Load() - garps; n != 3 {
+			t.Fatalf("a sent %d GARPs after b released, want one burst of 3", n)
+		}
+		if pi, _ := a.Peer(); pi.Priority != 0 || pi.Role != Backup {
+			t.Fatalf("a last heard %+v, want b's priority-0 release", pi)
+		}
+	})
+}
+
 func TestNodeTrackingReconcileAndBadInput(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		fn := newFakeNet()

@@ -88,8 +88,12 @@ type Params struct {
 	PreemptDelay time.Duration
 	// Track is what an unhealthy node does.
 	Track TrackMode
-	// GARPCount is how many gratuitous ARPs to send on claiming the VIP.
+	// GARPCount is how many gratuitous ARPs to send on claiming the VIP
+	// (and on re-announcing it against a rival, see State.RivalAt).
 	GARPCount int
+	// GARPSpacing is the gap between the ARPs of a burst; with GARPCount it
+	// says how long a burst lasts.
+	GARPSpacing time.Duration
 	// GARPRefresh is the period of a single refreshing GARP while Master;
 	// zero disables it.
 	GARPRefresh time.Duration
@@ -123,6 +127,19 @@ type State struct {
 	AdvertAt     time.Time // Master: next periodic advert
 	GARPAt       time.Time // Master: next refreshing GARP
 	FaultUntil   time.Time // Fault: held after an address failure until then
+	// GARPUntil is when the last GARP of the burst this master started most
+	// recently goes out (a later burst or refresh replaces it).
+	GARPUntil time.Time
+	// RivalAt is when this master last heard a lower-ranked node claim
+	// master (zero: no contest, or the rival released). A split brain
+	// leaves neighbours following whichever GARP came last, possibly the
+	// rival's, so a master re-sends its GARP burst when a contest starts
+	// (a rival's master advert after at least MasterDownInterval without
+	// one) and when a rival releases (a priority-0 advert) unless its own
+	// burst is still in progress, i.e. will end after the rival's last GARP.
+	// So a rival advertising every interval (a one-way partition) costs one
+	// burst, not one per advert.
+	RivalAt time.Time
 	// TimerAt is the earliest pending deadline (zero: none), last announced
 	// with SetTimer.
 	TimerAt time.Time
@@ -353,7 +370,7 @@ func (s *stepper) tick() {
 			s.advertise()
 		}
 		if s.st.GARPRefresh > 0 && !now.Before(s.st.GARPAt) {
-			s.emit(SendGARP{Count: 1})
+			s.garp(1)
 			s.st.GARPAt = now.Add(s.st.GARPRefresh)
 		}
 	case Fault:
@@ -460,11 +477,29 @@ func (s *stepper) advert(a AdvertReceived) {
 				reason = fmt.Sprintf("master %s wins the tie on address (priority %d)", a.From, a.Priority)
 			}
 			s.toBackup(reason, interval)
+			// The winner may never have heard our adverts (its own reached
+			// us first): a release makes it re-announce the VIP, which our
+			// GARPs may have drawn to our MAC.
+			s.emit(SendAdvert{Priority: 0, Healthy: s.st.Healthy, Role: Backup, Payload: s.st.Payload})
 			return
 		}
 		// A lower-ranked node thinks it is master, or one is leaving: assert
-		// ourselves now rather than at the next interval.
+		// ourselves now rather than at the next interval, and win back the
+		// neighbours its GARPs took (rate limit: see State.RivalAt).
 		s.advertise()
+		switch {
+		case a.Priority == 0:
+			s.st.RivalAt = time.Time{}
+			if !s.now.Before(s.st.GARPUntil) {
+				s.garp(s.st.GARPCount)
+			}
+		case a.Role == Master:
+			fresh := s.st.RivalAt.IsZero() || s.now.Sub(s.st.RivalAt) >= MasterDownInterval(s.st.Priority, interval)
+			s.st.RivalAt = s.now
+			if fresh {
+				s.garp(s.st.GARPCount)
+			}
+		}
 	}
 }
 
@@ -534,8 +569,17 @@ func (s *stepper) advertise() {
 	s.st.AdvertAt = s.now.Add(s.st.Interval)
 }
 
+// clearTimers clears the deadlines and the master's GARP bookkeeping, which
+// start afresh in every role.
 func (s *stepper) clearTimers() {
 	s.st.MasterDownAt, s.st.PreemptAt, s.st.AdvertAt, s.st.GARPAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+	s.st.GARPUntil, s.st.RivalAt = time.Time{}, time.Time{}
+}
+
+// garp sends count gratuitous ARPs, replacing any burst in progress.
+func (s *stepper) garp(count int) {
+	s.emit(SendGARP{Count: count})
+	s.st.GARPUntil = s.now.Add(time.Duration(count-1) * s.st.GARPSpacing)
 }
 
 func (s *stepper) transition(to Role, reason string) {
@@ -550,7 +594,8 @@ func (s *stepper) toMaster(reason string) {
 	s.clearTimers()
 	s.transition(Master, reason)
 	s.st.CurrentMaster = s.st.Self
-	s.emit(AddVIP{}, SendGARP{Count: s.st.GARPCount})
+	s.emit(AddVIP{})
+	s.garp(s.st.GARPCount)
 	s.advertise()
 	if s.st.GARPRefresh > 0 {
 		s.st.GARPAt = s.now.Add(s.st.GARPRefresh)

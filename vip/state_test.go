@@ -46,7 +46,7 @@ func TestTimerArithmetic(t *testing.T) {
 func defaultParams() Params {
 	return Params{
 		Self: addr1, Priority: 100, Interval: 200 * time.Millisecond, Preempt: true,
-		GARPCount: 3, GARPRefresh: 10 * time.Second, FaultHold: 2 * time.Second,
+		GARPCount: 3, GARPSpacing: 100 * time.Millisecond, GARPRefresh: 10 * time.Second, FaultHold: 2 * time.Second,
 	}
 }
 
@@ -195,24 +195,125 @@ func TestMasterSeesAdvert(t *testing.T) {
 			if stepped != tc.wantStepDwn {
 				t.Fatalf("stepped down = %v, want %v (effects %v)", stepped, tc.wantStepDwn, effs)
 			}
+			release := SendAdvert{Priority: 0, Healthy: tc.ourHealthy, Role: Backup}
 			if stepped {
-				if !hasEffect(effs, RemoveVIP{}) {
-					t.Errorf("stepping down without remove-vip: %v", effs)
+				// The VIP goes before the release that tells the winner to
+				// re-announce it.
+				rm, rel := effectIndex(effs, RemoveVIP{}), effectIndex(effs, release)
+				if rm < 0 || rel < rm {
+					t.Errorf("stepping down: want remove-vip then %v, got %v", release, effs)
 				}
-			} else if _, ok := effs[0].(SendAdvert); !ok {
+				if hasEffect(effs, SendGARP{Count: 3}) {
+					t.Errorf("the loser sent GARPs: %v", effs)
+				}
+				return
+			}
+			if _, ok := effs[0].(SendAdvert); !ok {
 				t.Errorf("a master that keeps the VIP answers with an advert at once, got %v", effs)
+			}
+			// A rival master, or a peer releasing, may have drawn the
+			// neighbours to its MAC: re-announce.
+			wantGARP := tc.prio == 0 || tc.role == Master
+			if got := hasEffect(effs, SendGARP{Count: 3}); got != wantGARP {
+				t.Errorf("GARP burst = %v, want %v (effects %v)", got, wantGARP, effs)
 			}
 		})
 	}
 }
 
-func hasEffect(effs []Effect, e Effect) bool {
-	for _, x := range effs {
+func hasEffect(effs []Effect, e Effect) bool { return effectIndex(effs, e) >= 0 }
+
+func effectIndex(effs []Effect, e Effect) int {
+	for i, x := range effs {
 		if reflect.DeepEqual(x, e) {
-			return true
+			return i
 		}
 	}
-	return false
+	return -1
+}
+
+// TestReannounceRateLimit: a master re-sends its GARP burst once per contest
+// with a rival master (a contest ends after a master-down interval without
+// the rival's adverts, or with its release), and on a release unless its own
+// burst (3 × 100ms spacing: its last GARP 200ms after the first) is still
+// going out.
+func TestReannounceRateLimit(t *testing.T) {
+	ms := time.Millisecond
+	rival := masterAdvert(addr2, 50)
+	slowRival := rival
+	slowRival.Interval = time.Second
+	sick := masterAdvert(addr2, 200) // outranks our priority, but not our health
+	sick.Healthy = false
+	release := AdvertReceived{From: addr2, Priority: 0, Healthy: true, Role: Backup, Interval: 200 * ms}
+	notMaster := rival
+	notMaster.Role = Backup
+	down := MasterDownInterval(100, 200*ms) // ours, with the rival's interval: 721.875ms
+
+	type heard struct {
+		after time.Duration // since the previous advert (the first: since we became master + 1s)
+		adv   AdvertReceived
+		burst bool
+	}
+	flood := []heard{{0, rival, true}}
+	for i := 0; i < 40; i++ { // 8s of adverts every interval: a one-way partition
+		flood = append(flood, heard{200 * ms, rival, false})
+	}
+	for _, tc := range []struct {
+		name  string
+		heard []heard
+	}{
+		{"rival master", []heard{{0, rival, true}}},
+		{"unhealthy rival master of higher priority", []heard{{0, sick, true}}},
+		{"release", []heard{{0, release, true}}},
+		{"advert not claiming master", []heard{{0, notMaster, false}}},
+		{"flood of rival adverts: one burst", flood},
+		{"gap under the master-down interval: same contest", []heard{{0, rival, true}, {down - 1, rival, false}}},
+		{"gap of the master-down interval: new contest", []heard{{0, rival, true}, {down, rival, true}}},
+		{"a slow rival's master-down interval: same contest", []heard{{0, slowRival, true}, {3 * time.Second, slowRival, false}}},
+		{"release while our burst goes out", []heard{{0, rival, true}, {199 * ms, release, false}}},
+		{"release after our burst", []heard{{0, rival, true}, {200 * ms, release, true}}},
+		{"release after a long contest", append(flood[:len(flood):len(flood)], heard{200 * ms, release, true})},
+		{"release ends the contest", []heard{{0, rival, true}, {10 * ms, release, false}, {300 * ms, rival, true}}},
+		{"second release", []heard{{0, release, true}, {100 * ms, release, false}, {100 * ms, release, true}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := newDriver(t, defaultParams())
+			d.ev(Start{})
+			d.advance(time.Second) // master since +721.875ms; its claim burst is over
+			for i, h := range tc.heard {
+				d.advance(h.after)
+				effs := d.ev(h.adv)
+				if d.st.Role != Master {
+					t.Fatalf("advert %d: role %v, want MASTER", i, d.st.Role)
+				}
+				if got := hasEffect(effs, SendGARP{Count: 3}); got != h.burst {
+					t.Fatalf("advert %d (prio %d %v) at +%v: burst = %v, want %v (effects %v)",
+						i, h.adv.Priority, h.adv.Role, d.now.Sub(t0), got, h.burst, effs)
+				}
+			}
+		})
+	}
+}
+
+// TestReleaseDuringClaimBurst: a release that answers our claim (preemption:
+// the old master hears the new one and steps down) needs no second burst.
+func TestReleaseDuringClaimBurst(t *testing.T) {
+	d := newDriver(t, defaultParams())
+	d.ev(Start{})
+	d.advance(MasterDownInterval(100, 200*time.Millisecond))
+	if d.st.Role != Master {
+		t.Fatalf("role %v, want MASTER", d.st.Role)
+	}
+	d.advance(50 * time.Millisecond)
+	if effs := d.ev(AdvertReceived{From: addr2, Priority: 0, Healthy: true, Role: Backup}); hasEffect(effs, SendGARP{Count: 3}) {
+		t.Fatalf("second burst 50ms into the claim burst: %v", effs)
+	}
+	// The refresh (a single GARP) replaces a burst: a release after it
+	// re-announces.
+	d.advance(10 * time.Second)
+	if effs := d.ev(AdvertReceived{From: addr2, Priority: 0, Healthy: true, Role: Backup}); !hasEffect(effs, SendGARP{Count: 3}) {
+		t.Fatalf("no burst on a release after the refresh: %v", effs)
+	}
 }
 
 // TestPreemption: a backup facing a master, per preempt mode, delay and

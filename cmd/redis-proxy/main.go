@@ -225,7 +225,8 @@ func adminHandler(p *proxy.Proxy, mgr *replication.Manager, node *vip.Node, reg 
 				ps.Rejected[r.String()] = n
 			}
 			if peer, ok := node.Peer(); ok {
-				ps.Peer = fmt.Sprintf("%v", peer)
+				ps.Peer = &peerStatus{Addr: peer.Addr.String(), Role: peer.Role.String(), Priority: peer.Priority,
+					Healthy: peer.Healthy, Epoch: peer.Payload.Epoch, Master: peer.Payload.Master, HeardAt: peer.HeardAt}
 			}
 			pairState = &ps
 		}
@@ -250,7 +251,18 @@ type pairStatus struct {
 	AdvertsSent     uint64            `json:"adverts_sent"`
 	AdvertsReceived uint64            `json:"adverts_received"`
 	Rejected        map[string]uint64 `json:"adverts_rejected"`
-	Peer            string            `json:"peer,omitempty"`
+	Peer            *peerStatus       `json:"peer,omitempty"`
+}
+
+// peerStatus is the latest advert heard from the other proxy.
+type peerStatus struct {
+	Addr     string    `json:"addr"`
+	Role     string    `json:"role"`
+	Priority uint8     `json:"priority"`
+	Healthy  bool      `json:"healthy"`
+	Epoch    uint64    `json:"epoch"`
+	Master   string    `json:"master"`
+	HeardAt  time.Time `json:"heard_at"`
 }
 
 // adminURL is where this node's admin API answers, from the address it
