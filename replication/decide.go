@@ -31,6 +31,13 @@ type State struct {
 	MasterLastSeen time.Time // last valid reply of the master that was lost
 	Waiting        string    // why no master could be chosen, reported once
 
+	// The manager's own timeline. A gap longer than stallAfter between two
+	// decisions (the process frozen, the loop blocked) is a stall: the
+	// silence of the servers during it is not evidence against them.
+	LastDecide time.Time // now of the newest Decide
+	Resumed    time.Time // the decision that found the newest stall; no server's down clock starts earlier
+	Holding    bool      // after a stall: no action until a round of checks sent since Resumed (holdOver)
+
 	Failovers    uint64   // changes of master since start
 	LastFailover Failover // zero until the first
 	LostBytes    int64    // stream bytes discarded by demoting servers, in total
@@ -150,6 +157,8 @@ const (
 	EventActionFailed    = "action-failed"
 	EventDataLost        = "data-lost"
 	EventSwitchoverAbort = "switchover-aborted"
+	EventStall           = "stall"      // the manager did not decide for longer than stallAfter
+	EventStallOver       = "stall-over" // the hold after a stall ended: acting again
 )
 
 func (a Action) String() string {
@@ -229,6 +238,7 @@ func Decide(st State, obs []Observation, now time.Time) (State, []Action) {
 	}
 	d.discover()
 	d.liveness()
+	d.endHold()
 	if next.Authority {
 		d.authoritative()
 	} else {
@@ -260,6 +270,11 @@ func (d *decider) begin() {
 	if st.Started.IsZero() {
 		st.Started = d.now
 	}
+	if stalled(st.LastDecide, d.now, stallAfter(st.CheckInterval, st.DownAfter)) {
+		st.Resumed, st.Holding = d.now, true
+		d.event(EventStall, "", "no decision for %v", d.now.Sub(st.LastDecide))
+	}
+	st.LastDecide = d.now
 	for _, a := range st.Servers {
 		if _, ok := st.Nodes[a]; !ok {
 			st.Nodes[a] = Node{Addr: a, Since: d.now}
@@ -389,18 +404,29 @@ func (d *decider) discover() {
 	}
 	for _, a := range d.addrs() {
 		n := st.Nodes[a]
-		if n.Discovered && isDown(n.LastOK, n.Since, st.DownAfter, d.now) && d.now.Sub(n.ReportedAt) >= st.DownAfter {
+		if n.Discovered && d.isDown(n) && d.now.Sub(n.ReportedAt) >= st.DownAfter {
 			delete(st.Nodes, a)
 			d.event(EventForgotten, a, "")
 		}
 	}
 }
 
+// isDown applies isDown to n. A server that was up before a stall has its
+// down clock restarted when the manager resumed; one already down stays down
+// until it answers.
+func (d *decider) isDown(n Node) bool {
+	since := n.Since
+	if !n.Down && d.st.Resumed.After(since) {
+		since = d.st.Resumed
+	}
+	return isDown(n.LastOK, since, d.st.DownAfter, d.now)
+}
+
 func (d *decider) liveness() {
 	st := d.st
 	for _, a := range d.addrs() {
 		n := st.Nodes[a]
-		down := isDown(n.LastOK, n.Since, st.DownAfter, d.now)
+		down := d.isDown(n)
 		if down == n.Down {
 			continue
 		}
@@ -415,6 +441,25 @@ func (d *decider) liveness() {
 		} else {
 			d.event(EventUp, a, "")
 		}
+	}
+}
+
+// endHold ends the hold after a stall after a full round of checks sent since
+// the manager resumed, or DownAfter after resuming (see holdOver).
+func (d *decider) endHold() {
+	st := d.st
+	if !st.Holding {
+		return
+	}
+	var oldest time.Time
+	for i, a := range st.Servers {
+		if t := st.Nodes[a].LastObs; i == 0 || t.Before(oldest) {
+			oldest = t
+		}
+	}
+	if holdOver(st.Resumed, oldest, d.now, st.CheckInterval, st.DownAfter) {
+		st.Holding = false
+		d.event(EventStallOver, "", "after %v", d.now.Sub(st.Resumed))
 	}
 }
 
@@ -550,6 +595,12 @@ func orDash(s string) string {
 
 func (d *decider) authoritative() {
 	st := d.st
+	if st.Holding {
+		// Nothing is promoted, demoted or re-pointed on the strength of
+		// checks from before the stall.
+		d.busy = "waiting for a round of checks after a stall of the manager"
+		return
+	}
 	if p := st.Promotion; p.Target != "" {
 		n := st.Nodes[p.Target]
 		confirmed := n.LastObs.After(p.Started) && n.fresh()

@@ -25,7 +25,8 @@ var update = flag.Bool("update", false, "rewrite the expected output in testdata
 //	down-after 1s              State.DownAfter (default 1s)
 //	check-interval 250ms       State.CheckInterval (default 250ms)
 //	authority on|off           State.Authority (default on)
-//	tick 250ms                 advance the clock
+//	tick 250ms                 advance the clock; the manager runs meanwhile
+//	stall 10s                  advance the clock with the manager stopped
 //	observe a down [err=...]   a failed check
 //	observe a loading          a LOADING reply (also: masterdown)
 //	observe a master id=X [id2=W off2=N] off=N [replicas=b,c] [runid=r]
@@ -35,6 +36,11 @@ var update = flag.Bool("update", false, "rewrite the expected output in testdata
 //	switched b promoted|<error> the outcome of the switchover action
 //	decide                     call Decide with the observations since the last decide
 //	status                     print epoch, master, failovers and lost bytes
+//
+// A scenario shows only the decisions that matter; the manager decides every
+// half check interval in between. So tick stands for time the manager ran
+// (its last decision is taken to be the new now), stall for time it did not
+// (docker pause, SIGSTOP, a blocked loop): the gap Decide sees.
 //
 // Every decide also checks that Decide left its input unchanged.
 func TestScenarios(t *testing.T) {
@@ -94,6 +100,11 @@ func runScenario(t *testing.T, text string) string {
 		case "authority":
 			st.Authority = f[1] == "on"
 		case "tick":
+			now = now.Add(mustDuration(t, f[1]))
+			if !st.LastDecide.IsZero() {
+				st.LastDecide = now
+			}
+		case "stall":
 			now = now.Add(mustDuration(t, f[1]))
 		case "observe":
 			o, err := parseObservation(f[1:], now)
@@ -366,6 +377,25 @@ func checkInvariants(t *testing.T, seed uint64, step int, prev, next State, acts
 			}
 			if tp.Master == "" && len(tp.Replicas) > 0 {
 				fail("replicas published without a master")
+			}
+		}
+	}
+	for _, a := range acts {
+		if next.Holding && (a.Kind == ActPromote || a.Kind == ActReplicaOf || a.Kind == ActSwitchover) {
+			fail("acted while holding after a stall: %v", a)
+		}
+	}
+	for addr, n := range next.Nodes {
+		// A newly down server was silent for DownAfter while the manager ran.
+		if p, ok := prev.Nodes[addr]; n.Down && ok && !p.Down {
+			from := n.LastOK
+			for _, t := range []time.Time{n.Since, next.Resumed} {
+				if t.After(from) {
+					from = t
+				}
+			}
+			if silent := next.LastDecide.Sub(from); silent < next.DownAfter {
+				fail("%s declared down after %v of silence since the manager resumed", addr, silent)
 			}
 		}
 	}

@@ -25,6 +25,16 @@
 //     the moment its last valid check was sent. LOADING and MASTERDOWN
 //     replies are valid (the server is alive) but say nothing of its role;
 //     other error replies (NOAUTH, …) and transport errors are failures.
+//   - Only silence while the manager runs counts. A gap of more than
+//     max(DownAfter/2, CheckInterval) between two decisions (the process
+//     frozen by docker pause or SIGSTOP, the loop blocked) is a stall, logged
+//     "stall detected": servers that were up get their down clock restarted
+//     from the decision that found it, servers already down stay down, and
+//     nothing is promoted, demoted or re-pointed (switchovers are refused)
+//     until a full round of checks sent after that decision has returned
+//     (at least CheckInterval, so the VIP layer thawed with it can hear a
+//     peer that took over), or DownAfter has passed since it. A master that
+//     really died meanwhile is failed over DownAfter after the thaw.
 //   - Topology.Master is "" whenever there is no confirmed master: at start
 //     until every configured server has answered or is down, from the
 //     moment a master is lost until its successor is confirmed, during a

@@ -392,6 +392,8 @@ var eventMessages = map[string]string{
 	EventActionFailed:    "action failed",
 	EventDataLost:        "replication stream discarded",
 	EventSwitchoverAbort: "switchover aborted",
+	EventStall:           "stall detected",
+	EventStallOver:       "acting again after stall",
 }
 
 func (m *Manager) logEvent(a Action) {
@@ -401,7 +403,7 @@ func (m *Manager) logEvent(a Action) {
 	}
 	level := slog.LevelInfo
 	switch a.Event {
-	case EventDown, EventMasterLost, EventNoMaster, EventPromoteFailed, EventActionFailed, EventDataLost, EventSwitchoverAbort:
+	case EventDown, EventMasterLost, EventNoMaster, EventPromoteFailed, EventActionFailed, EventDataLost, EventSwitchoverAbort, EventStall:
 		level = slog.LevelWarn
 	}
 	m.log.Log(context.Background(), level, msg, "addr", a.Addr, "detail", a.Detail)

@@ -7,8 +7,11 @@ import "time"
 
 // isDown reports whether a server has gone downAfter without a valid reply.
 // lastOK is the time of its last valid reply (zero if it never answered) and
-// since is when monitoring of it began: a server that never answered is down
-// once downAfter has passed since monitoring began, not at once.
+// since is when the evidence about it began: when monitoring of it began, or
+// when the manager resumed after a stall (see stalled). Silence before since
+// does not count: a server that never answered is down once downAfter has
+// passed since monitoring began, not at once, and a server last heard before
+// a stall is down only after downAfter of silence once the manager resumed.
 func isDown(lastOK, since time.Time, downAfter time.Duration, now time.Time) bool {
 	ref := lastOK
 	if ref.Before(since) {
@@ -47,4 +50,35 @@ func retryDue(last, now time.Time, every time.Duration) bool {
 // downAfter covers a lost reply and one more check.
 func promotionExpired(started, now time.Time, downAfter time.Duration) bool {
 	return now.Sub(started) >= downAfter
+}
+
+// stallAfter is the longest gap between two decisions that is not a stall of
+// the manager itself (its process frozen, its loop blocked). The loop decides
+// every half check interval, so a gap of a whole interval is merely a slow
+// wake-up; beyond half of downAfter, the gap would make up most of the
+// silence that declares a server down, so the silence is no longer evidence
+// about the server. A healthy server is heard every interval, so a gap up to
+// this bound cannot make it look down as long as interval + stallAfter, plus
+// a check's latency, stays under downAfter (by default 250ms + 500ms of 1s).
+func stallAfter(interval, downAfter time.Duration) time.Duration {
+	return max(downAfter/2, interval)
+}
+
+// stalled reports whether the decision at now follows the previous one, at
+// last (zero before the first), by more than limit.
+func stalled(last, now time.Time, limit time.Duration) bool {
+	return !last.IsZero() && now.Sub(last) > limit
+}
+
+// holdOver reports whether the manager, which resumed after a stall at
+// resumed, may act again: after a full round of checks, that is once a check
+// interval has passed and every configured server has been checked by a
+// check sent after resumed (oldest is the oldest of their newest check times,
+// zero if one was never checked); or downAfter after resumed, when a server
+// that still has not answered is down on evidence gathered since resuming.
+// The interval also gives the VIP layer, thawed at the same moment, time to
+// hear a peer that took over meanwhile and withdraw authority.
+func holdOver(resumed, oldest, now time.Time, interval, downAfter time.Duration) bool {
+	waited := now.Sub(resumed)
+	return (waited >= interval && oldest.After(resumed)) || waited >= downAfter
 }

@@ -25,6 +25,9 @@ func TestIsDown(t *testing.T) {
 		{"never answered, monitoring just began", time.Time{}, at(5 * s), s, at(5*s + 500*time.Millisecond), false},
 		{"never answered for downAfter", time.Time{}, at(5 * s), s, at(6 * s), true},
 		{"last reply before monitoring began counts from since", at(1 * s), at(5 * s), s, at(5*s + 10*time.Millisecond), false},
+		// After a stall the manager passes the time it resumed as since.
+		{"heard before a 10s stall, just resumed", at(1 * s), at(11 * s), s, at(11 * s), false},
+		{"heard before a stall, silent downAfter since resuming", at(1 * s), at(11 * s), s, at(12 * s), true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -87,5 +90,70 @@ func TestPromotionExpired(t *testing.T) {
 		if got := promotionExpired(tt.started, tt.now, tt.downAfter); got != tt.want {
 			t.Errorf("promotionExpired(%v, %v, %v) = %v, want %v", tt.started, tt.now, tt.downAfter, got, tt.want)
 		}
+	}
+}
+
+func TestStallAfter(t *testing.T) {
+	ms := time.Millisecond
+	tests := []struct {
+		interval, downAfter, want time.Duration
+	}{
+		{250 * ms, 1000 * ms, 500 * ms}, // defaults: half of downAfter
+		{100 * ms, 500 * ms, 250 * ms},  // the process tests
+		{400 * ms, 500 * ms, 400 * ms},  // never below the check interval
+		{10 * ms, 30 * time.Second, 15 * time.Second},
+	}
+	for _, tt := range tests {
+		if got := stallAfter(tt.interval, tt.downAfter); got != tt.want {
+			t.Errorf("stallAfter(%v, %v) = %v, want %v", tt.interval, tt.downAfter, got, tt.want)
+		}
+	}
+}
+
+func TestStalled(t *testing.T) {
+	ms := time.Millisecond
+	tests := []struct {
+		name      string
+		last, now time.Time
+		limit     time.Duration
+		want      bool
+	}{
+		{"first decision", time.Time{}, at(10 * time.Second), 500 * ms, false},
+		{"usual half-interval tick", at(0), at(125 * ms), 500 * ms, false},
+		{"exactly the limit", at(0), at(500 * ms), 500 * ms, false},
+		{"just over the limit", at(0), at(501 * ms), 500 * ms, true},
+		{"frozen 10s", at(0), at(10 * time.Second), 500 * ms, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := stalled(tt.last, tt.now, tt.limit); got != tt.want {
+				t.Errorf("stalled(%v, %v, %v) = %v, want %v", tt.last, tt.now, tt.limit, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestHoldOver(t *testing.T) {
+	ms := time.Millisecond
+	resumed := at(10 * time.Second)
+	tests := []struct {
+		name        string
+		oldest, now time.Time
+		want        bool
+	}{
+		{"at the decision that found the stall", at(9 * time.Second), resumed, false},
+		{"a check sent at the very moment of resuming is not after it", resumed, resumed.Add(300 * ms), false},
+		{"one server not checked since", at(1 * time.Second), resumed.Add(300 * ms), false},
+		{"a server never checked", time.Time{}, resumed.Add(300 * ms), false},
+		{"every server checked since, within the interval", resumed.Add(1 * ms), resumed.Add(249 * ms), false},
+		{"every server checked since, an interval later", resumed.Add(1 * ms), resumed.Add(250 * ms), true},
+		{"downAfter since resuming, a server still silent", at(9 * time.Second), resumed.Add(time.Second), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := holdOver(resumed, tt.oldest, tt.now, 250*ms, time.Second); got != tt.want {
+				t.Errorf("holdOver(%v, %v, %v, 250ms, 1s) = %v, want %v", resumed, tt.oldest, tt.now, got, tt.want)
+			}
+		})
 	}
 }
