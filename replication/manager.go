@@ -27,6 +27,7 @@ type Manager struct {
 	dial     func(addr string) node // a new node per call; the caller closes it
 
 	authority atomic.Bool
+	inherited atomic.Uint64 // highest epoch heard from a peer proxy
 	running   atomic.Bool
 	done      chan struct{} // closed when Run returns
 	wake      chan struct{}
@@ -237,6 +238,17 @@ type Result struct {
 	Held time.Duration `json:"held_ns"`
 }
 
+// InheritEpoch records an epoch the peer proxy advertised; the next
+// decision continues from it if it is higher than this manager's own.
+func (m *Manager) InheritEpoch(epoch uint64) {
+	for {
+		cur := m.inherited.Load()
+		if epoch <= cur || m.inherited.CompareAndSwap(cur, epoch) {
+			return
+		}
+	}
+}
+
 // Switchover makes target, a replica of the master with its link up, the
 // new master without losing acknowledged writes: it publishes a topology
 // with no master (the proxy holds new commands), calls Config.Pauser if
@@ -277,6 +289,12 @@ type switchRun struct {
 // feed their results back, until there is nothing more to do.
 func (m *Manager) step(ctx context.Context, st State, obs []Observation, req *switchRequest) State {
 	st.Authority = m.authority.Load()
+	if e := m.inherited.Load(); e > st.Epoch {
+		// A peer proxy made promotions this process has not seen (it was
+		// down or standby): continue its count, so the epoch stays a
+		// fencing number across the pair.
+		st.Epoch = e
+	}
 	if req != nil {
 		if req.target == "" {
 			req.target = SwitchTarget(st)

@@ -480,3 +480,20 @@ func TestSwitchoverNeedsAuthority(t *testing.T) {
 		t.Errorf("b's ROLE = %s, want slave", r)
 	}
 }
+
+// A proxy that takes over from its peer continues the peer's epoch: the
+// next promotion is one above what the peer advertised, not 1.
+func TestInheritedEpochContinues(t *testing.T) {
+	a := redistest.Start(t)
+	b := redistest.Start(t)
+	b.ReplicaOf(a)
+	h := startManager(t, true, a, b)
+	h.waitTopology("a master with b", 5*time.Second, is(a.Addr, b.Addr))
+	h.m.InheritEpoch(7)
+	h.m.InheritEpoch(3) // lower: ignored
+	a.Kill()
+	h.waitTopology("b promoted", 5*time.Second, func(tp Topology) bool { return tp.Master == b.Addr })
+	if got := h.m.Topology().Epoch; got != 8 {
+		t.Fatalf("epoch after promotion = %d, want 8 (inherited 7, plus one)", got)
+	}
+}

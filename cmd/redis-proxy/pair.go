@@ -120,6 +120,9 @@ func (pr *pair) run(ctx context.Context) {
 				up = up || s.Up
 			}
 			pr.node.SetHealthy(up)
+			if peer, ok := pr.node.Peer(); ok {
+				pr.mgr.InheritEpoch(peer.Payload.Epoch)
+			}
 			if st.Master != "" {
 				if err := pr.node.SetPayload(st.Epoch, st.Master); err != nil {
 					pr.log.Warn("advert payload", "err", err)
