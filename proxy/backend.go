@@ -375,9 +375,10 @@ type dialer struct {
 	name     string // CLIENT SETNAME, so operators can tell proxy connections apart
 }
 
-// dial connects to addr and runs the handshake (AUTH, CLIENT SETNAME) in one
-// round trip. The caller owns the returned connection.
-func (d *dialer) dial(ctx context.Context, addr string) (net.Conn, *bufio.Reader, error) {
+// dial connects to addr and runs the handshake (AUTH, and for a shared
+// connection CLIENT SETNAME) in one round trip. Dedicated connections stay
+// unnamed, like a fresh client's. The caller owns the returned connection.
+func (d *dialer) dial(ctx context.Context, addr string, shared bool) (net.Conn, *bufio.Reader, error) {
 	nd := net.Dialer{Timeout: d.timeout, KeepAlive: 15 * time.Second}
 	nc, err := nd.DialContext(ctx, "tcp", addr)
 	if err != nil {
@@ -393,7 +394,7 @@ func (d *dialer) dial(ctx context.Context, addr string) (net.Conn, *bufio.Reader
 		}
 		n++
 	}
-	if d.name != "" {
+	if d.name != "" && shared {
 		hs = appendCommand(hs, "CLIENT", "SETNAME", d.name)
 		n++
 	}

@@ -60,7 +60,7 @@ func (p *pool) supervise(i int) {
 	backoff := minBackoff
 	failures := 0
 	for p.ctx.Err() == nil {
-		nc, br, err := p.d.dial(p.ctx, p.addr)
+		nc, br, err := p.d.dial(p.ctx, p.addr, true)
 		if err != nil {
 			failures++
 			if failures == 1 {
@@ -184,7 +184,7 @@ func (p *pool) acquire(ctx context.Context) (*dedicated, error) {
 		}
 		d.nc.Close()
 	}
-	nc, br, err := p.d.dial(ctx, p.addr)
+	nc, br, err := p.d.dial(ctx, p.addr, false)
 	if err != nil {
 		return nil, err
 	}

@@ -189,6 +189,11 @@ const (
 )
 
 type reqScanner struct {
+	// drops are the [start, end) offsets, in the chunk just scanned, of
+	// empty requests ("*0", "*-1"), which Redis ignores and redcon would
+	// treat as a protocol error.
+	drops   [][2]int
+	hdrHere bool // the current "*N" line started in this chunk
 	maxBulk int64
 	unauth  bool // the client has not authenticated (a password is set)
 	state   uint8
@@ -205,6 +210,8 @@ type reqScanner struct {
 // msg is "" when p is fine.
 func (s *reqScanner) scan(p []byte) (cut int, msg string) {
 	reqStart := 0
+	s.drops = s.drops[:0]
+	s.hdrHere = false
 	for i := 0; i < len(p); i++ {
 		c := p[i]
 		switch s.state {
@@ -212,6 +219,7 @@ func (s *reqScanner) scan(p []byte) (cut int, msg string) {
 			reqStart = i
 			if c == '*' {
 				s.state, s.kind, s.n, s.neg, s.hdr = scanHeader, '*', 0, false, 0
+				s.hdrHere = true
 			} else {
 				s.state, s.left = scanInline, 1
 				if c == '\n' {
@@ -238,6 +246,9 @@ func (s *reqScanner) scan(p []byte) (cut int, msg string) {
 						return reqStart, errMultiLenUnath
 					case s.n <= 0:
 						s.state = scanStart
+						if s.hdrHere {
+							s.drops = append(s.drops, [2]int{reqStart, i + 1})
+						}
 					default:
 						s.bulks, s.state = s.n, scanNextBulk
 					}
@@ -316,16 +327,41 @@ func (c *limitConn) Read(p []byte) (int, error) {
 		fmt.Fprintf(c.Conn, "-%s\r\n", c.pending)
 		return 0, errLimit
 	}
-	n, err := c.Conn.Read(p)
-	if n > 0 {
-		if cut, msg := c.scan.scan(p[:n]); msg != "" {
-			c.pending = msg
-			if cut == 0 {
+	for {
+		n, err := c.Conn.Read(p)
+		if n > 0 {
+			cut, msg := c.scan.scan(p[:n])
+			if msg != "" {
+				c.pending = msg
+				n = cut
+			}
+			n = dropSpans(p[:n], c.scan.drops)
+			if msg != "" && n == 0 {
 				fmt.Fprintf(c.Conn, "-%s\r\n", msg)
 				return 0, errLimit
 			}
-			return cut, nil
+			if n == 0 && err == nil {
+				continue // only empty requests: nothing for redcon
+			}
 		}
+		return n, err
 	}
-	return n, err
+}
+
+// dropSpans removes the spans (sorted, within p) from p in place and
+// returns the new length.
+func dropSpans(p []byte, spans [][2]int) int {
+	if len(spans) == 0 {
+		return len(p)
+	}
+	w, r := 0, 0
+	for _, sp := range spans {
+		if sp[0] >= len(p) {
+			break
+		}
+		w += copy(p[w:], p[r:sp[0]])
+		r = min(sp[1], len(p))
+	}
+	w += copy(p[w:], p[r:])
+	return w
 }

@@ -85,7 +85,7 @@ type pinState struct {
 	watching     bool
 	aclUser      bool // authenticated as another ACL user: never clean again
 	db           int
-	queuedDB     int     // SELECT queued inside MULTI, applied by EXEC; -1 if none
+	queuedDB     bool    // a SELECT was queued inside MULTI: EXEC may change the db
 	queuedName   *string // CLIENT SETNAME queued inside MULTI, applied by EXEC
 }
 
@@ -110,9 +110,12 @@ type session struct {
 	st        pinState
 	tunneled  bool
 	tunnelNow bool // an EXEC ran a command that needs the tunnel
-	closing   bool
-	ended     bool
-	deadline  time.Time // client write deadline last set
+	// subscribedAtExec: that command subscribed (no more request/reply).
+	subscribedAtExec bool
+	dbUnknown        bool // an EXEC ran queued SELECTs: read the db back
+	closing          bool
+	ended            bool
+	deadline         time.Time // client write deadline last set
 
 	// Per-batch scratch, reused to keep the hot path free of allocations.
 	cmds  []redcon.Command
@@ -125,9 +128,10 @@ type session struct {
 	out   []byte
 
 	// Set by classify for the command it looked at.
-	raw   []byte // bytes to forward: the client's own, or a rewrite
-	op    stateOp
-	opArg int
+	raw     []byte // bytes to forward: the client's own, or a rewrite
+	op      stateOp
+	opArg   int
+	refusal bool // the local error is the proxy refusing the command
 }
 
 // segment is a run of a pooled batch: local replies, or commands forwarded
@@ -268,7 +272,7 @@ func (s *session) runPooled(cmds []redcon.Command, i int, start time.Time) int {
 		return i + 1
 	}
 	if k == kTunnel {
-		s.tunnel(cmds[i:])
+		s.tunnel(cmds[i:], true)
 		return len(cmds)
 	}
 	return i
@@ -451,9 +455,20 @@ group:
 		s.drop("backend_lost")
 		return len(cmds)
 	}
+	if s.dbUnknown {
+		s.dbUnknown = false
+		if err := s.readDB(d); err != nil {
+			s.p.log.Warn("pinned connection lost", "client", s.id, "server", d.p.addr, "err", err)
+			s.drop("backend_lost")
+			return len(cmds)
+		}
+	}
 	if s.tunnelNow {
+		// EXEC ran SUBSCRIBE, HELLO 3 or the like. A RESP2 subscriber
+		// accepts no handshake (nor CLIENT GETNAME, so the name need not
+		// be given); otherwise the handshake goes as usual.
 		s.tunnelNow = false
-		s.tunnel(cmds[i:])
+		s.tunnel(cmds[i:], !s.subscribedAtExec)
 		return len(cmds)
 	}
 	if s.st.clean() {
@@ -470,7 +485,7 @@ group:
 		s.reset()
 		return i + 1
 	case kTunnel:
-		s.tunnel(cmds[i:])
+		s.tunnel(cmds[i:], true)
 		return len(cmds)
 	}
 	return i
@@ -489,8 +504,10 @@ func (s *session) applyOp(it pinItem, reply []byte) []byte {
 	case opExec:
 		if it.arg == 1 { // it ended a transaction
 			executed := reply[0] == '*' && reply[1] != '-'
-			if executed && s.st.queuedDB >= 0 {
-				s.st.db = s.st.queuedDB
+			if executed && s.st.queuedDB {
+				// Which of the queued SELECTs succeeded is in EXEC's
+				// reply; the server knows for sure, so ask it (rare).
+				s.dbUnknown = true
 			}
 			if executed && s.st.tunnelAtExec {
 				s.tunnelNow = true
@@ -521,7 +538,7 @@ func (s *session) applyOp(it pinItem, reply []byte) []byte {
 		if ok {
 			s.st.db = it.arg
 		} else if queued {
-			s.st.queuedDB = it.arg
+			s.st.queuedDB = true
 		}
 	case opAuthUser:
 		if reply[0] != '-' {
@@ -536,9 +553,33 @@ func (s *session) applyOp(it pinItem, reply []byte) []byte {
 	return reply
 }
 
+// readDB asks the server which database the pinned connection is in.
+func (s *session) readDB(d *dedicated) error {
+	s.wbuf = appendCommand(s.wbuf[:0], "CLIENT", "INFO")
+	if _, err := d.nc.Write(s.wbuf); err != nil {
+		return err
+	}
+	reply, _, err := d.rr.appendValue(nil, 64<<10)
+	if err != nil {
+		return err
+	}
+	for _, f := range strings.Fields(string(reply)) {
+		if v, ok := strings.CutPrefix(f, "db="); ok {
+			if n, err := strconv.Atoi(v); err == nil {
+				s.st.db = n
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("CLIENT INFO without db: %q", reply)
+}
+
 // endTransaction clears what EXEC and DISCARD clear on the server.
 func (s *session) endTransaction() {
-	s.st.watching, s.st.queuedDB, s.st.tunnelAtExec, s.st.execAbort = false, -1, false, false
+	if !s.tunnelNow {
+		s.subscribedAtExec = false
+	}
+	s.st.watching, s.st.queuedDB, s.st.tunnelAtExec, s.st.execAbort = false, false, false, false
 	s.st.queuedName = nil
 }
 
@@ -561,7 +602,7 @@ func (s *session) acquirePin(start time.Time) string {
 			cancel()
 			if err == nil {
 				s.pin = d
-				s.st = pinState{queuedDB: -1}
+				s.st = pinState{}
 				s.p.m.pinned.Inc()
 				return ""
 			}
@@ -586,6 +627,7 @@ func (s *session) releasePin(clean bool) {
 	s.pin.p.release(s.pin, clean)
 	s.pin = nil
 	s.st = pinState{}
+	s.subscribedAtExec = false
 	s.p.pinned.Add(-1)
 	s.p.m.pinned.Dec()
 }
@@ -634,7 +676,7 @@ func (s *session) end() {
 // reads each client command, so refused commands and the proxy's own AUTH
 // are answered; those answers are produced by the server (an EVAL that
 // returns the reply) so they stay in order with everything else.
-func (s *session) tunnel(rest []redcon.Command) {
+func (s *session) tunnel(rest []redcon.Command, handshake bool) {
 	s.tunneled = true
 	d := s.pin
 	dc := s.conn.Detach()
@@ -647,25 +689,29 @@ func (s *session) tunnel(rest []redcon.Command) {
 		client = lc.Conn
 	}
 	client.SetReadDeadline(time.Time{})
-	// The name was kept by the proxy; the server should show it (an empty
-	// one clears the proxy's own). The server's id for this connection is
-	// what CLIENT UNBLOCK from other clients must name.
-	s.wbuf = appendCommand(s.wbuf[:0], "CLIENT", "SETNAME", s.name)
-	s.wbuf = appendCommand(s.wbuf, "CLIENT", "ID")
-	if _, err := d.nc.Write(s.wbuf); err != nil {
-		return
-	}
-	var hs []byte
-	var err error
-	for range 2 {
-		if hs, _, err = d.rr.appendValue(hs[:0], 4096); err != nil {
+	if handshake {
+		// The name was kept by the proxy; the server should show it in
+		// CLIENT LIST. The server's id for this connection is what CLIENT
+		// UNBLOCK from other clients must name.
+		s.wbuf = appendCommand(s.wbuf[:0], "CLIENT", "SETNAME", s.name)
+		s.wbuf = appendCommand(s.wbuf, "CLIENT", "ID")
+		// (SETNAME "" clears nothing on an unnamed connection; it keeps the
+		// reply count fixed.)
+		if _, err := d.nc.Write(s.wbuf); err != nil {
 			return
 		}
-	}
-	if hs[0] == ':' {
-		if id, ok := parseLen(hs[1 : len(hs)-2]); ok {
-			s.p.tunnels.Store(s.id, id)
-			defer s.p.tunnels.Delete(s.id)
+		var hs []byte
+		var err error
+		for range 2 {
+			if hs, _, err = d.rr.appendValue(hs[:0], 4096); err != nil {
+				return
+			}
+		}
+		if hs[0] == ':' {
+			if id, ok := parseLen(hs[1 : len(hs)-2]); ok {
+				s.p.tunnels.Store(s.id, id)
+				defer s.p.tunnels.Delete(s.id)
+			}
 		}
 	}
 	copied := make(chan struct{})
@@ -678,7 +724,7 @@ func (s *session) tunnel(rest []redcon.Command) {
 	for _, c := range rest {
 		s.wbuf = append(s.wbuf, s.tunnelBytes(c)...)
 	}
-	_, err = d.nc.Write(s.wbuf)
+	_, err := d.nc.Write(s.wbuf)
 	for err == nil {
 		var c redcon.Command
 		if c, err = dc.ReadCommand(); err == nil {
@@ -788,20 +834,22 @@ func (s *session) dedicatedConn() bool { return s.pin != nil || s.tunneled }
 // the reply to s.local. It performs no I/O.
 //
 // Inside a transaction on a pinned connection, a reply the proxy makes
-// must behave as a queued command: an error (a refused command, a wrong
-// number of arguments) refuses the command now and makes EXEC abort, as
-// Redis does for commands rejected while queueing; any other reply, and
-// AUTH's errors, which Redis gives at EXEC, are queued as an EVAL that
-// returns them.
+// must behave as a queued command. Redis rejects a command while queueing
+// (and EXEC then aborts) only for an unknown command or a wrong number of
+// arguments, which go to Redis as they are; any other error it gives
+// inside EXEC's reply. So the proxy's own refusals (REPLICAOF, ...) are
+// answered now and abort the transaction, the safe side for a command the
+// client meant to run atomically with others, and every other reply the
+// proxy makes is queued as an EVAL that returns it.
 func (s *session) classify(t *cmdTable, c redcon.Command) (kind, *cmdInfo) {
 	lo := len(s.local)
 	inTx := s.st.inMulti && s.pin != nil && !s.tunneled
+	s.refusal = false
 	k, info := s.classifyCommand(t, c)
 	if k != kLocal || !inTx {
 		return k, info
 	}
-	// AUTH is queued by Redis and fails, if it does, inside EXEC's reply.
-	if s.local[lo] != '-' || info.name == "auth" {
+	if s.local[lo] != '-' || !s.refusal {
 		if ev, ok := evalFor(s.local[lo:]); ok {
 			s.local = s.local[:lo]
 			s.raw = ev
@@ -841,6 +889,10 @@ func (s *session) classifyCommand(t *cmdTable, c redcon.Command) (kind, *cmdInfo
 		return kQuit, info
 	case "reset":
 		if s.tunneled {
+			// The server resets the connection; the proxy forgets what it
+			// keeps for it (the name, the client's authentication).
+			s.name = ""
+			s.authed = s.p.cfg.ClientPassword == ""
 			return kForward, info
 		}
 		return kReset, info
@@ -848,8 +900,9 @@ func (s *session) classifyCommand(t *cmdTable, c redcon.Command) (kind, *cmdInfo
 		if len(args) != 2 {
 			return s.localErr(info, wrongArgs("select"))
 		}
+		// Redis takes only the canonical form ("1", not "01", "+1", "-0").
 		n, ok := parseLen(args[1])
-		if !ok || n != int64(int(n)) {
+		if !ok || n != int64(int(n)) || strconv.FormatInt(n, 10) != string(args[1]) {
 			return s.localErr(info, errNotInteger)
 		}
 		s.op, s.opArg = opSelect, int(n)
@@ -894,6 +947,9 @@ func (s *session) classifyCommand(t *cmdTable, c redcon.Command) (kind, *cmdInfo
 		s.op = opUnwatch
 		return kForward, info
 	case "subscribe", "psubscribe", "ssubscribe", "monitor":
+		if inMulti && !s.tunneled {
+			s.subscribedAtExec = true // if EXEC runs it; reset with the pin
+		}
 		return s.needsTunnel(info)
 	case "unsubscribe", "punsubscribe", "sunsubscribe":
 		if inMulti || s.tunneled {
@@ -904,12 +960,15 @@ func (s *session) classifyCommand(t *cmdTable, c redcon.Command) (kind, *cmdInfo
 		// connection's reply stream.
 		return s.unsubscribed(info, name, args)
 	case "replicaof", "slaveof", "failover", "sync", "psync":
+		s.refusal = true
 		return s.localErr(info, "ERR redis-proxy: "+strings.ToUpper(name)+" is refused: replication is managed by the proxy")
 	case "shutdown":
+		s.refusal = true
 		return s.localErr(info, "ERR redis-proxy: SHUTDOWN is refused: the proxy manages the Redis servers; stop them on their hosts")
 	case "config|set":
 		for j := 2; j < len(args); j += 2 {
 			if replicationSetting(args[j]) {
+				s.refusal = true
 				return s.localErr(info, "ERR redis-proxy: CONFIG SET "+strings.ToLower(string(args[j]))+" is refused: replication is managed by the proxy")
 			}
 		}
@@ -998,13 +1057,13 @@ func (s *session) hello(info *cmdInfo, args [][]byte) (kind, *cmdInfo) {
 		switch strings.ToLower(string(args[j])) {
 		case "auth":
 			if j+2 >= len(args) {
-				return s.localErr(info, "ERR Syntax error in HELLO option 'auth'")
+				return s.localErr(info, "ERR Syntax error in HELLO option '"+string(args[j])+"'")
 			}
 			user, pass = args[j+1], args[j+2]
 			j += 2
 		case "setname":
 			if j+1 >= len(args) {
-				return s.localErr(info, "ERR Syntax error in HELLO option 'setname'")
+				return s.localErr(info, "ERR Syntax error in HELLO option '"+string(args[j])+"'")
 			}
 			name, hasName = args[j+1], true
 			j++
@@ -1065,9 +1124,25 @@ func (s *session) client(info *cmdInfo, args [][]byte) (kind, *cmdInfo) {
 		return kLocal, info
 	case "client|unblock":
 		return s.unblock(info, args)
+	case "client|getname":
+		if s.tunneled {
+			// The tunnel's server was given the name and sees every SETNAME
+			// since, with Redis's own transaction semantics.
+			return kForward, info
+		}
+		name := s.name
+		if s.st.queuedName != nil { // queued in this transaction, runs before
+			name = *s.st.queuedName
+		}
+		if name == "" {
+			s.local = append(s.local, "$-1\r\n"...)
+		} else {
+			s.local = redcon.AppendBulkString(s.local, name)
+		}
+		return kLocal, info
 	}
 	if s.tunneled {
-		if info.name == "client|setname" && len(args) == 3 && validClientName(args[2]) {
+		if info.name == "client|setname" && len(args) == 3 && validClientName(args[2]) && !s.st.inMulti {
 			s.name = string(args[2])
 		}
 		return kForward, info
@@ -1087,23 +1162,13 @@ func (s *session) client(info *cmdInfo, args [][]byte) (kind, *cmdInfo) {
 			s.name = name
 		}
 		return s.localOK(info)
-	case "client|getname":
-		name := s.name
-		if s.st.queuedName != nil { // queued in this transaction, runs before
-			name = *s.st.queuedName
-		}
-		if name == "" {
-			s.local = append(s.local, "$-1\r\n"...)
-		} else {
-			s.local = redcon.AppendBulkString(s.local, name)
-		}
-		return kLocal, info
 	case "client|reply":
 		if arg(2) == "on" {
 			return s.localOK(info)
 		}
 		if s.st.inMulti {
 			// Redis answers EXEC with a truncated array then; refuse.
+			s.refusal = true
 			return s.localErr(info, "ERR redis-proxy: CLIENT REPLY is not supported inside MULTI")
 		}
 		return kTunnel, info
