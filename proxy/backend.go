@@ -71,22 +71,20 @@ func (r *request) failWith(msg string) {
 
 // Limits of one backend connection's writes. A write carries at most
 // maxBatch requests or about maxWrite bytes; inflight holds twice maxBatch so
-// a whole batch can always be queued before it is written. A session that
-// finds no write in progress writes itself, at most flushRounds times, then
-// hands the rest to the connection's writer goroutine.
+// a whole batch can always be queued before it is written.
 const (
-	maxBatch    = 512
-	maxWrite    = 256 << 10
-	flushRounds = 2
+	maxBatch = 512
+	maxWrite = 256 << 10
 )
 
 // backendConn is one connection to a Redis server shared by many sessions.
 // Requests are written in the order send accepts them and Redis answers in
-// order, so replies are matched to requests by position. Whoever holds the
-// writing flag writes everything queued so far in one write: the sending
-// session itself when the connection is idle (no goroutine hand-off on the
-// latency path), or the writer goroutine under sustained load. A reader
-// goroutine parses replies and hands each request back to its session.
+// order, so replies are matched to requests by position. A writer goroutine
+// takes the writing flag when woken and writes everything queued so far in
+// one write; a reader goroutine parses replies and hands each request back
+// to its session. (Letting the sending session write itself when the
+// connection is idle measured no better on loopback: it saved a goroutine
+// switch but batched less.)
 //
 // The backendConn owns nc and closes it when either direction fails or when
 // close is called; every request it accepted is then completed with error
@@ -98,7 +96,7 @@ type backendConn struct {
 
 	mu      sync.Mutex
 	queue   []*request
-	writing bool  // a flusher owns spare, wbuf and the socket's write side
+	writing bool  // the flag holder owns spare, wbuf and the socket's write side
 	err     error // first failure; set once
 	// pending counts requests accepted and not yet answered; a retired
 	// connection takes no more and closes once it reaches zero.
@@ -108,7 +106,7 @@ type backendConn struct {
 	spare   []*request
 	wbuf    []byte
 
-	wake     chan struct{} // hands the flusher role to the writer goroutine
+	wake     chan struct{} // hands the writing flag to the writer goroutine
 	inflight chan *request // written (or being written), awaiting replies
 	dead     chan struct{} // closed when both goroutines have ended
 	scratch  []byte        // reader's buffer for replies it drops
@@ -137,9 +135,9 @@ func newBackendConn(addr string, nc net.Conn, br *bufio.Reader, onFail func(*bac
 	return b
 }
 
-// send queues r and, if no write is in progress, writes it (with whatever
-// else is queued) before returning. It returns false, without touching r,
-// when the connection has already failed.
+// send queues r and, if no write is in progress, wakes the writer. It
+// returns false, without touching r, when the connection has already failed
+// or is retired.
 func (b *backendConn) send(r *request) bool {
 	b.mu.Lock()
 	if b.err != nil || b.retired.Load() {
@@ -154,11 +152,7 @@ func (b *backendConn) send(r *request) bool {
 	}
 	b.writing = true
 	b.mu.Unlock()
-	// Let the sessions that are ready run first so their requests join
-	// this write: one write for many clients is what makes a shared
-	// connection cheap for Redis. With nothing else to run it costs ~0.1µs.
-	runtime.Gosched()
-	b.flush(flushRounds)
+	b.wake <- struct{}{} // never blocks: only the flag holder sends
 	return true
 }
 
@@ -192,7 +186,7 @@ func (b *backendConn) fail(err error) {
 		b.onFail(b, err)
 	}
 	if own {
-		b.flush(0)
+		b.flush()
 	}
 }
 
@@ -225,18 +219,21 @@ func (b *backendConn) retire() {
 // path, which only the flag holder runs, closes wake.
 func (b *backendConn) writeLoop() {
 	for range b.wake {
-		b.flush(0)
+		// Let the sessions that are ready run first so their requests
+		// join this write: one write for many clients is what makes a
+		// shared connection cheap for Redis.
+		runtime.Gosched()
+		b.flush()
 	}
 }
 
 // flush writes queued requests; the caller owns the writing flag. It stops
-// when the queue is empty (giving up the flag), after rounds writes if
-// rounds > 0 (handing the flag to the writer goroutine), or on failure: the
-// requests never written are completed with errors, inflight is closed for
-// the reader to drain, wake is closed to end the writer goroutine, and the
-// flag is kept so no one writes again.
-func (b *backendConn) flush(rounds int) {
-	for n := 0; ; n++ {
+// when the queue is empty (giving up the flag) or on failure: the requests
+// never written are completed with errors, inflight is closed for the
+// reader to drain, wake is closed to end the writer goroutine, and the flag
+// is kept so no one writes again.
+func (b *backendConn) flush() {
+	for {
 		b.mu.Lock()
 		if err := b.err; err != nil {
 			rest := b.queue
@@ -253,11 +250,6 @@ func (b *backendConn) flush(rounds int) {
 		if len(q) == 0 {
 			b.writing = false
 			b.mu.Unlock()
-			return
-		}
-		if rounds > 0 && n == rounds {
-			b.mu.Unlock()
-			b.wake <- struct{}{} // never blocks: only the flag holder sends
 			return
 		}
 		b.queue = b.spare[:0]

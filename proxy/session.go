@@ -1173,7 +1173,8 @@ func (s *session) client(info *cmdInfo, args [][]byte) (kind, *cmdInfo) {
 		}
 		return kTunnel, info
 	case "client|tracking":
-		if arg(2) == "off" && len(args) == 3 && s.pin == nil {
+		// Tracking can only be on in a tunnel, so off is already true.
+		if arg(2) == "off" && len(args) == 3 {
 			return s.localOK(info)
 		}
 		return s.needsTunnel(info)
