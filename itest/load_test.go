@@ -271,14 +271,11 @@ func (l *load) lost(t *testing.T, addr string) (acked int, lost []string) {
 
 // report is one phase's outcome as a client saw it.
 type report struct {
-	name     string
-	window   time.Duration
-	errors   int
-	kinds    map[string]int
-	acked    int
-	lost     []string
-	mismatch int
-	slow     []string
+	name   string
+	window time.Duration
+	errors int
+	kinds  map[string]int
+	slow   []string
 	// deliberate marks a phase whose outage the scenario caused on
 	// purpose (every Redis down): it is not counted in the SUMMARY window.
 	deliberate bool

@@ -18,7 +18,6 @@ import (
 type request struct {
 	cmds [][]byte // raw RESP of each command, referenced (not copied) until done
 	out  []byte   // raw replies, in order, appended by the reader
-	errs int      // how many of the replies are error replies
 	// isErr marks, for each command, whether its reply is an error reply.
 	isErr []bool
 	// limit bounds len(out); past it the replies are dropped and overflow
@@ -38,7 +37,6 @@ func (r *request) reset(limit int) {
 	r.cmds = r.cmds[:0]
 	r.out = r.out[:0]
 	r.isErr = r.isErr[:0]
-	r.errs = 0
 	r.limit = limit
 	r.overflow = false
 	r.failed = nil
@@ -51,7 +49,6 @@ func (r *request) fail(err error, addr string) {
 	for len(r.isErr) < len(r.cmds) {
 		r.out = fmt.Appendf(r.out, "-ERR redis-proxy: connection to %s lost, outcome unknown (%v)\r\n", addr, err)
 		r.isErr = append(r.isErr, true)
-		r.errs++
 	}
 	r.done <- struct{}{}
 }
@@ -64,7 +61,6 @@ func (r *request) failWith(msg string) {
 		r.out = append(r.out, msg...)
 		r.out = append(r.out, "\r\n"...)
 		r.isErr = append(r.isErr, true)
-		r.errs++
 	}
 	r.done <- struct{}{}
 }
@@ -338,8 +334,7 @@ func (b *backendConn) readLoop() {
 			}
 			isErr := r.out[start] == '-'
 			if isErr {
-				r.errs++
-			}
+					}
 			r.isErr = append(r.isErr, isErr)
 		}
 		if err != nil {

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bufio"
 	"context"
 	"log/slog"
 	"net"
@@ -255,7 +254,3 @@ func (d *dedicated) idleAlive() bool {
 	})
 	return err == nil && alive
 }
-
-// bufReader exposes the reader for the tunnel, which copies what is already
-// buffered before reading the socket.
-func (d *dedicated) bufReader() *bufio.Reader { return d.rr.br }

@@ -108,7 +108,6 @@ func (d *driver) when(since time.Time, f func(Effect) bool) time.Time {
 
 func becameMaster(e Effect) bool { tr, ok := e.(Transition); return ok && tr.To == Master }
 func becameBackup(e Effect) bool { tr, ok := e.(Transition); return ok && tr.To == Backup }
-func becameFault(e Effect) bool  { tr, ok := e.(Transition); return ok && tr.To == Fault }
 
 func masterAdvert(from netip.Addr, prio uint8) AdvertReceived {
 	return AdvertReceived{From: from, Priority: prio, Healthy: true, Role: Master, Interval: 200 * time.Millisecond}
