@@ -334,7 +334,7 @@ func (b *backendConn) readLoop() {
 			}
 			isErr := r.out[start] == '-'
 			if isErr {
-					}
+			}
 			r.isErr = append(r.isErr, isErr)
 		}
 		if err != nil {

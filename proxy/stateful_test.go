@@ -531,7 +531,9 @@ func TestBlockedClientsDoNotStallSharedPool(t *testing.T) {
 		worst = max(worst, time.Since(start))
 	}
 	t.Logf("worst SET+GET round trip with %d clients blocked: %v", blocked, worst)
-	if worst > 250*time.Millisecond {
+	// A stall behind a blocked client would last as long as the block (for
+	// ever here); the bound only has to survive a loaded machine.
+	if worst > 2*time.Second {
 		t.Fatalf("SET+GET took up to %v while %d clients were blocked", worst, blocked)
 	}
 	// Every blocked client is still waiting on its own connection and is

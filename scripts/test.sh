@@ -52,7 +52,7 @@ integration | all)
 netns | all)
 	if [ "$want" = netns ]; then
 		if is_root; then
-			run_layer netns $GO test -count=1 -run Netns -v ./vip/
+			run_layer netns $GO test -count=1 -v -run Netns ./vip/ ./e2e/netns/
 		else
 			layer netns skipped "needs root for network namespaces"
 		fi

@@ -49,9 +49,9 @@ type Config struct {
 	DownAfter     time.Duration `split_words:"true" default:"1s" desc:"a Redis is down after this long without a valid reply" accepts:"a duration longer than CHECK_INTERVAL"`
 
 	Peers           string        `desc:"the other proxy of the pair: comma-separated IP[:port]; empty runs standalone (always the replication authority)" accepts:"comma-separated IP or IP:port"`
-	VIP             string        `desc:"virtual IP with prefix the pair's MASTER holds, e.g. 172.30.0.100/24; empty: no address is managed" accepts:"an IPv4 prefix such as 172.30.0.100/24"`
+	VIP             string        `desc:"virtual IP with prefix the pair's MASTER holds, e.g. 172.29.0.100/24; empty: no address is managed" accepts:"an IPv4 prefix such as 172.29.0.100/24"`
 	VIPInterface    string        `envconfig:"VIP_INTERFACE" default:"eth0" desc:"interface that holds the VIP" accepts:"an interface name"`
-	Priority        int           `default:"100" desc:"election priority; higher holds the VIP" accepts:"an integer from 1 to 254"`
+	Priority        int           `default:"100" desc:"election priority 1-254; higher holds the VIP (ties: the higher address)" accepts:"an integer from 1 to 254"`
 	AdvertInterval  time.Duration `split_words:"true" default:"200ms" desc:"heartbeat interval; a backup takes over after 3 intervals plus a priority skew" accepts:"a duration from 10ms, such as 200ms"`
 	Preempt         bool          `default:"true" desc:"a recovered higher-priority proxy takes the VIP back (false: keepalived's nopreempt)" accepts:"true or false"`
 	PreemptDelay    time.Duration `split_words:"true" default:"0s" desc:"how long a higher-priority backup waits before preempting" accepts:"a duration such as 5s"`
