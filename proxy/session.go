@@ -413,21 +413,23 @@ group:
 		_, err = d.nc.Write(s.wbuf)
 	}
 	over := false
-	lost := fmt.Sprintf("ERR redis-proxy: connection to %s lost, outcome unknown", d.p.addr)
+	lost := func() string {
+		return "ERR redis-proxy: connection to " + d.p.addr + " lost, outcome unknown"
+	}
 	for _, it := range s.items {
 		if it.local {
 			s.conn.WriteRaw(s.local[it.lo:it.hi])
 			continue
 		}
 		if err != nil || over {
-			s.conn.WriteError(lost)
+			s.conn.WriteError(lost())
 			it.info.fail.Inc()
 			continue
 		}
 		s.out, over, err = d.rr.appendValue(s.out[:0], s.p.cfg.MaxOutput)
 		if err != nil || over {
 			if err != nil {
-				s.conn.WriteError(lost)
+				s.conn.WriteError(lost())
 				it.info.fail.Inc()
 			}
 			continue
@@ -449,17 +451,13 @@ group:
 		s.drop("output_limit")
 		return len(cmds)
 	case err != nil:
-		// The server-side state (transaction, database) is gone with the
-		// connection; the client must learn that, as with Redis itself.
-		s.p.log.Warn("pinned connection lost", "client", s.id, "server", d.p.addr, "err", err)
-		s.drop("backend_lost")
+		s.pinLost(err)
 		return len(cmds)
 	}
 	if s.dbUnknown {
 		s.dbUnknown = false
 		if err := s.readDB(d); err != nil {
-			s.p.log.Warn("pinned connection lost", "client", s.id, "server", d.p.addr, "err", err)
-			s.drop("backend_lost")
+			s.pinLost(err)
 			return len(cmds)
 		}
 	}
@@ -494,6 +492,14 @@ group:
 // execAborted is Redis's reply to EXEC after a command was refused while
 // queueing.
 const execAborted = "-EXECABORT Transaction discarded because of previous errors.\r\n"
+
+// pinLost ends a session whose dedicated connection failed: its
+// server-side state (transaction, database) is gone with the connection,
+// and the client must learn that, as with Redis itself.
+func (s *session) pinLost(err error) {
+	s.p.log.Warn("pinned connection lost", "client", s.id, "server", s.pin.p.addr, "err", err)
+	s.drop("backend_lost")
+}
 
 // applyOp updates the tracked state of the pinned connection from a reply
 // and returns the reply to give the client.
