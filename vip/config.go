@@ -79,6 +79,25 @@ type Config struct {
 	// FaultHold is how long the node stays in FAULT after it failed to add
 	// the VIP before it runs for master again. If zero, 2s.
 	FaultHold time.Duration
+	// HandoverTimeout bounds a graceful stop of the master (Run's context
+	// cancelled): it keeps the VIP, sending a priority-0 advert every
+	// Interval, until it hears the peer claim master, and removes it then
+	// or after HandoverTimeout, whichever comes first; Run returns after
+	// that. With a live peer the handover takes about the peer's skew time
+	// (≈122ms at priority 100, 200ms interval). If zero,
+	// DefaultHandoverTimeout: the master-down interval of a priority-1
+	// peer plus one Interval (999.2ms at 200ms), by when a live peer has
+	// claimed even if every release was lost, and its first advert has had
+	// an interval to arrive. Negative: remove the VIP at once, then send
+	// the release (the peer claims after its skew; nobody holds the VIP
+	// meanwhile).
+	HandoverTimeout time.Duration
+}
+
+// DefaultHandoverTimeout is the HandoverTimeout used when it is zero:
+// MasterDownInterval(1, interval) + interval.
+func DefaultHandoverTimeout(interval time.Duration) time.Duration {
+	return MasterDownInterval(1, interval) + interval
 }
 
 // ConfigError names the invalid Config field, so that main can name the
@@ -122,6 +141,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.FaultHold == 0 {
 		c.FaultHold = DefaultFaultHold
+	}
+	if c.HandoverTimeout == 0 {
+		c.HandoverTimeout = DefaultHandoverTimeout(c.Interval)
 	}
 	peers := make([]netip.AddrPort, len(c.Peers))
 	for i, p := range c.Peers {
@@ -205,17 +227,22 @@ func (c Config) params() Params {
 	if refresh < 0 {
 		refresh = 0
 	}
+	handover := c.HandoverTimeout
+	if handover < 0 {
+		handover = 0
+	}
 	return Params{
-		Self:         c.Address,
-		Priority:     c.Priority,
-		Interval:     c.Interval,
-		Preempt:      !c.NoPreempt,
-		PreemptDelay: c.PreemptDelay,
-		Track:        c.Track,
-		GARPCount:    c.GARPCount,
-		GARPSpacing:  c.GARPSpacing,
-		GARPRefresh:  refresh,
-		FaultHold:    c.FaultHold,
+		Self:            c.Address,
+		Priority:        c.Priority,
+		Interval:        c.Interval,
+		Preempt:         !c.NoPreempt,
+		PreemptDelay:    c.PreemptDelay,
+		Track:           c.Track,
+		GARPCount:       c.GARPCount,
+		GARPSpacing:     c.GARPSpacing,
+		GARPRefresh:     refresh,
+		FaultHold:       c.FaultHold,
+		HandoverTimeout: handover,
 	}
 }
 

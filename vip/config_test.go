@@ -79,6 +79,18 @@ func TestDefaults(t *testing.T) {
 	if p := c.params(); p.GARPRefresh != 0 {
 		t.Fatalf("negative refresh should disable it, got %v", p.GARPRefresh)
 	}
+	// The handover waits out a priority-1 peer's master-down interval plus
+	// one interval for its advert: 3×200ms + 255×200ms/256 + 200ms.
+	if want := 999218750 * time.Nanosecond; c.HandoverTimeout != want || c.params().HandoverTimeout != want {
+		t.Fatalf("handover timeout %v (params %v), want %v", c.HandoverTimeout, c.params().HandoverTimeout, want)
+	}
+	if c := (Config{Interval: time.Second}).withDefaults(); c.HandoverTimeout != 4996093750*time.Nanosecond {
+		t.Fatalf("handover timeout at a 1s interval: %v", c.HandoverTimeout)
+	}
+	c.HandoverTimeout = -1
+	if p := c.params(); p.HandoverTimeout != 0 {
+		t.Fatalf("negative handover timeout should disable the handover, got %v", p.HandoverTimeout)
+	}
 }
 
 func TestParsePeers(t *testing.T) {

@@ -5,8 +5,9 @@
 //
 // The election is VRRP-like (RFC 5798), over authenticated unicast UDP:
 //
-//   - Roles: INIT → BACKUP ⇄ MASTER, and FAULT. Only the master sends adverts,
-//     every Interval (default 200ms), to each peer (default port 5405).
+//   - Roles: INIT → BACKUP ⇄ MASTER, and FAULT; MASTER → RELEASING → INIT on
+//     a graceful stop. Only the master sends adverts, every Interval
+//     (default 200ms), to each peer (default port 5405).
 //   - A backup that hears no advert for 3 × Interval + skew takes over, where
 //     skew = (256 − Priority) × Interval / 256: MasterDownInterval and
 //     SkewTime. With the defaults (priority 100) that is ≈722ms.
@@ -16,11 +17,19 @@
 //     priority takes over, after PreemptDelay if set. NoPreempt keeps it
 //     backup — except against an unhealthy master, which always yields to a
 //     healthy backup.
-//   - Graceful stop (cancel Run's context): the master removes the VIP, then
-//     sends a priority-0 advert; the backup takes over after its skew time
-//     only (≈122ms at priority 100). A killed node stops advertising and is
-//     replaced after the master-down interval; the VIP it left on its
-//     interface is removed when it starts again.
+//   - Graceful stop (cancel Run's context): the master hands the VIP over.
+//     It turns RELEASING (no longer master: IsMaster is false) but keeps the
+//     VIP, and sends a priority-0 advert at once and every Interval after;
+//     the backup takes over after its skew time only (≈122ms at priority
+//     100). On the new master's first advert the old one removes the VIP
+//     and Run returns, so some node holds the VIP throughout (both, for
+//     about a one-way trip; clients follow the new master's GARPs). Without
+//     a claim it removes the VIP after HandoverTimeout (default ≈1s: a
+//     priority-1 peer's master-down interval plus one Interval). It neither
+//     re-announces nor restores the VIP, nor contests anyone, meanwhile. A
+//     backup (or faulty) node stops at once. A killed node stops
+//     advertising and is replaced after the master-down interval; the VIP
+//     it left on its interface is removed when it starts again.
 //   - Tracking: SetHealthy(false) demotes the node below every healthy one
 //     (TrackDemote, the default) or puts it in FAULT (TrackFault).
 //   - Payload: every advert carries main's (epoch, master); a node adopts a
@@ -46,14 +55,17 @@
 // The decisions are the pure function Step(State, Event, now) → (State,
 // []Effect): no I/O, no clock. Node is the loop that feeds it events
 // (timers, adverts, health) and applies its effects; it logs each transition
-// once ("vip claimed", "vip released", "became backup", "entered fault").
+// once ("vip claimed", "vip handover: waiting for the peer to claim", "vip
+// released", "became backup", "entered fault").
 //
 // IsMaster turns true only after the VIP is on the interface and false as
 // soon as the node decides to step down, before the VIP is removed; a
 // Change from Subscribe arrives after its effects are applied. So main can
 // gate topology changes on IsMaster: it is never true while this node lacks
-// the VIP. (Two nodes that cannot hear each other are both master; VRRP
-// cannot prevent that, and the payload epoch is the fencing token for it.)
+// the VIP. The converse does not hold during a graceful handover: the VIP
+// outlives IsMaster until the peer claims it. (Two nodes that cannot hear
+// each other are both master; VRRP cannot prevent that, and the payload
+// epoch is the fencing token for it.)
 //
 // Limits: IPv4 VIPs only (no unsolicited neighbour advertisements for
 // IPv6); adverts are not TTL-checked (authentication is by HMAC only);
@@ -74,7 +86,8 @@
 //	}, logger)
 //	changes, cancel := n.Subscribe()
 //	defer cancel()
-//	go func() { errc <- n.Run(ctx) }() // returns after the graceful release
+//	go func() { errc <- n.Run(ctx) }() // returns after the graceful handover:
+//	// keep serving clients on the VIP until then
 //	n.SetHealthy(redisReachable)
 //	n.SetPayload(topo.Epoch, topo.Master)
 //	if n.IsMaster() { /* this node may change the replication topology */ }

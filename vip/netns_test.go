@@ -446,8 +446,9 @@ func TestNetnsKillTakeover(t *testing.T) {
 	}
 }
 
-// TestNetnsGracefulTakeover: SIGTERM the master; it releases the VIP and
-// the backup claims after about its skew time.
+// TestNetnsGracefulTakeover: SIGTERM the master; it keeps the VIP while
+// the backup claims after about its skew time, and removes it only on the
+// new master's first advert, so the VIP always has a holder.
 func TestNetnsGracefulTakeover(t *testing.T) {
 	tp := newNetnsTopo(t)
 	a, b := startPair(t, tp)
@@ -463,10 +464,23 @@ func TestNetnsGracefulTakeover(t *testing.T) {
 	if took > skew+300*time.Millisecond {
 		t.Errorf("graceful takeover after %v, want about the skew %v", took, skew)
 	}
+	handing := time.Unix(0, a.wait(t, 3*time.Second, "role", "RELEASING").At)
 	rel := a.wait(t, 3*time.Second, "role", "INIT")
 	released := time.Unix(0, rel.At)
-	t.Logf("  of which: SIGTERM to a's release %v, a's release to b's claim %v",
-		released.Sub(stopped).Round(time.Millisecond), claimed.Sub(released).Round(time.Millisecond))
+	t.Logf("  of which: SIGTERM to a's handover (not master, VIP kept) %v, to b's claim %v, b's claim to a's removal of the VIP %v",
+		handing.Sub(stopped).Round(time.Millisecond), took.Round(time.Millisecond), released.Sub(claimed).Round(time.Millisecond))
+	// b's claim is stamped before it adds the VIP and advertises; a's
+	// release after it heard that advert and removed the VIP.
+	if released.Before(claimed) {
+		t.Errorf("a removed the VIP %v before b claimed it: nobody held it meanwhile", claimed.Sub(released))
+	}
+	if !strings.Contains(rel.Reason, "10.77.0.2 claimed") {
+		t.Errorf("a released because %q, want b's claim", rel.Reason)
+	}
+	// Before waiting for a's process to exit, which takes its own time.
+	seen := eventually(t, time.Second, "client's neighbour entry moves to b's MAC (gratuitous ARP)",
+		func() bool { return tp.clientNeighMAC() == nsMAC["b"] })
+	t.Logf("client neighbour entry showed b's MAC %v after the claim", seen.Sub(claimed).Round(time.Millisecond))
 	a.wait(t, 3*time.Second, "exit", "")
 	<-a.exited
 	if a.err != nil {
@@ -476,9 +490,6 @@ func TestNetnsGracefulTakeover(t *testing.T) {
 		t.Fatal("a kept the VIP after a graceful stop")
 	}
 	eventually(t, time.Second, "VIP on b's eth0", func() bool { return tp.holdsVIP("b") })
-	seen := eventually(t, time.Second, "client's neighbour entry moves to b's MAC (gratuitous ARP)",
-		func() bool { return tp.clientNeighMAC() == nsMAC["b"] })
-	t.Logf("client neighbour entry showed b's MAC %v after the claim", seen.Sub(claimed).Round(time.Millisecond))
 
 	// Someone deletes the VIP from the master: restored at once (netlink
 	// subscription), not at the next 1s periodic check.

@@ -65,7 +65,9 @@ type deps struct {
 
 // Change is a role transition, delivered to subscribers after its effects
 // are applied: on a change to Master the VIP has been added (and the GARP
-// burst started); on a change from Master it has been removed.
+// burst started); on a change from Master to Backup or Fault, and from
+// Releasing to Init, it has been removed. Master → Releasing (a graceful
+// stop) keeps it until the peer claims it.
 type Change struct {
 	From, To Role
 	Reason   string
@@ -203,9 +205,12 @@ func (n *Node) openDeps() (*deps, error) {
 	return d, nil
 }
 
-// Run runs the node until ctx is cancelled, then releases gracefully: a
-// master removes the VIP and sends a priority-0 advert so the peer takes
-// over after its skew time only. It returns nil after that release, or an
+// Run runs the node until ctx is cancelled, then stops gracefully. A master
+// hands the VIP over: it stops being master at once (IsMaster false, role
+// Releasing) but keeps the address, sends a priority-0 advert every interval
+// so the peer takes over after its skew time only, and removes the VIP when
+// it hears the peer's advert as master, or after Config.HandoverTimeout.
+// Run returns nil once the VIP is removed (any other role: at once), or an
 // error if it could not start (socket, netlink). Run may be called once.
 func (n *Node) Run(ctx context.Context) error {
 	if !n.running.CompareAndSwap(false, true) {
@@ -252,12 +257,12 @@ func (n *Node) Run(ctx context.Context) error {
 	n.syncInputs()
 	n.step(Start{})
 	n.reconcile()
+	stop := ctx.Done()
 	for {
 		select {
-		case <-ctx.Done():
+		case <-stop:
+			stop = nil // a master keeps running (Releasing) until the peer claims
 			n.step(Shutdown{})
-			n.log.Info("vip node stopped")
-			return nil
 		case <-n.timer.C:
 			n.step(Tick{})
 		case p := <-rx:
@@ -268,6 +273,10 @@ func (n *Node) Run(ctx context.Context) error {
 			n.reconcile()
 		case <-addrChanged:
 			n.reconcile()
+		}
+		if n.st.Stopped {
+			n.log.Info("vip node stopped")
+			return nil
 		}
 	}
 }
@@ -449,7 +458,8 @@ func (n *Node) removeVIP() {
 }
 
 // reconcile makes the interface agree with the role: the VIP is present
-// exactly while master.
+// exactly while master. While Releasing it leaves the address as it is: the
+// handover neither restores nor re-announces it.
 func (n *Node) reconcile() {
 	if n.d.owner == nil {
 		return
@@ -466,6 +476,9 @@ func (n *Node) reconcile() {
 	n.mu.Lock()
 	n.stats.HoldsVIP = present
 	n.mu.Unlock()
+	if n.st.Role == Releasing {
+		return
+	}
 	switch master := n.st.Role == Master; {
 	case master && !present:
 		n.log.Warn("vip missing on master; restoring", "vip", n.cfg.VIP, "interface", n.cfg.Interface)
@@ -552,7 +565,9 @@ func (n *Node) transition(t Transition) {
 	switch {
 	case t.To == Master:
 		n.log.Info("vip claimed", append(attrs, "epoch", n.st.Payload.Epoch, "master", n.st.Payload.Master)...)
-	case t.From == Master:
+	case t.To == Releasing:
+		n.log.Info("vip handover: waiting for the peer to claim", append(attrs, "timeout", n.st.HandoverTimeout)...)
+	case t.From == Master, t.From == Releasing:
 		n.log.Info("vip released", attrs...)
 	case t.To == Backup:
 		n.log.Info("became backup", attrs...)
@@ -659,8 +674,8 @@ func (n *Node) Stats() Stats {
 	s.Healthy = n.snap.Healthy
 	s.Priority = n.cfg.Priority
 	s.Payload = n.snap.Payload
-	s.TransitionsTo = make(map[Role]uint64, 4)
-	for _, r := range []Role{Init, Backup, Master, Fault} {
+	s.TransitionsTo = make(map[Role]uint64, 5)
+	for _, r := range []Role{Init, Backup, Master, Fault, Releasing} {
 		s.TransitionsTo[r] = n.stats.TransitionsTo[r]
 	}
 	s.Rejected = make(map[Reason]uint64, len(Reasons))

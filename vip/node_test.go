@@ -290,13 +290,22 @@ func TestNodePairFailover(t *testing.T) {
 			t.Fatalf("after heal a sent %d GARPs, want one burst of 3", n)
 		}
 
-		// Graceful stop: b claims after its skew time exactly.
+		// Graceful stop: a gives up mastership at once but keeps the VIP
+		// until b, after its skew time exactly, claims it; no gap.
 		time.Sleep(time.Second)
 		drain(bch)
+		ach, unsubA := a.Subscribe()
+		defer unsubA()
 		stopped := time.Now()
+		a.stop()
+		synctest.Wait()
+		if st := a.Stats(); a.Role() != Releasing || a.IsMaster() || !a.owner.has(testVIP) || st.Role != Releasing || !st.HoldsVIP {
+			t.Fatalf("a right after the stop: role %v master %v VIP %v stats %+v; want RELEASING, not master, VIP kept",
+				a.Role(), a.IsMaster(), a.owner.has(testVIP), st)
+		}
 		a.halt(t)
-		if a.owner.has(testVIP) {
-			t.Fatal("a kept the VIP after a graceful stop")
+		if a.owner.has(testVIP) || a.Role() != Init {
+			t.Fatalf("a after Run returned: role %v, VIP %v; want INIT without the VIP", a.Role(), a.owner.has(testVIP))
 		}
 		c = waitRole(t, bch, Master)
 		if took, skew := c.At.Sub(stopped), SkewTime(100, 200*time.Millisecond); took != skew {
@@ -304,11 +313,121 @@ func TestNodePairFailover(t *testing.T) {
 		} else {
 			t.Logf("graceful: b claimed %v after a stopped (skew %v)", took, skew)
 		}
+		if rc := waitRole(t, ach, Releasing); !rc.At.Equal(stopped) {
+			t.Fatalf("a turned RELEASING %v after the stop, want at once", rc.At.Sub(stopped))
+		}
+		if rel := waitRole(t, ach, Init); rel.At.Before(c.At) {
+			t.Fatalf("a removed the VIP %v before b claimed it", c.At.Sub(rel.At))
+		} else {
+			t.Logf("graceful: a removed the VIP %v after b claimed it", rel.At.Sub(c.At))
+		}
 		st := b.Stats()
 		if st.Role != Master || st.TransitionsTo[Master] != 2 || st.AdvertsReceived == 0 || st.AdvertsSent == 0 || !st.HoldsVIP {
 			t.Fatalf("b stats %+v", st)
 		}
 		b.halt(t)
+	})
+}
+
+// TestNodeHandover: a graceful stop of the master when the peer cannot hear
+// it at first (its release is re-sent every interval) or at all (Run returns
+// after the handover timeout, without the VIP); a backup stops at once.
+func TestNodeHandover(t *testing.T) {
+	ms := time.Millisecond
+	for _, tc := range []struct {
+		name  string
+		heal  time.Duration // the a → b link comes back this long after the stop; -1: never
+		claim time.Duration // b claims this long after the stop; -1: never
+	}{
+		{"first release lost", 100 * ms, 200*ms + SkewTime(100, 200*ms)},
+		{"two releases lost", 300 * ms, 400*ms + SkewTime(100, 200*ms)},
+		// b hears nothing more from a: it claims after its master-down
+		// interval from a's last advert, sent just before the stop.
+		{"every release lost", -1, MasterDownInterval(100, 200*ms)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				fn := newFakeNet()
+				a := startFake(t, fn, addr1, addr2, 150, nil)
+				b := startFake(t, fn, addr2, addr1, 100, nil)
+				bch, unsub := b.Subscribe()
+				defer unsub()
+				time.Sleep(2 * time.Second) // a claimed at +682.8125ms: it advertises at +1.8828125s, +2.0828125s
+				synctest.Wait()
+				if a.Role() != Master || b.Role() != Backup {
+					t.Fatalf("roles a=%v b=%v, want MASTER/BACKUP", a.Role(), b.Role())
+				}
+				time.Sleep(82812500) // a's advert at +2.0828125s has gone out
+				synctest.Wait()
+				ach, unsubA := a.Subscribe()
+				defer unsubA()
+				sent := a.Stats().AdvertsSent
+				fn.setDrop(addr1, addr2, true)
+				stopped := time.Now()
+				go a.halt(t)
+				if tc.heal >= 0 {
+					time.Sleep(tc.heal)
+					fn.setDrop(addr1, addr2, false)
+				}
+				c := waitRole(t, bch, Master)
+				if took := c.At.Sub(stopped); took != tc.claim {
+					t.Fatalf("b claimed %v after the stop, want %v", took, tc.claim)
+				}
+				if rel := waitRole(t, ach, Init); !rel.At.Equal(c.At) {
+					t.Fatalf("a removed the VIP %v after b claimed, want at b's first advert (at once here)", rel.At.Sub(c.At))
+				}
+				time.Sleep(time.Second)
+				synctest.Wait()
+				if a.Role() != Init || a.owner.has(testVIP) || !b.owner.has(testVIP) {
+					t.Fatalf("after the handover: a=%v a VIP %v b VIP %v", a.Role(), a.owner.has(testVIP), b.owner.has(testVIP))
+				}
+				// One release at the stop, then one per interval until b's
+				// first advert reached a (at once: only a → b is cut).
+				n := a.Stats().AdvertsSent - sent
+				if want := uint64(tc.claim/(200*ms)) + 1; n != want {
+					t.Errorf("a sent %d releases, want %d", n, want)
+				}
+			})
+		})
+	}
+
+	t.Run("no peer", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			fn := newFakeNet()
+			a := startFake(t, fn, addr1, addr2, 150, nil)
+			time.Sleep(time.Second)
+			synctest.Wait()
+			if a.Role() != Master || !a.owner.has(testVIP) {
+				t.Fatalf("a is %v, want MASTER with the VIP", a.Role())
+			}
+			sent := a.Stats().AdvertsSent
+			stopped := time.Now()
+			a.halt(t)
+			if took, want := time.Since(stopped), DefaultHandoverTimeout(200*ms); took != want {
+				t.Fatalf("Run returned %v after the stop, want the handover timeout %v", took, want)
+			}
+			if a.owner.has(testVIP) || a.Role() != Init {
+				t.Fatalf("a after the timeout: %v, VIP %v", a.Role(), a.owner.has(testVIP))
+			}
+			if n := a.Stats().AdvertsSent - sent; n != 5 { // at +0, 200, 400, 600, 800ms
+				t.Fatalf("a sent %d releases, want 5", n)
+			}
+		})
+	})
+
+	t.Run("backup", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			fn := newFakeNet()
+			a := startFake(t, fn, addr1, addr2, 150, nil)
+			b := startFake(t, fn, addr2, addr1, 100, nil)
+			time.Sleep(2 * time.Second)
+			synctest.Wait()
+			stopped := time.Now()
+			b.halt(t)
+			if took := time.Since(stopped); took != 0 || b.Role() != Init || a.Role() != Master {
+				t.Fatalf("backup stop took %v; a=%v b=%v", took, a.Role(), b.Role())
+			}
+		})
 	})
 }
 
@@ -491,11 +610,15 @@ func TestNodeLoopbackUDP(t *testing.T) {
 	if err := <-doneA; err != nil {
 		t.Fatal(err)
 	}
+	returned := time.Now()
 	doneA <- nil
 	ch := waitRole(t, bch, Master)
 	took := ch.At.Sub(stopped)
 	skew := SkewTime(100, 50*time.Millisecond)
-	t.Logf("loopback graceful takeover: %v (skew %v)", took, skew)
+	t.Logf("loopback graceful takeover: %v (skew %v); a's Run returned %v after b's claim", took, skew, returned.Sub(ch.At))
+	if returned.Before(ch.At) {
+		t.Fatalf("a's Run returned %v before b claimed the VIP", ch.At.Sub(returned))
+	}
 	if took > skew+200*time.Millisecond {
 		t.Fatalf("graceful takeover took %v, want about the skew %v", took, skew)
 	}

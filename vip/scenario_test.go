@@ -20,7 +20,7 @@ var update = flag.Bool("update", false, "rewrite testdata/scenarios/*.golden")
 //
 // One command a line ('#' starts a comment):
 //
-//	config self=10.0.0.1 prio=100 interval=200ms preempt=on delay=0s track=demote garp=3 spacing=100ms refresh=10s hold=2s window=10s
+//	config self=10.0.0.1 prio=100 interval=200ms preempt=on delay=0s track=demote garp=3 spacing=100ms refresh=10s hold=2s window=10s handover=999.21875ms
 //	start | shutdown | add-failed
 //	tick 700ms                      advance the clock, firing every timer due
 //	health up|down
@@ -134,6 +134,9 @@ func (s *scenario) summary() string {
 			fmt.Fprintf(&b, " preempt-at %s", s.rel(st.PreemptAt))
 		}
 	}
+	if st.Role == Releasing {
+		fmt.Fprintf(&b, " release-at %s", s.rel(st.ReleaseAt))
+	}
 	return b.String()
 }
 
@@ -243,6 +246,8 @@ func (s *scenario) configure(args []string) error {
 			p.FaultHold = dur()
 		case "window":
 			window = dur()
+		case "handover":
+			p.HandoverTimeout = dur()
 		default:
 			return fmt.Errorf("config: unknown key %q", k)
 		}
@@ -252,8 +257,8 @@ func (s *scenario) configure(args []string) error {
 	}
 	s.st = NewState(p)
 	s.rcv = &receiver{key: []byte(scenarioKey), self: p.Self, bootID: 1, guard: newReplayGuard(window)}
-	fmt.Fprintf(&s.out, "# self %s prio %d interval %v preempt %v delay %v track %s garp %d spacing %v refresh %v hold %v window %v\n",
-		p.Self, p.Priority, p.Interval, p.Preempt, p.PreemptDelay, p.Track, p.GARPCount, p.GARPSpacing, p.GARPRefresh, p.FaultHold, window)
+	fmt.Fprintf(&s.out, "# self %s prio %d interval %v preempt %v delay %v track %s garp %d spacing %v refresh %v hold %v window %v handover %v\n",
+		p.Self, p.Priority, p.Interval, p.Preempt, p.PreemptDelay, p.Track, p.GARPCount, p.GARPSpacing, p.GARPRefresh, p.FaultHold, window, p.HandoverTimeout)
 	return nil
 }
 

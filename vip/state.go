@@ -19,6 +19,12 @@ const (
 	// Fault: may not hold the VIP (unhealthy with TrackFault, or the address
 	// could not be added). Sends nothing; returns to Backup when it clears.
 	Fault
+	// Releasing: a master stopping gracefully. It has given up mastership
+	// (IsMaster is false) but keeps the VIP, and sends priority-0 adverts
+	// every interval, until it hears the peer claim master or the handover
+	// timeout passes; then it removes the VIP and stops (Init). Never sent
+	// on the wire: its adverts say Init, as before this role existed.
+	Releasing
 )
 
 func (r Role) String() string {
@@ -31,6 +37,8 @@ func (r Role) String() string {
 		return "MASTER"
 	case Fault:
 		return "FAULT"
+	case Releasing:
+		return "RELEASING"
 	}
 	return fmt.Sprintf("Role(%d)", uint8(r))
 }
@@ -100,6 +108,10 @@ type Params struct {
 	// FaultHold is how long a node stays in Fault after it failed to add the
 	// VIP, before it may run for master again.
 	FaultHold time.Duration
+	// HandoverTimeout bounds Releasing: how long a master that is shutting
+	// down keeps the VIP while it waits for the peer to claim it. Zero: it
+	// removes the VIP at Shutdown (nobody holds it until the peer claims).
+	HandoverTimeout time.Duration
 }
 
 // State is the state machine's whole state. It is a plain value: Step returns
@@ -109,7 +121,8 @@ type State struct {
 
 	Role    Role
 	Healthy bool
-	// Stopped is set by Shutdown; every later event is ignored.
+	// Stopped is set when the node reaches Init after Shutdown (at once, or
+	// when Releasing ends); every later event is ignored.
 	Stopped bool
 	// Payload is the replication decision this node advertises: the latest
 	// of what main set and what it heard (higher epoch wins).
@@ -124,9 +137,10 @@ type State struct {
 
 	MasterDownAt time.Time // Backup: take over at this time
 	PreemptAt    time.Time // Backup: pending preemption fires at this time
-	AdvertAt     time.Time // Master: next periodic advert
+	AdvertAt     time.Time // Master, Releasing: next periodic advert
 	GARPAt       time.Time // Master: next refreshing GARP
 	FaultUntil   time.Time // Fault: held after an address failure until then
+	ReleaseAt    time.Time // Releasing: give up on the peer, remove the VIP
 	// GARPUntil is when the last GARP of the burst this master started most
 	// recently goes out (a later burst or refresh replaces it).
 	GARPUntil time.Time
@@ -191,8 +205,11 @@ type PayloadSet struct{ Payload Payload }
 // AddFailed reports that adding the VIP failed (after AddVIP).
 type AddFailed struct{ Err error }
 
-// Shutdown stops the node gracefully: a master releases the VIP and sends a
-// priority-0 advert, so the peer takes over after its skew time only.
+// Shutdown stops the node gracefully. A master hands the VIP over: it turns
+// Releasing, sends a priority-0 advert (so the peer takes over after its skew
+// time only) and keeps the VIP until the peer's advert claims master, or
+// HandoverTimeout passes; then it removes the VIP and stops. Any other role
+// stops at once.
 type Shutdown struct{}
 
 func (Start) isEvent()           {}
@@ -293,7 +310,6 @@ func Step(st State, ev Event, now time.Time) (State, []Effect) {
 		s.addFailed()
 	case Shutdown:
 		s.shutdown()
-		return s.st, s.effs
 	}
 	if s.st.Role == Init {
 		return s.st, s.effs
@@ -338,6 +354,9 @@ func (st *State) nextDeadline() time.Time {
 		}
 	case Fault:
 		consider(st.FaultUntil)
+	case Releasing:
+		consider(st.AdvertAt)
+		consider(st.ReleaseAt)
 	}
 	return at
 }
@@ -379,6 +398,16 @@ func (s *stepper) tick() {
 			if !s.st.faulty(now) {
 				s.toBackup("fault cleared", s.st.Interval)
 			}
+		}
+	case Releasing:
+		if !now.Before(s.st.ReleaseAt) {
+			s.release(fmt.Sprintf("shutdown: no peer claimed the vip within %v", s.st.HandoverTimeout))
+			return
+		}
+		if !now.Before(s.st.AdvertAt) {
+			// The last release may have been lost: the peer would then wait
+			// out its whole master-down interval.
+			s.sendRelease()
 		}
 	}
 }
@@ -500,6 +529,13 @@ func (s *stepper) advert(a AdvertReceived) {
 				s.garp(s.st.GARPCount)
 			}
 		}
+	case Releasing:
+		// The peer's first advert after it claimed: it holds the VIP now.
+		// Whoever it is, never contest it; a release (priority 0) is not a
+		// claim.
+		if a.Priority != 0 && a.Role == Master {
+			s.release(fmt.Sprintf("shutdown: %s claimed the vip", a.From))
+		}
 	}
 }
 
@@ -550,13 +586,45 @@ func (s *stepper) addFailed() {
 }
 
 func (s *stepper) shutdown() {
-	if s.st.Role == Master {
-		// Release before announcing it, so the peer never claims while we
-		// still answer ARP for the VIP.
+	switch {
+	case s.st.Role == Releasing:
+		return // already handing over
+	case s.st.Role == Master && s.st.HandoverTimeout > 0:
+		// Keep the VIP (and the clients it brings) until the peer holds it,
+		// so that there is no time when nobody answers for it; clients
+		// follow the peer's GARPs. Give up mastership now, though: only
+		// the address is kept, not the authority over replication.
+		s.clearTimers()
+		s.transition(Releasing, "shutdown: handing the vip over")
+		s.st.CurrentMaster = netip.Addr{}
+		s.st.ReleaseAt = s.now.Add(s.st.HandoverTimeout)
+		s.sendRelease()
+		return
+	case s.st.Role == Master:
+		// No handover: release before announcing it, so the peer never
+		// claims while we still answer ARP for the VIP.
 		s.emit(RemoveVIP{})
 		s.emit(SendAdvert{Priority: 0, Healthy: s.st.Healthy, Role: Init, Payload: s.st.Payload})
 	}
-	s.transition(Init, "shutdown")
+	s.stop("shutdown")
+}
+
+// sendRelease sends the priority-0 advert of a node leaving the VIP, and
+// schedules the next one. It says Init, which every version accepts.
+func (s *stepper) sendRelease() {
+	s.emit(SendAdvert{Priority: 0, Healthy: s.st.Healthy, Role: Init, Payload: s.st.Payload})
+	s.st.AdvertAt = s.now.Add(s.st.Interval)
+}
+
+// release ends Releasing: the VIP goes and the node stops.
+func (s *stepper) release(reason string) {
+	s.emit(RemoveVIP{})
+	s.stop(reason)
+}
+
+// stop puts the node in Init for good.
+func (s *stepper) stop(reason string) {
+	s.transition(Init, reason)
 	s.st.Stopped = true
 	s.st.CurrentMaster = netip.Addr{}
 	s.clearTimers()
@@ -573,7 +641,7 @@ func (s *stepper) advertise() {
 // start afresh in every role.
 func (s *stepper) clearTimers() {
 	s.st.MasterDownAt, s.st.PreemptAt, s.st.AdvertAt, s.st.GARPAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}
-	s.st.GARPUntil, s.st.RivalAt = time.Time{}, time.Time{}
+	s.st.GARPUntil, s.st.RivalAt, s.st.ReleaseAt = time.Time{}, time.Time{}, time.Time{}
 }
 
 // garp sends count gratuitous ARPs, replacing any burst in progress.

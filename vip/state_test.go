@@ -47,6 +47,7 @@ func defaultParams() Params {
 	return Params{
 		Self: addr1, Priority: 100, Interval: 200 * time.Millisecond, Preempt: true,
 		GARPCount: 3, GARPSpacing: 100 * time.Millisecond, GARPRefresh: 10 * time.Second, FaultHold: 2 * time.Second,
+		HandoverTimeout: DefaultHandoverTimeout(200 * time.Millisecond),
 	}
 }
 
@@ -517,26 +518,160 @@ func TestPayload(t *testing.T) {
 	}
 }
 
+// TestShutdown: a master stopping gracefully keeps the VIP (Releasing)
+// until the peer's advert claims master or the handover timeout passes,
+// re-sending its priority-0 advert every interval meanwhile; any other role
+// stops at once.
 func TestShutdown(t *testing.T) {
+	ms := time.Millisecond
+	handover := DefaultHandoverTimeout(200 * ms) // 999.21875ms
+	release := SendAdvert{Priority: 0, Healthy: true, Role: Init}
+	claim := masterAdvert(addr2, 100)
+
 	d := newDriver(t, defaultParams())
 	d.ev(Start{})
 	d.advance(time.Second)
+	stopped := d.now
 	effs := d.ev(Shutdown{})
-	want := []Effect{RemoveVIP{}, SendAdvert{Priority: 0, Healthy: true, Role: Init}, Transition{Master, Init, "shutdown"}, SetTimer{}}
+	want := []Effect{Transition{Master, Releasing, "shutdown: handing the vip over"}, release, SetTimer{At: stopped.Add(200 * ms)}}
 	if !reflect.DeepEqual(effs, want) {
-		t.Fatalf("shutdown\n got %v\nwant %v", effs, want)
+		t.Fatalf("master shutdown\n got %v\nwant %v", effs, want)
 	}
-	for _, ev := range []Event{Tick{}, Start{}, masterAdvert(addr2, 1), TrackingChanged{}, AddFailed{}} {
-		if _, effs := Step(d.st, ev, d.now.Add(time.Hour)); len(effs) != 0 {
+	if d.st.Stopped || d.st.Role != Releasing {
+		t.Fatalf("after shutdown: role %v stopped %v, want RELEASING, running", d.st.Role, d.st.Stopped)
+	}
+	released := func(reason string) []Effect {
+		return []Effect{RemoveVIP{}, Transition{Releasing, Init, reason}, SetTimer{}}
+	}
+
+	for _, tc := range []struct {
+		name string
+		// heard arrive in order, after is since the previous (the first:
+		// since the shutdown); want is the effects of the last.
+		heard []AdvertReceived
+		after []time.Duration
+		want  []Effect
+	}{
+		{"the peer's master advert", []AdvertReceived{claim}, []time.Duration{122 * ms}, released("shutdown: 10.0.0.2 claimed the vip")},
+		{"a higher-priority master's advert", []AdvertReceived{masterAdvert(addr2, 200)}, []time.Duration{0}, released("shutdown: 10.0.0.2 claimed the vip")},
+		{"an unhealthy master's advert", []AdvertReceived{{From: addr2, Priority: 1, Role: Master, Interval: 200 * ms}}, []time.Duration{0}, released("shutdown: 10.0.0.2 claimed the vip")},
+		{"a release is not a claim", []AdvertReceived{{From: addr2, Priority: 0, Healthy: true, Role: Init}}, []time.Duration{50 * ms}, nil},
+		{"not a master", []AdvertReceived{{From: addr2, Priority: 100, Healthy: true, Role: Backup}}, []time.Duration{50 * ms}, nil},
+		{"our own advert", []AdvertReceived{masterAdvert(addr1, 100)}, []time.Duration{50 * ms}, nil},
+		{"claim after a lost release", []AdvertReceived{claim}, []time.Duration{300 * ms}, released("shutdown: 10.0.0.2 claimed the vip")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := *d
+			r.t, r.effs = t, nil
+			for i, a := range tc.heard {
+				r.advance(tc.after[i])
+				effs = r.ev(a)
+			}
+			if !reflect.DeepEqual(effs, tc.want) {
+				t.Fatalf("effects\n got %v\nwant %v", effs, tc.want)
+			}
+			if tc.want == nil && (r.st.Role != Releasing || r.st.Stopped) {
+				t.Fatalf("role %v stopped %v, want still RELEASING", r.st.Role, r.st.Stopped)
+			}
+			if tc.want != nil && (r.st.Role != Init || !r.st.Stopped) {
+				t.Fatalf("role %v stopped %v, want INIT, stopped", r.st.Role, r.st.Stopped)
+			}
+			// Meanwhile: a priority-0 advert every interval, never a GARP,
+			// never the VIP touched.
+			for _, te := range r.effs {
+				switch e := te.e.(type) {
+				case SendGARP, AddVIP:
+					t.Errorf("releasing node: %v at +%v", e, te.at.Sub(stopped))
+				case SendAdvert:
+					if e != release || te.at.Sub(stopped)%(200*ms) != 0 {
+						t.Errorf("releasing node sent %v at +%v, want %v every 200ms", e, te.at.Sub(stopped), release)
+					}
+				}
+			}
+		})
+	}
+
+	t.Run("no peer answers", func(t *testing.T) {
+		r := *d
+		r.t, r.effs = t, nil
+		r.advance(5 * time.Second)
+		var sent []time.Duration
+		for _, te := range r.effs {
+			if e, ok := te.e.(SendAdvert); ok && e == release {
+				sent = append(sent, te.at.Sub(stopped))
+			}
+		}
+		if want := []time.Duration{200 * ms, 400 * ms, 600 * ms, 800 * ms}; !reflect.DeepEqual(sent, want) {
+			t.Errorf("releases re-sent at %v, want %v", sent, want)
+		}
+		rm := r.when(stopped, func(e Effect) bool { return e == RemoveVIP{} })
+		if rm.Sub(stopped) != handover {
+			t.Fatalf("vip removed at +%v, want the handover timeout %v", rm.Sub(stopped), handover)
+		}
+		last := r.effs[len(r.effs)-3:]
+		if want := released("shutdown: no peer claimed the vip within 999.21875ms"); !reflect.DeepEqual(effectsOf(last), want) {
+			t.Fatalf("at the timeout\n got %v\nwant %v", effectsOf(last), want)
+		}
+	})
+
+	t.Run("inputs while releasing", func(t *testing.T) {
+		r := *d
+		r.t, r.effs = t, nil
+		for _, ev := range []Event{Shutdown{}, Start{}, TrackingChanged{Healthy: false}, TrackingChanged{Healthy: true},
+			PayloadSet{Payload: Payload{Epoch: 9, Master: "x:1"}}, AddFailed{}} {
+			if effs := r.ev(ev); len(effs) != 0 {
+				t.Errorf("releasing node reacted to %#v: %v", ev, effs)
+			}
+		}
+		if r.st.Role != Releasing {
+			t.Fatalf("role %v, want RELEASING", r.st.Role)
+		}
+	})
+
+	// Once stopped, nothing.
+	r := *d
+	r.ev(claim)
+	for _, ev := range []Event{Tick{}, Start{}, Shutdown{}, masterAdvert(addr2, 1), TrackingChanged{}, AddFailed{}} {
+		if _, effs := Step(r.st, ev, r.now.Add(time.Hour)); len(effs) != 0 {
 			t.Fatalf("stopped node reacted to %T: %v", ev, effs)
 		}
 	}
-	// A backup leaves quietly.
+
+	// A backup leaves quietly, at once.
 	b := newDriver(t, defaultParams())
 	b.ev(Start{})
-	if effs := b.ev(Shutdown{}); !reflect.DeepEqual(effs, []Effect{Transition{Backup, Init, "shutdown"}, SetTimer{}}) {
+	if effs := b.ev(Shutdown{}); !reflect.DeepEqual(effs, []Effect{Transition{Backup, Init, "shutdown"}, SetTimer{}}) || !b.st.Stopped {
 		t.Fatalf("backup shutdown: %v", effs)
 	}
+	// So does a faulty node.
+	p := defaultParams()
+	p.Track = TrackFault
+	f := newDriver(t, p)
+	f.ev(TrackingChanged{Healthy: false})
+	f.ev(Start{})
+	if effs := f.ev(Shutdown{}); !reflect.DeepEqual(effs, []Effect{Transition{Fault, Init, "shutdown"}, SetTimer{}}) || !f.st.Stopped {
+		t.Fatalf("fault shutdown: %v", effs)
+	}
+
+	// Without a handover timeout a master releases at once: the VIP goes
+	// before the release advert, then it stops.
+	p = defaultParams()
+	p.HandoverTimeout = 0
+	m := newDriver(t, p)
+	m.ev(Start{})
+	m.advance(time.Second)
+	want = []Effect{RemoveVIP{}, release, Transition{Master, Init, "shutdown"}, SetTimer{}}
+	if effs := m.ev(Shutdown{}); !reflect.DeepEqual(effs, want) || !m.st.Stopped {
+		t.Fatalf("shutdown without handover\n got %v\nwant %v", effs, want)
+	}
+}
+
+func effectsOf(ts []timed) []Effect {
+	out := make([]Effect, len(ts))
+	for i, te := range ts {
+		out[i] = te.e
+	}
+	return out
 }
 
 // randomEvent draws an event a real loop could deliver.
@@ -557,8 +692,9 @@ func randomEvent(r *rand.Rand) (Event, time.Duration) {
 
 // TestStepPure: Step leaves its input alone, is deterministic, and keeps the
 // invariants: the VIP is added only on becoming master and removed on
-// leaving it, so "holds the VIP" equals "is master"; only a master sends a
-// non-zero-priority advert; a timer is always pending while running.
+// leaving it (a graceful stop: on leaving Releasing), so "holds the VIP"
+// equals "is master or releasing"; only a master sends a non-zero-priority
+// advert or GARPs; a timer is always pending while running.
 func TestStepPure(t *testing.T) {
 	r := rand.New(rand.NewSource(1))
 	for run := 0; run < 300; run++ {
@@ -595,9 +731,14 @@ func TestStepPure(t *testing.T) {
 					if e.Priority != 0 && next.Role != Master {
 						t.Fatalf("%v sent a priority-%d advert", next.Role, e.Priority)
 					}
+				case SendGARP:
+					if next.Role != Master {
+						t.Fatalf("%v sent GARPs", next.Role)
+					}
 				}
 			}
-			if holds != (next.Role == Master) {
+			// A releasing master keeps the VIP until it stops.
+			if holds != (next.Role == Master || next.Role == Releasing) {
 				t.Fatalf("run %d step %d: after %T role %v but holds VIP = %v (effects %v)", run, i, ev, next.Role, holds, effs)
 			}
 			if next.Role != Init && next.TimerAt.IsZero() && next.Role != Fault {
