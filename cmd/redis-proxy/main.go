@@ -103,7 +103,7 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 	var node *vip.Node
 	if vcfg != nil {
 		if node, err = vip.New(*vcfg, log.With("component", "vip")); err != nil {
-			return fmt.Errorf("vip: %w", err)
+			return err // vip's errors name themselves ("vip needs capabilities ...")
 		}
 		registerPairMetrics(reg, node)
 	}
