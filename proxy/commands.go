@@ -36,6 +36,15 @@ type cmdInfo struct {
 
 func (c *cmdInfo) has(f cmdFlags) bool { return c.flags&f != 0 }
 
+// count records one reply to the command in the metrics.
+func (c *cmdInfo) count(isErr bool) {
+	if isErr {
+		c.fail.Inc()
+	} else {
+		c.ok.Inc()
+	}
+}
+
 // arityOK reports whether n arguments (with the name) fit the command's
 // arity; unknown commands (arity 0) always fit.
 func (c *cmdInfo) arityOK(n int) bool {

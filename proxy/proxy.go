@@ -324,10 +324,7 @@ func (p *Proxy) setPaused(on bool) {
 		return
 	}
 	p.paused = on
-	nr := *p.routes.Load()
-	nr.paused = on
-	nr.changed = make(chan struct{})
-	p.swapLocked(&nr)
+	p.republishLocked(func(r *routes) { r.paused = on })
 	p.log.Info("client commands", "held", on)
 }
 
@@ -338,6 +335,16 @@ func (p *Proxy) poolLocked(addr string) *pool {
 		p.pools[addr] = pl
 	}
 	return pl
+}
+
+// republishLocked publishes a copy of the current routes changed by mod,
+// which wakes every held session, and returns it.
+func (p *Proxy) republishLocked(mod func(*routes)) *routes {
+	nr := *p.routes.Load()
+	mod(&nr)
+	nr.changed = make(chan struct{})
+	p.swapLocked(&nr)
+	return &nr
 }
 
 // swapLocked publishes nr and wakes everyone waiting on the old snapshot.
@@ -354,10 +361,7 @@ func (p *Proxy) poolReady() {
 	if p.closed {
 		return
 	}
-	old := p.routes.Load()
-	nr := *old
-	nr.changed = make(chan struct{})
-	p.swapLocked(&nr)
+	nr := p.republishLocked(func(*routes) {})
 	if nr.master != nil && nr.table == nil {
 		p.loadTableLocked(nr.topo.Master)
 	}
@@ -389,10 +393,7 @@ func (p *Proxy) loadTableLocked(addr string) {
 				return
 			}
 			if err == nil {
-				nr := *cur
-				nr.table = t
-				nr.changed = make(chan struct{})
-				p.swapLocked(&nr)
+				p.republishLocked(func(r *routes) { r.table = t })
 				p.loading = false
 				p.mu.Unlock()
 				p.log.Info("command table loaded", "server", addr, "commands", len(t.cmds))

@@ -279,11 +279,7 @@ func (s *session) runPooled(cmds []redcon.Command, i int, start time.Time) int {
 }
 
 func (s *session) addLocal(info *cmdInfo, lo int) {
-	if s.local[lo] == '-' {
-		info.fail.Inc()
-	} else {
-		info.ok.Inc()
-	}
+	info.count(s.local[lo] == '-')
 	if n := len(s.segs); n > 0 && s.segs[n-1].req == nil && s.segs[n-1].hi == lo {
 		s.segs[n-1].hi = len(s.local)
 		return
@@ -359,11 +355,7 @@ func (s *session) dispatch(rt *routes, seg *segment, start time.Time) {
 func (s *session) account(isErr []bool, infos []*cmdInfo, start time.Time) {
 	d := time.Since(start).Seconds()
 	for j, info := range infos {
-		if isErr[j] {
-			info.fail.Inc()
-		} else {
-			info.ok.Inc()
-		}
+		info.count(isErr[j])
 		s.p.m.latency.Observe(d)
 	}
 }
@@ -390,11 +382,7 @@ group:
 		k, info = s.classify(rt.table, cmds[i])
 		switch k {
 		case kLocal:
-			if s.local[lo] == '-' {
-				info.fail.Inc()
-			} else {
-				info.ok.Inc()
-			}
+			info.count(s.local[lo] == '-')
 			s.items = append(s.items, pinItem{local: true, lo: lo, hi: len(s.local)})
 		case kForward, kRead, kPin:
 			s.wbuf = append(s.wbuf, s.raw...)
@@ -436,11 +424,7 @@ group:
 		}
 		reply := s.applyOp(it, s.out)
 		s.conn.WriteRaw(reply)
-		if reply[0] == '-' {
-			it.info.fail.Inc()
-		} else {
-			it.info.ok.Inc()
-		}
+		it.info.count(reply[0] == '-')
 		s.p.m.latency.Observe(time.Since(start).Seconds())
 	}
 	if cap(s.out) > 1<<20 {
