@@ -141,6 +141,16 @@ type State struct {
 	GARPAt       time.Time // Master: next refreshing GARP
 	FaultUntil   time.Time // Fault: held after an address failure until then
 	ReleaseAt    time.Time // Releasing: give up on the peer, remove the VIP
+	// YieldUntil: a master that stepped down to a winner repeats its
+	// priority-0 release (at AdvertAt) until then. A healing partition may
+	// open one direction before the other; a single release sent into the
+	// still-closed one is lost, and the winner would not re-announce the VIP
+	// that our GARPs drew to our MAC.
+	YieldUntil time.Time
+	// ReleasedAt is when this master last heard a priority-0 advert; the
+	// repeats of one release (within yieldRepeats+1 intervals) do not
+	// re-announce again.
+	ReleasedAt time.Time
 	// GARPUntil is when the last GARP of the burst this master started most
 	// recently goes out (a later burst or refresh replaces it).
 	GARPUntil time.Time
@@ -347,6 +357,9 @@ func (st *State) nextDeadline() time.Time {
 	case Backup:
 		consider(st.MasterDownAt)
 		consider(st.PreemptAt)
+		if !st.YieldUntil.IsZero() {
+			consider(st.AdvertAt)
+		}
 	case Master:
 		consider(st.AdvertAt)
 		if st.GARPRefresh > 0 {
@@ -378,6 +391,13 @@ func (s *stepper) tick() {
 	now := s.now
 	switch s.st.Role {
 	case Backup:
+		if !s.st.YieldUntil.IsZero() && !now.Before(s.st.AdvertAt) {
+			if now.Before(s.st.YieldUntil) {
+				s.sendYield()
+			} else {
+				s.st.YieldUntil, s.st.AdvertAt = time.Time{}, time.Time{}
+			}
+		}
 		switch {
 		case !s.st.PreemptAt.IsZero() && !now.Before(s.st.PreemptAt):
 			s.toMaster(fmt.Sprintf("preempting %s after the preempt delay", s.st.CurrentMaster))
@@ -508,8 +528,10 @@ func (s *stepper) advert(a AdvertReceived) {
 			s.toBackup(reason, interval)
 			// The winner may never have heard our adverts (its own reached
 			// us first): a release makes it re-announce the VIP, which our
-			// GARPs may have drawn to our MAC.
-			s.emit(SendAdvert{Priority: 0, Healthy: s.st.Healthy, Role: Backup, Payload: s.st.Payload})
+			// GARPs may have drawn to our MAC. It is repeated (see
+			// State.YieldUntil).
+			s.st.YieldUntil = s.now.Add(yieldRepeats * s.st.Interval)
+			s.sendYield()
 			return
 		}
 		// A lower-ranked node thinks it is master, or one is leaving: assert
@@ -518,8 +540,11 @@ func (s *stepper) advert(a AdvertReceived) {
 		s.advertise()
 		switch {
 		case a.Priority == 0:
-			s.st.RivalAt = time.Time{}
-			if !s.now.Before(s.st.GARPUntil) {
+			// A yielding rival repeats its release (State.YieldUntil): the
+			// first one that arrives re-announces, the repeats do not.
+			repeat := !s.st.ReleasedAt.IsZero() && s.now.Sub(s.st.ReleasedAt) <= (yieldRepeats+1)*interval
+			s.st.RivalAt, s.st.ReleasedAt = time.Time{}, s.now
+			if !repeat && !s.now.Before(s.st.GARPUntil) {
 				s.garp(s.st.GARPCount)
 			}
 		case a.Role == Master:
@@ -611,6 +636,16 @@ func (s *stepper) shutdown() {
 
 // sendRelease sends the priority-0 advert of a node leaving the VIP, and
 // schedules the next one. It says Init, which every version accepts.
+// yieldRepeats is how many intervals a master that stepped down keeps
+// repeating its release.
+const yieldRepeats = 3
+
+// sendYield sends the release of a master that stepped down to a winner.
+func (s *stepper) sendYield() {
+	s.emit(SendAdvert{Priority: 0, Healthy: s.st.Healthy, Role: Backup, Payload: s.st.Payload})
+	s.st.AdvertAt = s.now.Add(s.st.Interval)
+}
+
 func (s *stepper) sendRelease() {
 	s.emit(SendAdvert{Priority: 0, Healthy: s.st.Healthy, Role: Init, Payload: s.st.Payload})
 	s.st.AdvertAt = s.now.Add(s.st.Interval)
@@ -641,7 +676,8 @@ func (s *stepper) advertise() {
 // start afresh in every role.
 func (s *stepper) clearTimers() {
 	s.st.MasterDownAt, s.st.PreemptAt, s.st.AdvertAt, s.st.GARPAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}
-	s.st.GARPUntil, s.st.RivalAt, s.st.ReleaseAt = time.Time{}, time.Time{}, time.Time{}
+	s.st.GARPUntil, s.st.RivalAt, s.st.ReleaseAt, s.st.YieldUntil = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+	s.st.ReleasedAt = time.Time{}
 }
 
 // garp sends count gratuitous ARPs, replacing any burst in progress.

@@ -274,7 +274,10 @@ func TestReannounceRateLimit(t *testing.T) {
 		{"release after our burst", []heard{{0, rival, true}, {200 * ms, release, true}}},
 		{"release after a long contest", append(flood[:len(flood):len(flood)], heard{200 * ms, release, true})},
 		{"release ends the contest", []heard{{0, rival, true}, {10 * ms, release, false}, {300 * ms, rival, true}}},
-		{"second release", []heard{{0, release, true}, {100 * ms, release, false}, {100 * ms, release, true}}},
+		// A yielding rival repeats its release every interval for three
+		// intervals (State.YieldUntil): only the first re-announces.
+		{"repeated release", []heard{{0, release, true}, {100 * ms, release, false}, {100 * ms, release, false}, {200 * ms, release, false}}},
+		{"release long after the last", []heard{{0, release, true}, {time.Second, release, true}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := newDriver(t, defaultParams())
