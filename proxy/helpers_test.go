@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"flag"
 	"net"
 	"testing"
 	"time"
@@ -16,10 +17,18 @@ type testProxy struct {
 	Addr string
 }
 
+// eventLoops is Config.EventLoops for the proxies the tests start, unless a
+// test sets its own: scripts/test.sh runs the package again with -1, so
+// every test also covers the goroutine-per-client path.
+var eventLoops = flag.Int("eventloops", 0, "Config.EventLoops of the proxies tests start (-1: a goroutine per client)")
+
 // startProxy starts a proxy routing to master (and replicas), waits until
 // it is ready, and closes it when the test ends.
 func startProxy(t testing.TB, cfg Config, master string, replicas ...string) *testProxy {
 	t.Helper()
+	if cfg.EventLoops == 0 {
+		cfg.EventLoops = *eventLoops
+	}
 	p, err := New(cfg)
 	if err != nil {
 		t.Fatalf("new proxy: %v", err)

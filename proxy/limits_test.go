@@ -181,16 +181,19 @@ func TestReadFromReplicasSplitsReadsAndWrites(t *testing.T) {
 		stExpect(t, c.do("GET", "rw:k"), `"v"`)
 	}
 	expectGets("10 sequential GETs", 0, 5, 5)
-	// A pipeline is split the same way, replies in order.
+	// A pipeline's reads go to one replica, in one write, replies in
+	// order; the next pipeline takes the next replica.
 	var pipe [][]string
 	for i := 0; i < 10; i++ {
 		pipe = append(pipe, []string{"GET", "rw:k"})
 	}
-	c.write(stCmds(pipe...))
-	for i := 0; i < 10; i++ {
-		stExpect(t, c.read(), `"v"`)
+	for round := 0; round < 2; round++ {
+		c.write(stCmds(pipe...))
+		for i := 0; i < 10; i++ {
+			stExpect(t, c.read(), `"v"`)
+		}
 	}
-	expectGets("10 pipelined GETs", 0, 10, 10)
+	expectGets("2 pipelines of 10 GETs", 0, 15, 15)
 
 	for i := 0; i < 4; i++ {
 		stExpect(t, c.do("SET", "rw:w"+strconv.Itoa(i), "x"), "OK")
@@ -203,12 +206,12 @@ func TestReadFromReplicasSplitsReadsAndWrites(t *testing.T) {
 	stExpect(t, c.do("GET", "rw:k"), "QUEUED")
 	stExpect(t, c.do("GET", "rw:w0"), "QUEUED")
 	stExpect(t, c.do("EXEC"), `["v","x"]`)
-	expectGets("GETs inside MULTI", 2, 10, 10)
+	expectGets("GETs inside MULTI", 2, 15, 15)
 	// So does a read while a WATCH holds the connection.
 	stExpect(t, c.do("WATCH", "rw:k"), "OK")
 	stExpect(t, c.do("GET", "rw:k"), `"v"`)
 	stExpect(t, c.do("UNWATCH"), "OK")
-	expectGets("GET under WATCH", 3, 10, 10)
+	expectGets("GET under WATCH", 3, 15, 15)
 
 	// With no replica in the topology, reads go to the master.
 	solo := redistest.Start(t)

@@ -22,6 +22,7 @@ const (
 // goroutine that dials it, waits for it to fail, and dials again with
 // exponential backoff, so a pool heals by itself once the server is back.
 type pool struct {
+	owner  *Proxy // its event loops keep a connection of their own here
 	addr   string
 	d      *dialer
 	log    *slog.Logger
@@ -36,6 +37,8 @@ type pool struct {
 	pinned map[*dedicated]struct{}
 }
 
+// size counts the shared connections the pool dials itself; event loops
+// add one each (see Proxy.poolLocked).
 func newPool(addr string, size int, d *dialer, log *slog.Logger, m *metrics, ready func()) *pool {
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &pool{
@@ -108,6 +111,9 @@ func (p *pool) failed(c *backendConn, err error) {
 			o.retire()
 		}
 	}
+	if c != nil && p.owner != nil { // not from a loop, which retires itself
+		p.owner.eachLoop(func(l *evloop) { l.retire(p) })
+	}
 }
 
 // failShared fails every shared connection at once: the server stopped
@@ -118,6 +124,9 @@ func (p *pool) failShared() {
 		if c := p.slots[i].Load(); c != nil {
 			c.fail(errMasterChanged)
 		}
+	}
+	if p.owner != nil {
+		p.owner.eachLoop(func(l *evloop) { l.failPool(p, errMasterChanged) })
 	}
 }
 
@@ -146,6 +155,9 @@ func (p *pool) connected() bool {
 // close ends the slots and every dedicated connection of the pool.
 func (p *pool) close() {
 	p.cancel()
+	if p.owner != nil {
+		p.owner.eachLoop(func(l *evloop) { l.failPool(p, errConnClosed) })
+	}
 	p.closePinned()
 	p.mu.Lock()
 	for _, d := range p.spares {

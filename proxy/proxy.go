@@ -49,8 +49,9 @@ func ParseReadFrom(s string) (ReadFrom, error) {
 
 // Config configures a Proxy. The zero value of every field is usable.
 type Config struct {
-	// PoolSize is the number of shared connections to each Redis server.
-	// If zero, 2 is used.
+	// PoolSize is the number of shared connections to each Redis server:
+	// one per event loop, the rest (at least one) for sessions served by
+	// goroutines. If zero, 2 is used.
 	PoolSize int
 	// MaxClients bounds client connections; past it new clients get
 	// Redis's "max number of clients reached" error. If zero, 10000.
@@ -89,6 +90,12 @@ type Config struct {
 	MaxHeld int
 	// DialTimeout bounds connecting and authenticating to Redis. If zero, 1s.
 	DialTimeout time.Duration
+	// EventLoops is the number of event loops (threads) serving clients
+	// whose commands are stateless; each has its own shared connection to
+	// each server. A client that needs a dedicated connection moves to a
+	// goroutine of its own. -1 serves every client with its own goroutine
+	// from the start. If zero, 1. (Event loops exist on Linux only.)
+	EventLoops int
 	// Logger receives the proxy's logs. If nil, nothing is logged.
 	Logger *slog.Logger
 	// Registerer, if set, gets the proxy's Prometheus collectors.
@@ -106,6 +113,10 @@ func (c *Config) setDefaults() error {
 	def(&c.MaxPinned, 1000)
 	def(&c.MaxOutput, 256<<20)
 	def(&c.MaxHeld, 10000)
+	def(&c.EventLoops, 1)
+	if c.EventLoops < 0 || !loopsSupported {
+		c.EventLoops = 0
+	}
 	if c.MaxBulk == 0 {
 		c.MaxBulk = 512 << 20
 	}
@@ -124,6 +135,8 @@ func (c *Config) setDefaults() error {
 	switch {
 	case c.PoolSize < 0 || c.PoolSize > 64:
 		return fmt.Errorf("pool size %d: want 1 to 64", c.PoolSize)
+	case c.EventLoops > 64:
+		return fmt.Errorf("event loops %d: want -1 to 64", c.EventLoops)
 	case c.MaxClients < 0, c.MaxPinned < 0, c.MaxOutput < 0, c.MaxHeld < 0, c.MaxBulk < 0:
 		return errors.New("limits must not be negative")
 	case c.IdleTimeout < 0, c.WriteTimeout < 0, c.HoldTimeout < 0, c.DialTimeout < 0:
@@ -158,13 +171,21 @@ type Proxy struct {
 	m      *metrics
 	dialer *dialer
 
-	mu      sync.Mutex // serialises topology changes and pools
-	paused  bool       // Pause was called and Resume not yet
-	pools   map[string]*pool
-	routes  atomic.Pointer[routes]
-	srv     *redcon.Server
-	closed  bool
-	loading bool // a command-table load is running
+	mu     sync.Mutex // serialises topology changes and pools
+	paused bool       // Pause was called and Resume not yet
+	pools  map[string]*pool
+	routes atomic.Pointer[routes]
+	srv    *redcon.Server
+	ln     net.Listener
+	loops  []*evloop
+	// loopsv is loops for those who may not take mu (pools call in with
+	// mu held).
+	loopsv atomic.Pointer[[]*evloop]
+	// handoffs feeds redcon the clients served by a goroutine each: new
+	// ones when there are no event loops, and those a loop hands over.
+	handoffs *chanListener
+	closed   bool
+	loading  bool // a command-table load is running
 	// lastMaster is the pool of the last master published, kept across a
 	// topology with no master (as a failover or switchover publishes).
 	lastMaster *pool
@@ -174,6 +195,7 @@ type Proxy struct {
 	pinned  atomic.Int64
 	held    atomic.Int64
 	nextID  atomic.Int64
+	nloop   atomic.Uint64
 	rr      atomic.Uint64 // replica round-robin
 	tunnels sync.Map      // client id -> server-side id of its tunnel connection
 }
@@ -207,19 +229,98 @@ func (p *Proxy) Serve(ln net.Listener) error {
 		srv.SetIdleClose(p.cfg.IdleTimeout)
 	}
 	p.mu.Lock()
-	if p.closed {
+	if p.closed || p.srv != nil {
 		p.mu.Unlock()
+		if p.srv != nil {
+			return errors.New("proxy: Serve called twice")
+		}
 		return nil
 	}
-	p.srv = srv
+	p.srv, p.ln = srv, ln
+	p.handoffs = newChanListener(ln.Addr())
+	for i := 0; i < p.cfg.EventLoops; i++ {
+		l, err := newEvloop(p)
+		if err != nil {
+			p.mu.Unlock()
+			return fmt.Errorf("proxy: %w", err)
+		}
+		p.loops = append(p.loops, l)
+		go l.run()
+	}
+	loops := p.loops
+	p.loopsv.Store(&loops)
+	for _, pl := range p.pools {
+		p.eachLoop(func(l *evloop) { l.conn(pl) })
+	}
 	p.mu.Unlock()
-	err := srv.Serve(&limitListener{Listener: ln, maxBulk: p.cfg.MaxBulk, unauth: p.cfg.ClientPassword != ""})
+	go srv.Serve(p.handoffs)
+	err := p.acceptLoop(ln)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
 		return nil
 	}
 	return err
+}
+
+// acceptLoop accepts clients and gives each to an event loop, or to redcon
+// when there are none.
+func (p *Proxy) acceptLoop(ln net.Listener) error {
+	var delay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if ne, ok := err.(interface{ Temporary() bool }); ok && ne.Temporary() && !errors.Is(err, net.ErrClosed) {
+				// Out of file descriptors, say: wait as net/http does.
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				p.log.Warn("accept failed", "err", err, "retry_in", delay)
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		s := p.newSession(nc)
+		if s == nil {
+			continue
+		}
+		if n := uint64(len(p.loops)); n > 0 {
+			l := p.loops[p.nloop.Add(1)%n]
+			if err := l.adopt(nc, s); err != nil {
+				p.log.Warn("client not adopted by the event loop", "err", err)
+				s.end()
+			}
+			continue
+		}
+		lc := &limitConn{Conn: nc, scan: reqScanner{maxBulk: p.cfg.MaxBulk, unauth: !s.authed}, sess: s}
+		s.scan = &lc.scan
+		if !p.handoffs.push(lc) {
+			nc.Close()
+			s.end()
+		}
+	}
+}
+
+// newSession counts a new client and returns its session, or refuses it
+// (nil) past MaxClients.
+func (p *Proxy) newSession(nc net.Conn) *session {
+	if p.clients.Add(1) > int64(p.cfg.MaxClients) {
+		p.clients.Add(-1)
+		p.m.rejected.WithLabelValues("max_clients").Inc()
+		go func() {
+			nc.SetWriteDeadline(time.Now().Add(time.Second))
+			io.WriteString(nc, "-ERR max number of clients reached\r\n")
+			nc.Close()
+		}()
+		return nil
+	}
+	p.m.clients.Inc()
+	p.m.clientsTotal.Inc()
+	return &session{
+		p:      p,
+		id:     p.nextID.Add(1),
+		authed: p.cfg.ClientPassword == "",
+	}
 }
 
 // Close stops serving, disconnects every client and closes every backend
@@ -231,15 +332,32 @@ func (p *Proxy) Close() error {
 		return nil
 	}
 	p.closed = true
-	srv := p.srv
+	srv, ln, loops := p.srv, p.ln, p.loops
 	for _, pl := range p.pools {
 		pl.close()
 	}
 	p.mu.Unlock()
+	if ln != nil {
+		ln.Close()
+	}
+	for _, l := range loops {
+		l.stop()
+	}
 	if srv != nil {
 		return srv.Close()
 	}
 	return nil
+}
+
+// eachLoop runs f on every event loop's goroutine.
+func (p *Proxy) eachLoop(f func(*evloop)) {
+	loops := p.loopsv.Load()
+	if loops == nil {
+		return
+	}
+	for _, l := range *loops {
+		l.post(func() { f(l) })
+	}
 }
 
 // Topology returns the topology the proxy routes by now.
@@ -331,7 +449,11 @@ func (p *Proxy) setPaused(on bool) {
 func (p *Proxy) poolLocked(addr string) *pool {
 	pl := p.pools[addr]
 	if pl == nil {
-		pl = newPool(addr, p.cfg.PoolSize, p.dialer, p.log, p.m, p.poolReady)
+		// Each event loop has a shared connection of its own; the pool's
+		// slots serve sessions on goroutines. PoolSize counts both.
+		pl = newPool(addr, max(p.cfg.PoolSize-p.cfg.EventLoops, 1), p.dialer, p.log, p.m, p.poolReady)
+		pl.owner = p
+		p.eachLoop(func(l *evloop) { l.conn(pl) })
 		p.pools[addr] = pl
 	}
 	return pl
@@ -450,38 +572,60 @@ func (p *Proxy) hold(ctx context.Context, deadline time.Time, ok func(*routes) b
 	}
 }
 
-// limitListener wraps each accepted connection in a limitConn.
-type limitListener struct {
-	net.Listener
-	maxBulk int64
-	unauth  bool // clients start unauthenticated
+// chanListener is the listener redcon serves: the clients that get a
+// goroutine each arrive on it.
+type chanListener struct {
+	addr net.Addr
+	ch   chan net.Conn
+	done chan struct{}
+	once sync.Once
 }
 
-func (l *limitListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
+func newChanListener(addr net.Addr) *chanListener {
+	return &chanListener{addr: addr, ch: make(chan net.Conn, 1024), done: make(chan struct{})}
+}
+
+func (l *chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
 	}
-	return &limitConn{Conn: c, scan: reqScanner{maxBulk: l.maxBulk, unauth: l.unauth}}, nil
 }
 
-func (p *Proxy) accept(conn redcon.Conn) bool {
-	if p.clients.Add(1) > int64(p.cfg.MaxClients) {
-		p.clients.Add(-1)
-		p.m.rejected.WithLabelValues("max_clients").Inc()
-		nc := conn.NetConn()
-		nc.SetWriteDeadline(time.Now().Add(time.Second))
-		io.WriteString(nc, "-ERR max number of clients reached\r\n")
+func (l *chanListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *chanListener) Addr() net.Addr { return l.addr }
+
+// push hands c to redcon; false if the listener is closed.
+func (l *chanListener) push(c net.Conn) bool {
+	select {
+	case <-l.done:
+		return false
+	default:
+	}
+	select {
+	case l.ch <- c:
+		return true
+	case <-l.done:
 		return false
 	}
-	p.m.clients.Inc()
-	p.m.clientsTotal.Inc()
-	s := &session{
-		p:      p,
-		conn:   conn,
-		id:     p.nextID.Add(1),
-		authed: p.cfg.ClientPassword == "",
+}
+
+// accept binds a connection redcon accepted to the session that came with
+// it (counted as a client when it first connected).
+func (p *Proxy) accept(conn redcon.Conn) bool {
+	lc, _ := conn.NetConn().(*limitConn)
+	if lc == nil || lc.sess == nil {
+		return false
 	}
+	s := lc.sess
+	s.conn = conn
+	s.scan = &lc.scan
 	conn.SetContext(s)
 	return true
 }

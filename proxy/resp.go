@@ -316,13 +316,20 @@ func (s *reqScanner) scan(p []byte) (cut int, msg string) {
 type limitConn struct {
 	net.Conn
 	scan    reqScanner
-	pending string // error reply owed before the next read fails
+	pending string   // error reply owed before the next read fails
+	prefix  []byte   // bytes an event loop read (and scanned) before the hand-off
+	sess    *session // the client's session, made when it connected
 }
 
 // errLimit ends a client connection whose request broke a limit.
 var errLimit = errors.New("request over a protocol limit")
 
 func (c *limitConn) Read(p []byte) (int, error) {
+	if len(c.prefix) > 0 {
+		n := copy(p, c.prefix)
+		c.prefix = c.prefix[n:]
+		return n, nil
+	}
 	if c.pending != "" {
 		fmt.Fprintf(c.Conn, "-%s\r\n", c.pending)
 		return 0, errLimit

@@ -101,7 +101,8 @@ func (st pinState) clean() bool {
 // tunnel to a dedicated connection for the rest of its life.
 type session struct {
 	p      *Proxy
-	conn   redcon.Conn
+	conn   redcon.Conn // nil while an event loop serves the session
+	scan   *reqScanner // the scanner of the client's requests
 	id     int64
 	authed bool
 	name   string
@@ -631,13 +632,17 @@ func (s *session) quit() {
 // reset is RESET: as on Redis, the connection leaves every state and is
 // de-authenticated.
 func (s *session) reset() {
+	s.resetState()
+	s.conn.WriteString("RESET")
+}
+
+func (s *session) resetState() {
 	s.releasePin(false)
 	s.name = ""
 	s.authed = s.p.cfg.ClientPassword == ""
-	if lc, ok := s.conn.NetConn().(*limitConn); ok {
-		lc.scan.unauth = !s.authed
+	if s.scan != nil {
+		s.scan.unauth = !s.authed
 	}
-	s.conn.WriteString("RESET")
 }
 
 // drop disconnects the client after writing what it has been answered.
@@ -1201,8 +1206,8 @@ func (s *session) unblock(info *cmdInfo, args [][]byte) (kind, *cmdInfo) {
 // may send requests as large as any other client's.
 func (s *session) setAuthed() {
 	s.authed = true
-	if lc, ok := s.conn.NetConn().(*limitConn); ok {
-		lc.scan.unauth = false
+	if s.scan != nil {
+		s.scan.unauth = false
 	}
 }
 

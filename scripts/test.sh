@@ -44,6 +44,9 @@ integration | all)
 	if have_redis; then
 		# itest/ is the appliance layer's; run there, not skipped here.
 		run_layer integration $GO test -race -count=1 -timeout 20m $($GO list ./... | grep -v /itest)
+		# The proxy's tests again with no event loop: every client on a
+		# goroutine of its own, the path clients with state move to.
+		run_layer goroutines $GO test -count=1 -timeout 10m ./proxy/ -eventloops=-1
 	else
 		layer integration skipped "redis-server is not installed (apt-get install -y redis-server); ran unit tests only"
 		run_layer unit $GO test -short -count=1 ./...

@@ -29,7 +29,8 @@ type Config struct {
 	ReadFrom    string   `split_words:"true" default:"master" desc:"where read-only commands go: master, or replicas (round-robin over healthy replicas)" accepts:"master or replicas"`
 	AdminListen string   `split_words:"true" default:":9736" desc:"admin HTTP address: /metrics, /healthz, /topology; empty disables" accepts:"host:port or empty"`
 
-	PoolSize   int    `split_words:"true" default:"2" desc:"shared connections per Redis server" accepts:"an integer from 1 to 64"`
+	PoolSize   int    `split_words:"true" default:"2" desc:"shared connections per Redis server: one per event loop, the rest (at least one) for clients on goroutines" accepts:"an integer from 1 to 64"`
+	EventLoops int    `split_words:"true" default:"1" desc:"event loops (threads) serving clients with stateless commands; 0: a goroutine per client" accepts:"an integer from 0 to 64"`
 	MaxClients int    `split_words:"true" default:"10000" desc:"client connections accepted at once" accepts:"a positive integer"`
 	MaxPinned  int    `split_words:"true" default:"1000" desc:"dedicated backend connections for stateful sessions (MULTI, blocking, pub/sub, ...)" accepts:"a positive integer"`
 	Password   string `desc:"password clients must give with AUTH; empty: no AUTH needed" accepts:"a string"`
@@ -169,6 +170,9 @@ func (c Config) Validate() error {
 			return badVar(f.field, strconv.Itoa(f.v), accepts(f.field))
 		}
 	}
+	if c.EventLoops < 0 || c.EventLoops > 64 {
+		return badVar("EventLoops", strconv.Itoa(c.EventLoops), accepts("EventLoops"))
+	}
 	sizes := []struct {
 		field string
 		v     ByteSize
@@ -236,8 +240,13 @@ func (c Config) logLevel() (slog.Level, error) {
 // proxyConfig is the proxy package's part of the configuration.
 func (c Config) proxyConfig(log *slog.Logger) proxy.Config {
 	rf, _ := proxy.ParseReadFrom(c.ReadFrom)
+	loops := c.EventLoops
+	if loops == 0 {
+		loops = -1 // the proxy package's "none"
+	}
 	return proxy.Config{
 		PoolSize:        c.PoolSize,
+		EventLoops:      loops,
 		MaxClients:      c.MaxClients,
 		MaxPinned:       c.MaxPinned,
 		ClientPassword:  c.Password,

@@ -11,7 +11,7 @@ import (
 // ours is cleared so the host environment cannot leak in.
 func setEnv(t *testing.T, kv map[string]string) {
 	t.Helper()
-	for _, name := range []string{"LISTEN", "SERVERS", "READ_FROM", "ADMIN_LISTEN", "POOL_SIZE", "MAX_CLIENTS",
+	for _, name := range []string{"LISTEN", "SERVERS", "READ_FROM", "ADMIN_LISTEN", "POOL_SIZE", "EVENT_LOOPS", "MAX_CLIENTS",
 		"MAX_PINNED", "PASSWORD", "BACKEND_USERNAME", "BACKEND_PASSWORD", "MAX_BULK", "CLIENT_OUTPUT_LIMIT",
 		"IDLE_TIMEOUT", "CLIENT_WRITE_TIMEOUT", "HOLD_TIMEOUT", "MAX_HELD", "DIAL_TIMEOUT", "CHECK_INTERVAL",
 		"DOWN_AFTER", "LOG_LEVEL", "LOG_FORMAT"} {
@@ -47,6 +47,8 @@ func TestLoadConfigErrors(t *testing.T) {
 		{map[string]string{"SERVERS": "a:1,a:1"}, `REDIS_PROXY_SERVERS="a:1,a:1": want comma-separated host:port list (each once, with a host and a port)`},
 		{map[string]string{"SERVERS": "a:1", "POOL_SIZE": "lots"}, `REDIS_PROXY_POOL_SIZE="lots": want an integer from 1 to 64`},
 		{map[string]string{"SERVERS": "a:1", "POOL_SIZE": "0"}, `REDIS_PROXY_POOL_SIZE="0": want an integer from 1 to 64`},
+		{map[string]string{"SERVERS": "a:1", "EVENT_LOOPS": "-1"}, `REDIS_PROXY_EVENT_LOOPS="-1": want an integer from 0 to 64`},
+		{map[string]string{"SERVERS": "a:1", "EVENT_LOOPS": "65"}, `REDIS_PROXY_EVENT_LOOPS="65": want an integer from 0 to 64`},
 		{map[string]string{"SERVERS": "a:1", "READ_FROM": "slaves"}, `REDIS_PROXY_READ_FROM="slaves": want master or replicas`},
 		{map[string]string{"SERVERS": "a:1", "HOLD_TIMEOUT": "5"}, `REDIS_PROXY_HOLD_TIMEOUT="5": want a positive duration such as 5s`},
 		{map[string]string{"SERVERS": "a:1", "MAX_BULK": "big"}, `REDIS_PROXY_MAX_BULK="big": want a size such as 512MiB, 64KiB or 1048576`},

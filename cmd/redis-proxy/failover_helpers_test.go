@@ -40,6 +40,7 @@ func testConfig() Config {
 		ReadFrom:           "master",
 		AdminListen:        ":9736",
 		PoolSize:           2,
+		EventLoops:         1,
 		MaxClients:         10000,
 		MaxPinned:          1000,
 		MaxBulk:            512 << 20,

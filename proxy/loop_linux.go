@@ -1,0 +1,1144 @@
+//go:build linux
+
+package proxy
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/tidwall/redcon"
+	"golang.org/x/sys/unix"
+)
+
+// The event loop is the fast path for stateless traffic. One goroutine,
+// locked to its thread, waits in epoll on client sockets and on its own
+// shared backend connections together: a readable client's commands are
+// appended to the backend's write buffer, every backend written once per
+// wake-up, and replies parsed from the backend's read buffer go straight
+// into each client's output buffer, written once per wake-up. No goroutine
+// is woken on the way, which is what a goroutine per client (redcon's model)
+// costs on every request.
+//
+// A client stays on the loop while its commands are stateless: forwarded,
+// read from a replica, or answered by the proxy. The first command that
+// needs a dedicated connection (MULTI, WATCH, SELECT n, a blocking command,
+// SUBSCRIBE, ...) hands the socket, with the bytes not yet run, to the
+// goroutine path (session.serve over redcon) for the rest of its life.
+//
+// Ordering: a client's replies come from one backend connection at a time.
+// A command for another connection, or one the proxy answers, waits until
+// every reply owed to the client has arrived (a barrier), so replies are
+// always in request order.
+
+const (
+	loopReadSize = 64 << 10 // bytes read from a socket at a time
+	loopMaxOwed  = 4096     // replies owed to one client before it is read no more
+	loopTick     = 2 * time.Millisecond
+)
+
+// evloop is one event loop; a Proxy runs Config.EventLoops of them.
+type evloop struct {
+	p   *Proxy
+	ep  int // epoll
+	efd int // eventfd: wakes the loop for tasks
+
+	mu     sync.Mutex
+	tasks  []func()
+	exited bool // under mu: the loop is gone, its eventfd closed
+	done   chan struct{}
+
+	clients map[int]*lclient
+	conns   map[*pool]*lconn
+	byFD    map[int]*lconn
+	parked  []*lclient // waiting for a master or a backend connection
+	again   []*lclient // barrier lifted: run their buffered commands
+	dirty   []*lclient // output to write
+	towrite []*lconn   // requests to write
+	events  []unix.EpollEvent
+	rbuf    []byte
+	args    [][]byte
+	now     time.Time
+	sweep   time.Time
+	stopped bool
+}
+
+// lclient is a client connection served by a loop.
+type lclient struct {
+	fd   int
+	s    *session
+	scan reqScanner
+	in   []byte // read and not yet run: a partial command, or those behind a barrier
+	out  []byte
+	// after is a reply the proxy made while replies were still owed: it is
+	// written, and the commands behind it run, once they have arrived.
+	after    []byte
+	owed     int
+	on       *lconn    // the connection the owed replies come from
+	holdFrom time.Time // parked since (zero: not parked)
+	protoErr string    // error reply owed after what came before it; then close
+	stop     bool      // a barrier, a park or a hand-off: run nothing more now
+	handoff  bool      // move to the goroutine path once nothing is owed
+	closing  bool      // close once the output is written
+	dead     bool
+	reading  bool // EPOLLIN registered
+	writing  bool // EPOLLOUT registered
+	isDirty  bool
+	blocked  time.Time // output pending since (zero: all written)
+	lastRead time.Time
+}
+
+// lconn is a loop's own shared connection to one server.
+type lconn struct {
+	pl      *pool
+	fd      int
+	in      []byte
+	scan    replyScan
+	wbuf    []byte
+	waiters []waiter
+	head    int
+	queued  bool // in the loop's towrite list
+	writing bool // EPOLLOUT registered
+	dead    bool
+	retired bool
+	// Dialing state, for a connection not yet (or no longer) up.
+	dialing   bool
+	nextDial  time.Time
+	backoff   time.Duration
+	lastError error
+}
+
+// waiter is a reply owed to a client.
+type waiter struct {
+	c     *lclient
+	info  *cmdInfo
+	start time.Time
+}
+
+func newEvloop(p *Proxy) (*evloop, error) {
+	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("epoll: %w", err)
+	}
+	efd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		unix.Close(ep)
+		return nil, fmt.Errorf("eventfd: %w", err)
+	}
+	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, efd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(efd)}); err != nil {
+		unix.Close(ep)
+		unix.Close(efd)
+		return nil, fmt.Errorf("epoll: %w", err)
+	}
+	return &evloop{
+		p:       p,
+		ep:      ep,
+		efd:     efd,
+		done:    make(chan struct{}),
+		clients: make(map[int]*lclient),
+		conns:   make(map[*pool]*lconn),
+		byFD:    make(map[int]*lconn),
+		events:  make([]unix.EpollEvent, 512),
+		rbuf:    make([]byte, loopReadSize),
+	}, nil
+}
+
+// post runs f on the loop's goroutine.
+func (l *evloop) post(f func()) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.exited {
+		return
+	}
+	l.tasks = append(l.tasks, f)
+	var one = [8]byte{1}
+	unix.Write(l.efd, one[:])
+}
+
+// stop closes every client and connection of the loop and waits for it.
+func (l *evloop) stop() {
+	l.post(func() { l.stopped = true })
+	<-l.done
+}
+
+// exit closes the loop's own descriptors; tasks posted later are dropped.
+func (l *evloop) exit() {
+	l.mu.Lock()
+	l.exited = true
+	tasks := l.tasks
+	l.tasks = nil
+	unix.Close(l.ep)
+	unix.Close(l.efd)
+	l.mu.Unlock()
+	for _, f := range tasks {
+		f() // adopted clients and dialed connections are closed by stopped
+	}
+}
+
+// adopt takes over nc (already counted as a client) for session s. The
+// socket is duplicated and nc closed, so Go's poller forgets it.
+func (l *evloop) adopt(nc net.Conn, s *session) error {
+	fd, err := dupConn(nc)
+	nc.Close()
+	if err != nil {
+		return err
+	}
+	l.post(func() {
+		if l.stopped {
+			unix.Close(fd)
+			s.end()
+			return
+		}
+		c := &lclient{fd: fd, s: s, lastRead: time.Now()}
+		c.scan = reqScanner{maxBulk: l.p.cfg.MaxBulk, unauth: !s.authed}
+		s.scan = &c.scan
+		l.clients[fd] = c
+		c.reading = true
+		if err := unix.EpollCtl(l.ep, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(fd)}); err != nil {
+			l.closeClient(c)
+		}
+	})
+	return nil
+}
+
+// dupConn returns a non-blocking duplicate of nc's socket.
+func dupConn(nc net.Conn) (int, error) {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return -1, errors.New("not a socket")
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd := -1
+	var derr error
+	if err := rc.Control(func(s uintptr) {
+		fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0)
+	}); err != nil {
+		return -1, err
+	}
+	if derr != nil {
+		return -1, derr
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
+func (l *evloop) run() {
+	runtime.LockOSThread()
+	defer close(l.done)
+	l.now = time.Now()
+	l.sweep = l.now
+	for !l.stopped {
+		timeout := 1000
+		if len(l.parked) > 0 {
+			timeout = int(loopTick / time.Millisecond)
+		}
+		n, err := unix.EpollWait(l.ep, l.events, timeout)
+		if err != nil && err != unix.EINTR {
+			l.p.log.Error("event loop: epoll_wait failed", "err", err)
+			break
+		}
+		l.now = time.Now()
+		for i := 0; i < n; i++ {
+			ev := l.events[i]
+			fd := int(ev.Fd)
+			if fd == l.efd {
+				l.runTasks()
+				continue
+			}
+			if b := l.byFD[fd]; b != nil {
+				if ev.Events&unix.EPOLLOUT != 0 {
+					l.writeConn(b)
+				}
+				if ev.Events&(unix.EPOLLIN|unix.EPOLLERR|unix.EPOLLHUP) != 0 && !b.dead {
+					l.readConn(b)
+				}
+				continue
+			}
+			c := l.clients[fd]
+			if c == nil {
+				continue
+			}
+			if ev.Events&unix.EPOLLOUT != 0 {
+				l.writeClient(c)
+			}
+			if ev.Events&(unix.EPOLLIN|unix.EPOLLERR|unix.EPOLLHUP|unix.EPOLLRDHUP) != 0 && !c.dead {
+				l.readClient(c)
+			}
+		}
+		l.flush()
+		if len(l.parked) > 0 {
+			l.retryParked()
+			l.flush()
+		}
+		if l.now.Sub(l.sweep) >= time.Second {
+			l.sweep = l.now
+			l.sweepClients()
+		}
+	}
+	for _, c := range l.clients {
+		l.closeClient(c)
+	}
+	for _, b := range l.conns {
+		l.failConn(b, errConnClosed)
+	}
+	l.stopped = true
+	l.exit()
+}
+
+func (l *evloop) runTasks() {
+	var buf [8]byte
+	unix.Read(l.efd, buf[:])
+	l.mu.Lock()
+	tasks := l.tasks
+	l.tasks = nil
+	l.mu.Unlock()
+	for _, f := range tasks {
+		f()
+	}
+}
+
+// flush writes what the wake-up produced: requests first, then replies
+// (including those a barrier released, whose commands run now).
+func (l *evloop) flush() {
+	for len(l.again) > 0 {
+		again := l.again
+		l.again = nil
+		for _, c := range again {
+			if !c.dead {
+				l.runClient(c)
+			}
+		}
+	}
+	for _, b := range l.towrite {
+		b.queued = false
+		if !b.dead {
+			l.writeConn(b)
+		}
+	}
+	l.towrite = l.towrite[:0]
+	for len(l.again) > 0 { // a failed write answered some clients
+		again := l.again
+		l.again = nil
+		for _, c := range again {
+			if !c.dead {
+				l.runClient(c)
+			}
+		}
+	}
+	for _, c := range l.dirty {
+		c.isDirty = false
+		if !c.dead {
+			l.writeClient(c)
+		}
+	}
+	l.dirty = l.dirty[:0]
+}
+
+func (l *evloop) markDirty(c *lclient) {
+	if !c.isDirty {
+		c.isDirty = true
+		l.dirty = append(l.dirty, c)
+	}
+}
+
+// ---------------------------------------------------------------- clients
+
+func (l *evloop) readClient(c *lclient) {
+	n, err := unix.Read(c.fd, l.rbuf)
+	if n <= 0 {
+		if err == unix.EAGAIN || err == unix.EINTR {
+			return
+		}
+		l.closeClient(c)
+		return
+	}
+	c.lastRead = l.now
+	chunk := l.rbuf[:n]
+	cut, msg := c.scan.scan(chunk)
+	if msg != "" {
+		chunk = chunk[:cut]
+		c.protoErr = msg
+	}
+	chunk = chunk[:dropSpans(chunk, c.scan.drops)]
+	if len(c.in) > 0 || c.stop {
+		c.in = append(c.in, chunk...)
+		if !c.stop {
+			l.runClient(c)
+		}
+	} else {
+		rest := l.exec(c, chunk)
+		c.in = append(c.in[:0], rest...)
+		l.afterRun(c)
+	}
+	if c.protoErr != "" && !c.dead {
+		l.setReading(c, false)
+	}
+}
+
+// runClient executes the commands buffered in c.in.
+func (l *evloop) runClient(c *lclient) {
+	c.stop = false
+	rest := l.exec(c, c.in)
+	c.in = c.in[:copy(c.in, rest)]
+	if cap(c.in) > loopReadSize && len(c.in) < loopReadSize/4 {
+		c.in = append([]byte(nil), c.in...)
+	}
+	l.afterRun(c)
+}
+
+// afterRun settles what follows a run: the protocol error once everything
+// before it is answered, the hand-off, and whether to read more.
+func (l *evloop) afterRun(c *lclient) {
+	if c.dead {
+		return
+	}
+	if !c.stop && c.protoErr != "" && c.owed == 0 && len(c.after) == 0 {
+		c.out = append(c.out, '-')
+		c.out = append(c.out, c.protoErr...)
+		c.out = append(c.out, "\r\n"...)
+		c.protoErr = ""
+		c.closing = true
+		c.stop = true
+		l.p.m.rejected.WithLabelValues("protocol_limit").Inc()
+	}
+	if c.handoff && c.owed == 0 && len(c.after) == 0 {
+		l.handoff(c)
+		return
+	}
+	if len(c.out) > 0 || c.closing {
+		l.markDirty(c)
+	}
+	if len(c.out) > l.p.cfg.MaxOutput {
+		l.dropClient(c, "output_limit")
+		return
+	}
+	l.setReading(c, !c.stop && !c.closing && c.protoErr == "" && c.owed < loopMaxOwed)
+}
+
+func (l *evloop) setReading(c *lclient, on bool) {
+	if c.reading == on || c.dead {
+		return
+	}
+	c.reading = on
+	l.updateInterest(c)
+}
+
+func (l *evloop) updateInterest(c *lclient) {
+	var ev uint32
+	if c.reading {
+		ev |= unix.EPOLLIN | unix.EPOLLRDHUP
+	}
+	if c.writing {
+		ev |= unix.EPOLLOUT
+	}
+	unix.EpollCtl(l.ep, unix.EPOLL_CTL_MOD, c.fd, &unix.EpollEvent{Events: ev, Fd: int32(c.fd)})
+}
+
+// exec runs the complete commands at the start of buf and returns the
+// bytes it did not run: a partial command, or everything from the first
+// command that must wait.
+func (l *evloop) exec(c *lclient, buf []byte) []byte {
+	if c.holdFrom != (time.Time{}) || c.handoff || c.closing {
+		c.stop = true
+		return buf
+	}
+	s := c.s
+	p := l.p
+	p.active.Add(1)
+	rt := p.routes.Load()
+	if !rt.ready() {
+		p.active.Add(-1)
+		if len(buf) > 0 && commandEnd(buf) > 0 {
+			l.park(c)
+		}
+		return buf
+	}
+	sent := 0
+	for len(buf) > 0 && !c.stop {
+		cmd, n, perr := l.parseCommand(buf)
+		if n == 0 {
+			break
+		}
+		if perr != "" {
+			// The stream is broken from here: answer what came before,
+			// then the error, then close.
+			c.protoErr = perr
+			buf = buf[:0]
+			break
+		}
+		if len(cmd.Args) == 0 {
+			buf = buf[n:] // an empty inline line
+			continue
+		}
+		s.local = s.local[:0]
+		k, info := s.classify(rt.table, cmd)
+		switch k {
+		case kLocal:
+			info.count(s.local[0] == '-')
+			if c.owed > 0 {
+				c.after = append(c.after, s.local...)
+				c.stop = true
+			} else {
+				c.out = append(c.out, s.local...)
+			}
+		case kForward, kRead, kScan:
+			b := l.route(rt, k, c)
+			if b == nil || (c.owed > 0 && b != c.on) {
+				c.stop = true
+				if b == nil && c.owed == 0 {
+					l.park(c)
+				}
+				p.active.Add(int64(sent - 1))
+				return buf
+			}
+			if len(b.wbuf) == 0 && !b.queued {
+				b.queued = true
+				l.towrite = append(l.towrite, b)
+			}
+			b.wbuf = append(b.wbuf, s.raw...)
+			b.waiters = append(b.waiters, waiter{c: c, info: info, start: l.now})
+			c.owed++
+			c.on = b
+			sent++
+			if c.owed >= loopMaxOwed {
+				c.stop = true
+			}
+		case kQuit:
+			if c.owed > 0 {
+				c.stop = true
+				p.active.Add(int64(sent - 1))
+				return buf
+			}
+			c.out = append(c.out, "+OK\r\n"...)
+			c.closing = true
+			c.stop = true
+		case kReset:
+			if c.owed > 0 {
+				c.stop = true
+				p.active.Add(int64(sent - 1))
+				return buf
+			}
+			s.resetState()
+			c.out = append(c.out, "+RESET\r\n"...)
+		default: // kPin, kTunnel: the goroutine path from this command on
+			c.handoff = true
+			c.stop = true
+			p.active.Add(int64(sent - 1))
+			return buf
+		}
+		buf = buf[n:]
+	}
+	p.active.Add(int64(sent - 1))
+	if cap(s.local) > 1<<20 {
+		s.local = nil
+	}
+	return buf
+}
+
+// route picks the loop connection for a forwarded command, or nil when
+// it must wait: the master's is not up, or a replica's is still making its
+// first connection (falling back to the master then would send a SCAN's
+// cursor, or a read meant for replicas, to the wrong server). Reads take
+// turns over the replicas, except that the reads of one pipeline stay on
+// the replica its first read went to: one write, replies in order.
+func (l *evloop) route(rt *routes, k kind, c *lclient) *lconn {
+	if n := uint64(len(rt.replicas)); n > 0 && k != kForward {
+		var pl *pool
+		switch {
+		case k == kRead && c.owed > 0 && c.on.pl != rt.master && !c.on.retired:
+			return c.on
+		case k == kRead:
+			pl = rt.replicas[l.p.rr.Add(1)%n]
+		default:
+			pl = rt.replicas[uint64(c.s.id)%n]
+		}
+		if b := l.conn(pl); b != nil {
+			return b
+		}
+		if b := l.conns[pl]; b != nil && b.fd < 0 && b.dialing && b.lastError == nil {
+			return nil
+		}
+	}
+	return l.conn(rt.master)
+}
+
+// conn returns the loop's live connection to pl, starting a dial if there
+// is none.
+func (l *evloop) conn(pl *pool) *lconn {
+	b := l.conns[pl]
+	if b != nil && !b.dead && !b.retired && b.fd >= 0 {
+		return b
+	}
+	if b == nil || b.dead || b.retired {
+		if b != nil && b.fd >= 0 && len(b.waiters) > b.head {
+			// A retired connection still answering: wait for it.
+			return nil
+		}
+		nb := &lconn{pl: pl, fd: -1, backoff: minBackoff}
+		if b != nil && b.fd < 0 {
+			nb.backoff, nb.nextDial = b.backoff, b.nextDial
+		}
+		b = nb
+		l.conns[pl] = b
+	}
+	if !b.dialing && !l.now.Before(b.nextDial) {
+		l.dial(b)
+	}
+	return nil
+}
+
+func (l *evloop) dial(b *lconn) {
+	b.dialing = true
+	pl := b.pl
+	go func() {
+		nc, br, err := pl.d.dial(pl.ctx, pl.addr, true)
+		fd := -1
+		if err == nil {
+			if br.Buffered() > 0 {
+				err = errors.New("unexpected bytes after the handshake")
+			} else {
+				fd, err = dupConn(nc)
+			}
+			nc.Close()
+		}
+		l.post(func() {
+			b.dialing = false
+			if l.stopped || l.conns[pl] != b || pl.ctx.Err() != nil {
+				if fd >= 0 {
+					unix.Close(fd)
+				}
+				return
+			}
+			if err != nil {
+				if b.lastError == nil {
+					l.p.log.Warn("backend connection failed", "server", pl.addr, "loop", true, "err", err)
+				}
+				b.lastError = err
+				b.nextDial = time.Now().Add(b.backoff)
+				b.backoff = min(2*b.backoff, maxBackoff)
+				return
+			}
+			if err := unix.EpollCtl(l.ep, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(fd)}); err != nil {
+				unix.Close(fd)
+				b.nextDial = time.Now().Add(b.backoff)
+				return
+			}
+			if b.lastError != nil {
+				l.p.log.Info("backend connection restored", "server", pl.addr, "loop", true)
+			}
+			b.fd, b.lastError, b.backoff = fd, nil, minBackoff
+			l.byFD[fd] = b
+			l.p.m.backendConns.WithLabelValues(pl.addr).Inc()
+		})
+	}()
+}
+
+// park makes c wait for routes that are ready and a connection that is up.
+func (l *evloop) park(c *lclient) {
+	c.stop = true
+	if c.holdFrom == (time.Time{}) {
+		if l.p.held.Add(1) > int64(l.p.cfg.MaxHeld) {
+			l.p.held.Add(-1)
+			l.p.m.holdTimeouts.Inc()
+			l.failBuffered(c, errHeldFull)
+			return
+		}
+		l.p.m.held.Inc()
+		c.holdFrom = l.now
+		l.parked = append(l.parked, c)
+	}
+}
+
+func (l *evloop) unpark(c *lclient) {
+	c.holdFrom = time.Time{}
+	l.p.held.Add(-1)
+	l.p.m.held.Dec()
+}
+
+// retryParked runs the parked clients whose wait is over: the routes are
+// ready again, or the hold timeout passed (their commands get the error).
+func (l *evloop) retryParked() {
+	rt := l.p.routes.Load()
+	keep := l.parked[:0]
+	for _, c := range l.parked {
+		if c.dead {
+			continue
+		}
+		switch {
+		case rt.ready() && l.conn(rt.master) != nil:
+			l.unpark(c)
+			l.again = append(l.again, c)
+		case l.now.Sub(c.holdFrom) >= l.p.cfg.HoldTimeout:
+			l.unpark(c)
+			l.p.m.holdTimeouts.Inc()
+			l.failBuffered(c, fmt.Sprintf(errNoMaster, l.p.cfg.HoldTimeout))
+		default:
+			keep = append(keep, c)
+		}
+	}
+	clear(l.parked[len(keep):])
+	l.parked = keep
+}
+
+// failBuffered answers every complete command buffered for c with msg, as
+// a session held past its deadline does.
+func (l *evloop) failBuffered(c *lclient, msg string) {
+	buf := c.in
+	for len(buf) > 0 {
+		_, n, perr := l.parseCommand(buf)
+		if n == 0 || perr != "" {
+			break
+		}
+		c.out = append(c.out, '-')
+		c.out = append(c.out, msg...)
+		c.out = append(c.out, "\r\n"...)
+		buf = buf[n:]
+	}
+	c.in = c.in[:copy(c.in, buf)]
+	c.stop = false
+	l.afterRun(c)
+}
+
+// parseCommand parses the command at the start of b, which the request
+// scanner has already checked for size limits. n is 0 when the command is
+// not complete; perr is Redis's protocol error for a broken stream.
+func (l *evloop) parseCommand(b []byte) (cmd redcon.Command, n int, perr string) {
+	if b[0] != '*' {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			return cmd, 0, ""
+		}
+		line := b[:i+1]
+		if len(bytes.TrimSpace(line)) == 0 {
+			return cmd, i + 1, ""
+		}
+		c, err := redcon.Parse(line)
+		if err != nil {
+			return cmd, i + 1, "ERR " + err.Error()
+		}
+		return c, i + 1, ""
+	}
+	i := bytes.IndexByte(b, '\n')
+	if i < 0 {
+		return cmd, 0, ""
+	}
+	count, ok := parseLen(b[1 : i-1])
+	if !ok || b[i-1] != '\r' || count <= 0 {
+		return cmd, i + 1, errMultiLen
+	}
+	args := l.args[:0]
+	pos := i + 1
+	for j := int64(0); j < count; j++ {
+		if pos >= len(b) {
+			return cmd, 0, ""
+		}
+		if b[pos] != '$' {
+			return cmd, pos, "ERR Protocol error: expected '$', got '" + string(rune(b[pos])) + "'"
+		}
+		e := bytes.IndexByte(b[pos:], '\n')
+		if e < 0 {
+			return cmd, 0, ""
+		}
+		e += pos
+		size, ok := parseLen(b[pos+1 : e-1])
+		if !ok || b[e-1] != '\r' || size < 0 {
+			return cmd, e + 1, errBulkLen
+		}
+		start := e + 1
+		end := start + int(size)
+		if end+2 > len(b) {
+			return cmd, 0, ""
+		}
+		if b[end] != '\r' || b[end+1] != '\n' {
+			return cmd, end + 2, errBulkLen
+		}
+		args = append(args, b[start:end])
+		pos = end + 2
+	}
+	l.args = args
+	return redcon.Command{Raw: b[:pos], Args: args}, pos, ""
+}
+
+// commandEnd reports the length of the first command in b if it is
+// complete (0 otherwise), without parsing it.
+func commandEnd(b []byte) int {
+	if b[0] != '*' {
+		return bytes.IndexByte(b, '\n') + 1
+	}
+	var l evloop
+	_, n, _ := l.parseCommand(b)
+	return n
+}
+
+func (l *evloop) writeClient(c *lclient) {
+	if len(c.out) > 0 {
+		n, err := unix.Write(c.fd, c.out)
+		switch {
+		case n == len(c.out):
+			c.out = c.out[:0]
+			if cap(c.out) > 1<<20 {
+				c.out = nil
+			}
+		case n > 0:
+			c.out = c.out[:copy(c.out, c.out[n:])]
+		case err == unix.EAGAIN || err == unix.EINTR:
+		default:
+			l.closeClient(c)
+			return
+		}
+	}
+	if len(c.out) > 0 {
+		if c.blocked == (time.Time{}) {
+			c.blocked = l.now
+		}
+		if !c.writing {
+			c.writing = true
+			l.updateInterest(c)
+		}
+		return
+	}
+	c.blocked = time.Time{}
+	if c.writing {
+		c.writing = false
+		l.updateInterest(c)
+	}
+	if c.closing {
+		l.closeClient(c)
+		return
+	}
+	if !c.stop && c.owed < loopMaxOwed {
+		l.setReading(c, c.protoErr == "")
+	}
+}
+
+// closeClient closes c's socket; replies still owed to it are dropped as
+// they arrive.
+func (l *evloop) closeClient(c *lclient) {
+	if c.dead {
+		return
+	}
+	c.dead = true
+	if c.holdFrom != (time.Time{}) {
+		l.unpark(c)
+	}
+	delete(l.clients, c.fd)
+	unix.Close(c.fd)
+	c.in, c.out, c.after = nil, nil, nil
+	c.s.end()
+}
+
+// dropClient disconnects c for a reason counted in the metrics.
+// Output not yet taken by the client is discarded at once (a reset):
+// queued behind a full window, it would hold the socket open.
+func (l *evloop) dropClient(c *lclient, reason string) {
+	l.p.m.rejected.WithLabelValues(reason).Inc()
+	if !c.dead {
+		unix.SetsockoptLinger(c.fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+	}
+	l.closeClient(c)
+}
+
+// handoff moves c to the goroutine path: its socket, the bytes not yet run
+// and its session go to redcon, which serves it from the command that
+// needed a dedicated connection on.
+func (l *evloop) handoff(c *lclient) {
+	if len(c.out) > 0 {
+		// Write what it is owed first; the hand-off waits for that.
+		l.writeClient(c)
+		if c.dead || len(c.out) > 0 {
+			return
+		}
+	}
+	c.dead = true
+	delete(l.clients, c.fd)
+	unix.EpollCtl(l.ep, unix.EPOLL_CTL_DEL, c.fd, nil)
+	f := os.NewFile(uintptr(c.fd), "client")
+	nc, err := net.FileConn(f)
+	f.Close()
+	if err != nil {
+		l.p.log.Warn("client hand-off failed", "client", c.s.id, "err", err)
+		c.s.end()
+		return
+	}
+	lc := &limitConn{Conn: nc, scan: c.scan, sess: c.s, prefix: append([]byte(nil), c.in...), pending: c.protoErr}
+	c.s.scan = &lc.scan
+	if !l.p.handoffs.push(lc) {
+		nc.Close()
+		c.s.end()
+	}
+}
+
+// sweepClients closes idle clients and those that stopped reading.
+func (l *evloop) sweepClients() {
+	idle := l.p.cfg.IdleTimeout
+	wt := l.p.cfg.WriteTimeout
+	for _, c := range l.clients {
+		switch {
+		case c.blocked != (time.Time{}) && l.now.Sub(c.blocked) > wt:
+			l.dropClient(c, "write_timeout")
+		case idle > 0 && c.owed == 0 && len(c.out) == 0 && c.holdFrom == (time.Time{}) && l.now.Sub(c.lastRead) > idle:
+			l.closeClient(c)
+		}
+	}
+}
+
+// ---------------------------------------------------------------- backends
+
+func (l *evloop) writeConn(b *lconn) {
+	if len(b.wbuf) > 0 {
+		n, err := unix.Write(b.fd, b.wbuf)
+		switch {
+		case n == len(b.wbuf):
+			b.wbuf = b.wbuf[:0]
+			if cap(b.wbuf) > 4<<20 {
+				b.wbuf = nil
+			}
+		case n > 0:
+			b.wbuf = b.wbuf[:copy(b.wbuf, b.wbuf[n:])]
+		case err == unix.EAGAIN || err == unix.EINTR:
+		default:
+			l.failConn(b, fmt.Errorf("write: %w", err))
+			return
+		}
+	}
+	want := len(b.wbuf) > 0
+	if want != b.writing {
+		b.writing = want
+		ev := uint32(unix.EPOLLIN | unix.EPOLLRDHUP)
+		if want {
+			ev |= unix.EPOLLOUT
+		}
+		unix.EpollCtl(l.ep, unix.EPOLL_CTL_MOD, b.fd, &unix.EpollEvent{Events: ev, Fd: int32(b.fd)})
+	}
+}
+
+func (l *evloop) readConn(b *lconn) {
+	if cap(b.in)-len(b.in) < loopReadSize/4 {
+		nb := make([]byte, len(b.in), max(2*cap(b.in), loopReadSize))
+		copy(nb, b.in)
+		b.in = nb
+	}
+	n, err := unix.Read(b.fd, b.in[len(b.in):cap(b.in)])
+	if n <= 0 {
+		if err == unix.EAGAIN || err == unix.EINTR {
+			return
+		}
+		if err == nil {
+			err = errors.New("EOF")
+		}
+		l.failConn(b, fmt.Errorf("read: %w", err))
+		return
+	}
+	b.in = b.in[:len(b.in)+n]
+	buf := b.in
+	answered := 0
+	for len(buf) > 0 {
+		end, err := b.scan.next(buf)
+		if err != nil {
+			l.p.active.Add(int64(-answered))
+			l.failConn(b, fmt.Errorf("read: %w", err))
+			return
+		}
+		if end == 0 {
+			break
+		}
+		if b.head == len(b.waiters) {
+			l.p.active.Add(int64(-answered))
+			l.failConn(b, errors.New("reply without a request"))
+			return
+		}
+		w := b.waiters[b.head]
+		b.waiters[b.head] = waiter{}
+		b.head++
+		answered++
+		l.deliver(w, buf[:end])
+		buf = buf[end:]
+	}
+	l.p.active.Add(int64(-answered))
+	if b.head == len(b.waiters) {
+		b.waiters, b.head = b.waiters[:0], 0
+		if b.retired {
+			l.failConn(b, errRetired)
+			return
+		}
+	}
+	b.in = b.in[:copy(b.in, buf)]
+	if cap(b.in) > 4*loopReadSize && len(b.in) < loopReadSize {
+		b.in = append(make([]byte, 0, loopReadSize), b.in...)
+	}
+}
+
+// deliver gives one reply to the client that is owed it.
+func (l *evloop) deliver(w waiter, reply []byte) {
+	w.info.count(reply[0] == '-')
+	l.p.m.latency.Observe(l.now.Sub(w.start).Seconds())
+	c := w.c
+	if c.dead {
+		return
+	}
+	c.out = append(c.out, reply...)
+	c.owed--
+	if len(c.out) > l.p.cfg.MaxOutput {
+		l.dropClient(c, "output_limit")
+		return
+	}
+	l.markDirty(c)
+	if c.owed == 0 {
+		c.on = nil
+		if len(c.after) > 0 {
+			c.out = append(c.out, c.after...)
+			c.after = c.after[:0]
+		}
+		if c.stop && c.holdFrom == (time.Time{}) {
+			l.again = append(l.again, c)
+		} else {
+			l.afterRun(c)
+		}
+	}
+}
+
+// failConn closes b after a failure: every reply it still owes becomes an
+// error saying the outcome is unknown.
+func (l *evloop) failConn(b *lconn, err error) {
+	if b.dead {
+		return
+	}
+	b.dead = true
+	if b.fd >= 0 {
+		unix.Close(b.fd)
+		delete(l.byFD, b.fd)
+		l.p.m.backendConns.WithLabelValues(b.pl.addr).Dec()
+		if !byProxy(err) {
+			l.p.m.backendErrors.WithLabelValues(b.pl.addr).Inc()
+			l.p.log.Warn("backend connection lost", "server", b.pl.addr, "loop", true, "err", err)
+			b.pl.failed(nil, err)
+		}
+	}
+	reply := fmt.Appendf(nil, "-ERR redis-proxy: connection to %s lost, outcome unknown (%v)\r\n", b.pl.addr, err)
+	owed := b.waiters[b.head:]
+	for _, w := range owed {
+		l.deliver(w, reply)
+	}
+	l.p.active.Add(int64(-len(owed)))
+	b.waiters, b.head, b.wbuf, b.in = nil, 0, nil, nil
+	if l.conns[b.pl] == b {
+		delete(l.conns, b.pl)
+		if err != errConnClosed && !l.stopped {
+			l.conn(b.pl) // dial again now, as the pool's slots do
+		}
+	}
+}
+
+// retire stops new requests on the loop's connection to pl and closes it
+// once it has answered what it was sent.
+func (l *evloop) retire(pl *pool) {
+	b := l.conns[pl]
+	if b == nil || b.dead {
+		return
+	}
+	if b.fd < 0 || b.head == len(b.waiters) {
+		l.failConn(b, errRetired)
+		return
+	}
+	b.retired = true
+}
+
+// failPool fails the loop's connection to pl (the server stopped being
+// master, or the pool closed).
+func (l *evloop) failPool(pl *pool, err error) {
+	if b := l.conns[pl]; b != nil {
+		l.failConn(b, err)
+	}
+}
+
+// replyScan finds where complete RESP values end in a buffer, resuming
+// where it stopped when the buffer had only part of one.
+type replyScan struct {
+	pos     int   // offset of the next header to read
+	pending int64 // values still to read for the current one (0: none begun)
+}
+
+// next returns the length of the complete value at the start of b, or 0
+// if b holds only part of it.
+func (r *replyScan) next(b []byte) (int, error) {
+	if r.pending == 0 {
+		r.pos, r.pending = 0, 1
+	}
+	for r.pending > 0 {
+		if r.pos >= len(b) {
+			return 0, nil
+		}
+		i := bytes.IndexByte(b[r.pos:], '\n')
+		if i < 0 {
+			if len(b)-r.pos > 64<<10 {
+				return 0, errBadReply
+			}
+			return 0, nil
+		}
+		line := b[r.pos : r.pos+i+1]
+		if len(line) < 3 || line[len(line)-2] != '\r' {
+			return 0, errBadReply
+		}
+		body := line[1 : len(line)-2]
+		next := r.pos + len(line)
+		add := int64(0)
+		switch line[0] {
+		case '+', '-', ':', '_', ',', '#', '(':
+		case '$', '!', '=':
+			n, ok := parseLen(body)
+			if !ok || n > maxReplyBulk {
+				return 0, errBadReply
+			}
+			if n >= 0 {
+				if int64(len(b)-next) < n+2 {
+					return 0, nil
+				}
+				next += int(n)
+				if b[next] != '\r' || b[next+1] != '\n' {
+					return 0, errBadReply
+				}
+				next += 2
+			}
+		case '*', '~', '>':
+			n, ok := parseLen(body)
+			if !ok {
+				return 0, errBadReply
+			}
+			add = max(n, 0)
+		case '%':
+			n, ok := parseLen(body)
+			if !ok {
+				return 0, errBadReply
+			}
+			add = 2 * max(n, 0)
+		case '|':
+			n, ok := parseLen(body)
+			if !ok || n < 0 {
+				return 0, errBadReply
+			}
+			add = 2*n + 1
+		default:
+			return 0, errBadReply
+		}
+		r.pos = next
+		r.pending += add - 1
+	}
+	end := r.pos
+	r.pos = 0
+	return end, nil
+}
+
+// loopsSupported reports whether this build has event loops.
+const loopsSupported = true

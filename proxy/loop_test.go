@@ -1,0 +1,74 @@
+package proxy
+
+import (
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/redis-proxy/redis-proxy/internal/redistest"
+)
+
+// One write that starts stateless (on an event loop), turns stateful in the
+// middle (MULTI, SELECT: the client moves to a goroutine with the rest of
+// the bytes) and goes on: every reply arrives, in order.
+func TestLoopHandOffMidPipeline(t *testing.T) {
+	t.Parallel()
+	r := redistest.Start(t)
+	tp := startProxy(t, Config{}, r.Addr)
+	other := stDial(t, tp.Addr)
+	c := stDial(t, tp.Addr)
+	c.write(stCmds(
+		[]string{"SET", "ho:k", "1"},
+		[]string{"GET", "ho:k"},
+		[]string{"PING"},
+		[]string{"MULTI"},
+		[]string{"INCR", "ho:k"},
+		[]string{"EXEC"},
+		[]string{"GET", "ho:k"},
+		[]string{"SELECT", "1"},
+		[]string{"SET", "ho:k", "db1"},
+		[]string{"GET", "ho:k"},
+		[]string{"SELECT", "0"},
+		[]string{"GET", "ho:k"},
+	))
+	for i, want := range []string{"OK", `"1"`, "PONG", "OK", "QUEUED", "[2]", `"2"`, "OK", "OK", `"db1"`, "OK", `"2"`} {
+		if got := c.read().String(); got != want {
+			t.Fatalf("reply %d = %s, want %s", i, got, want)
+		}
+	}
+	// The client goes on after the hand-off, and the other one was not
+	// disturbed.
+	stExpect(t, c.do("GET", "ho:k"), `"2"`)
+	stExpect(t, other.do("GET", "ho:k"), `"2"`)
+}
+
+// With reads on replicas, a pipeline that alternates writes (master) and
+// reads (replica) is answered in order: a command for another server waits
+// for the replies owed before it.
+func TestLoopMixedServersKeepOrder(t *testing.T) {
+	t.Parallel()
+	m := redistest.Start(t)
+	rep := redistest.Start(t)
+	rep.ReplicaOf(m)
+	if _, err := m.Do("SET", "mx:r", "replica-value"); err != nil {
+		t.Fatal(err)
+	}
+	stEventually(t, 5*time.Second, "mx:r replicated", func() bool {
+		v, err := rep.Do("EXISTS", "mx:r")
+		return err == nil && v.(int64) == 1
+	})
+	tp := startProxy(t, Config{ReadFrom: ReadFromReplicas}, m.Addr, rep.Addr)
+	c := stDial(t, tp.Addr)
+	var cmds [][]string
+	var want []string
+	for i := 0; i < 50; i++ {
+		cmds = append(cmds, []string{"INCR", "mx:w"}, []string{"GET", "mx:r"}, []string{"ECHO", "e"})
+		want = append(want, strconv.Itoa(i+1), `"replica-value"`, `"e"`)
+	}
+	c.write(stCmds(cmds...))
+	for i, w := range want {
+		if got := c.read().String(); got != w {
+			t.Fatalf("reply %d to %v = %s, want %s", i, cmds[i], got, w)
+		}
+	}
+}
