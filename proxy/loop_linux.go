@@ -86,6 +86,7 @@ type lclient struct {
 	stop     bool      // a barrier, a park or a hand-off: run nothing more now
 	handoff  bool      // move to the goroutine path once nothing is owed
 	closing  bool      // close once the output is written
+	eof      bool      // the client sent EOF: answer what it sent, then close
 	dead     bool
 	reading  bool // EPOLLIN registered
 	writing  bool // EPOLLOUT registered
@@ -312,6 +313,26 @@ func (l *evloop) runTasks() {
 // flush writes what the wake-up produced: requests first, then replies
 // (including those a barrier released, whose commands run now).
 func (l *evloop) flush() {
+	l.runAgain()
+	for _, b := range l.towrite {
+		b.queued = false
+		if !b.dead {
+			l.writeConn(b)
+		}
+	}
+	l.towrite = l.towrite[:0]
+	l.runAgain() // a failed write answered some clients
+	for _, c := range l.dirty {
+		c.isDirty = false
+		if !c.dead {
+			l.writeClient(c)
+		}
+	}
+	l.dirty = l.dirty[:0]
+}
+
+// runAgain runs the clients whose barrier was lifted.
+func (l *evloop) runAgain() {
 	for len(l.again) > 0 {
 		again := l.again
 		l.again = nil
@@ -321,29 +342,6 @@ func (l *evloop) flush() {
 			}
 		}
 	}
-	for _, b := range l.towrite {
-		b.queued = false
-		if !b.dead {
-			l.writeConn(b)
-		}
-	}
-	l.towrite = l.towrite[:0]
-	for len(l.again) > 0 { // a failed write answered some clients
-		again := l.again
-		l.again = nil
-		for _, c := range again {
-			if !c.dead {
-				l.runClient(c)
-			}
-		}
-	}
-	for _, c := range l.dirty {
-		c.isDirty = false
-		if !c.dead {
-			l.writeClient(c)
-		}
-	}
-	l.dirty = l.dirty[:0]
 }
 
 func (l *evloop) markDirty(c *lclient) {
@@ -356,12 +354,25 @@ func (l *evloop) markDirty(c *lclient) {
 // ---------------------------------------------------------------- clients
 
 func (l *evloop) readClient(c *lclient) {
+	if c.eof {
+		// Only a hang-up or an error can wake a client after its EOF.
+		if _, err := unix.Read(c.fd, l.rbuf[:1]); err != nil && err != unix.EAGAIN && err != unix.EINTR {
+			l.closeClient(c)
+		}
+		return
+	}
 	n, err := unix.Read(c.fd, l.rbuf)
 	if n <= 0 {
-		if err == unix.EAGAIN || err == unix.EINTR {
-			return
+		switch {
+		case err == unix.EAGAIN || err == unix.EINTR:
+		case n == 0 && err == nil:
+			// A half-close (the client shut its side down after its last
+			// command): as on Redis, the commands it sent are answered.
+			c.eof = true
+			l.afterRun(c)
+		default:
+			l.closeClient(c)
 		}
-		l.closeClient(c)
 		return
 	}
 	c.lastRead = l.now
@@ -417,6 +428,9 @@ func (l *evloop) afterRun(c *lclient) {
 		l.handoff(c)
 		return
 	}
+	if c.eof && !c.stop && c.owed == 0 && len(c.after) == 0 {
+		c.closing = true
+	}
 	if len(c.out) > 0 || c.closing {
 		l.markDirty(c)
 	}
@@ -424,7 +438,12 @@ func (l *evloop) afterRun(c *lclient) {
 		l.dropClient(c, "output_limit")
 		return
 	}
-	l.setReading(c, !c.stop && !c.closing && c.protoErr == "" && c.owed < loopMaxOwed)
+	l.setReading(c, c.wantRead())
+}
+
+// wantRead reports whether c's socket should be read now.
+func (c *lclient) wantRead() bool {
+	return !c.stop && !c.closing && !c.eof && c.protoErr == "" && c.owed < loopMaxOwed
 }
 
 func (l *evloop) setReading(c *lclient, on bool) {
@@ -697,9 +716,13 @@ func (l *evloop) retryParked() {
 func (l *evloop) failBuffered(c *lclient, msg string) {
 	buf := c.in
 	for len(buf) > 0 {
-		_, n, perr := l.parseCommand(buf)
+		cmd, n, perr := l.parseCommand(buf)
 		if n == 0 || perr != "" {
 			break
+		}
+		if len(cmd.Args) == 0 {
+			buf = buf[n:]
+			continue
 		}
 		c.out = append(c.out, '-')
 		c.out = append(c.out, msg...)
@@ -818,9 +841,7 @@ func (l *evloop) writeClient(c *lclient) {
 		l.closeClient(c)
 		return
 	}
-	if !c.stop && c.owed < loopMaxOwed {
-		l.setReading(c, c.protoErr == "")
-	}
+	l.setReading(c, c.wantRead())
 }
 
 // closeClient closes c's socket; replies still owed to it are dropped as

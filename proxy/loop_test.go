@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"net"
 	"strconv"
 	"testing"
 	"time"
@@ -71,4 +72,28 @@ func TestLoopMixedServersKeepOrder(t *testing.T) {
 			t.Fatalf("reply %d to %v = %s, want %s", i, cmds[i], got, w)
 		}
 	}
+}
+
+// A client that sends its commands and then shuts down its side (as
+// `printf ... | nc` does) gets every reply, then the connection closes: as
+// on Redis, and as before the event loop.
+func TestLoopHalfCloseAnswersWhatWasSent(t *testing.T) {
+	t.Parallel()
+	r := redistest.Start(t)
+	tp := startProxy(t, Config{}, r.Addr)
+	c := stDial(t, tp.Addr)
+	var cmds [][]string
+	for i := 0; i < 100; i++ {
+		cmds = append(cmds, []string{"INCR", "hc:n"})
+	}
+	c.write(stCmds(cmds...))
+	if err := c.nc.(*net.TCPConn).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 100; i++ {
+		if got := c.read().String(); got != strconv.Itoa(i+1) {
+			t.Fatalf("reply %d = %s, want %d", i, got, i+1)
+		}
+	}
+	c.expectClosed(2 * time.Second)
 }
