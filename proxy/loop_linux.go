@@ -841,6 +841,10 @@ func (l *evloop) writeClient(c *lclient) {
 		l.closeClient(c)
 		return
 	}
+	if c.handoff && c.owed == 0 && len(c.after) == 0 {
+		l.handoff(c) // it waited for this output to be written
+		return
+	}
 	l.setReading(c, c.wantRead())
 }
 

@@ -3,6 +3,7 @@ package proxy
 import (
 	"net"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -96,4 +97,32 @@ func TestLoopHalfCloseAnswersWhatWasSent(t *testing.T) {
 		}
 	}
 	c.expectClosed(2 * time.Second)
+}
+
+// A client that turns stateful while the replies before it are still
+// waiting for a slow reader to take them is handed over once they are
+// written, and then answered.
+func TestLoopHandOffWaitsForOutput(t *testing.T) {
+	t.Parallel()
+	r := redistest.Start(t)
+	tp := startProxy(t, Config{}, r.Addr)
+	setup := stDial(t, tp.Addr)
+	big := strings.Repeat("v", 64<<10)
+	stExpect(t, setup.do("SET", "hw:big", big), "OK")
+	c := stDial(t, tp.Addr)
+	var cmds [][]string
+	for i := 0; i < 200; i++ { // 12.5 MiB of replies: more than the socket buffers hold
+		cmds = append(cmds, []string{"GET", "hw:big"})
+	}
+	cmds = append(cmds, []string{"MULTI"}, []string{"INCR", "hw:n"}, []string{"EXEC"})
+	c.write(stCmds(cmds...))
+	time.Sleep(200 * time.Millisecond) // let the proxy fill the socket and stall
+	for i := 0; i < 200; i++ {
+		if v := c.read(); len(v.String()) < len(big) {
+			t.Fatalf("reply %d: %.40s, want the big value", i, v.String())
+		}
+	}
+	stExpect(t, c.read(), "OK")
+	stExpect(t, c.read(), "QUEUED")
+	stExpect(t, c.read(), "[1]")
 }
