@@ -47,7 +47,7 @@ func (r *request) reset(limit int) {
 func (r *request) fail(err error, addr string) {
 	r.failed = err
 	for len(r.isErr) < len(r.cmds) {
-		r.out = fmt.Appendf(r.out, "-ERR redis-proxy: connection to %s lost, outcome unknown (%v)\r\n", addr, err)
+		r.out = appendLost(r.out, addr, err)
 		r.isErr = append(r.isErr, true)
 	}
 	r.done <- struct{}{}
@@ -57,9 +57,7 @@ func (r *request) fail(err error, addr string) {
 // reply msg (without its leading '-').
 func (r *request) failWith(msg string) {
 	for len(r.isErr) < len(r.cmds) {
-		r.out = append(r.out, '-')
-		r.out = append(r.out, msg...)
-		r.out = append(r.out, "\r\n"...)
+		r.out = appendError(r.out, msg)
 		r.isErr = append(r.isErr, true)
 	}
 	r.done <- struct{}{}

@@ -416,9 +416,7 @@ func (l *evloop) afterRun(c *lclient) {
 		return
 	}
 	if !c.stop && c.protoErr != "" && c.owed == 0 && len(c.after) == 0 {
-		c.out = append(c.out, '-')
-		c.out = append(c.out, c.protoErr...)
-		c.out = append(c.out, "\r\n"...)
+		c.out = appendError(c.out, c.protoErr)
 		c.protoErr = ""
 		c.closing = true
 		c.stop = true
@@ -724,9 +722,7 @@ func (l *evloop) failBuffered(c *lclient, msg string) {
 			buf = buf[n:]
 			continue
 		}
-		c.out = append(c.out, '-')
-		c.out = append(c.out, msg...)
-		c.out = append(c.out, "\r\n"...)
+		c.out = appendError(c.out, msg)
 		buf = buf[n:]
 	}
 	c.in = c.in[:copy(c.in, buf)]
@@ -1051,7 +1047,7 @@ func (l *evloop) failConn(b *lconn, err error) {
 			b.pl.failed(nil, err)
 		}
 	}
-	reply := fmt.Appendf(nil, "-ERR redis-proxy: connection to %s lost, outcome unknown (%v)\r\n", b.pl.addr, err)
+	reply := appendLost(nil, b.pl.addr, err)
 	owed := b.waiters[b.head:]
 	for _, w := range owed {
 		l.deliver(w, reply)

@@ -10,6 +10,19 @@ import (
 	"slices"
 )
 
+// appendError appends the error reply msg (given without its '-').
+func appendError(dst []byte, msg string) []byte {
+	dst = append(dst, '-')
+	dst = append(dst, msg...)
+	return append(dst, "\r\n"...)
+}
+
+// appendLost appends the reply to a command whose shared connection to
+// addr failed before its reply arrived.
+func appendLost(dst []byte, addr string, err error) []byte {
+	return fmt.Appendf(dst, "-ERR redis-proxy: connection to %s lost, outcome unknown (%v)\r\n", addr, err)
+}
+
 // errBadReply means a backend sent bytes that are not RESP. The connection
 // carrying them can no longer be matched to requests and is closed.
 var errBadReply = errors.New("malformed RESP reply from backend")

@@ -810,9 +810,7 @@ func (s *session) localOK(info *cmdInfo) (kind, *cmdInfo) {
 }
 
 func (s *session) localErr(info *cmdInfo, msg string) (kind, *cmdInfo) {
-	s.local = append(s.local, '-')
-	s.local = append(s.local, msg...)
-	s.local = append(s.local, "\r\n"...)
+	s.local = appendError(s.local, msg)
 	return kLocal, info
 }
 
