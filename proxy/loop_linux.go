@@ -10,6 +10,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -41,6 +42,17 @@ const (
 	loopReadSize = 64 << 10 // bytes read from a socket at a time
 	loopMaxOwed  = 4096     // replies owed to one client before it is read no more
 	loopTick     = 2 * time.Millisecond
+
+	// Busy polling (Config.BusyPoll) is for few clients at a time: with
+	// many, the wait in epoll is what gathers their commands into one
+	// write to Redis, and polling would split them up. A loop polls while
+	// at most spinMaxClients clients sent it commands in the last
+	// spinWindow (or in the current one).
+	spinMaxClients = 2
+	spinWindow     = 10 * time.Millisecond
+	// spinYieldMax: a sched_yield that took longer than this ran another
+	// thread, which needed the CPU more than the poll: the loop sleeps.
+	spinYieldMax = 10 * time.Microsecond
 )
 
 // evloop is one event loop; a Proxy runs Config.EventLoops of them.
@@ -67,6 +79,16 @@ type evloop struct {
 	now     time.Time
 	sweep   time.Time
 	stopped bool
+
+	tid atomic.Int32 // the loop's thread (for tests reading its CPU time)
+
+	// Busy polling: see wait.
+	spin          time.Duration // Config.BusyPoll; 0: never
+	lastEvent     time.Time
+	epoch         uint32 // spinWindow counter
+	epochStart    time.Time
+	epochClients  int // clients read in the current window
+	activeClients int // clients read in the previous window
 }
 
 // lclient is a client connection served by a loop.
@@ -93,6 +115,7 @@ type lclient struct {
 	isDirty  bool
 	blocked  time.Time // output pending since (zero: all written)
 	lastRead time.Time
+	epoch    uint32 // the loop's window in which it was last read
 }
 
 // lconn is a loop's own shared connection to one server.
@@ -147,6 +170,7 @@ func newEvloop(p *Proxy) (*evloop, error) {
 		byFD:    make(map[int]*lconn),
 		events:  make([]unix.EpollEvent, 512),
 		rbuf:    make([]byte, loopReadSize),
+		spin:    max(p.cfg.BusyPoll, 0),
 	}, nil
 }
 
@@ -237,6 +261,7 @@ func dupConn(nc net.Conn) (int, error) {
 
 func (l *evloop) run() {
 	runtime.LockOSThread()
+	l.tid.Store(int32(unix.Gettid()))
 	defer close(l.done)
 	l.now = time.Now()
 	l.sweep = l.now
@@ -245,12 +270,20 @@ func (l *evloop) run() {
 		if len(l.parked) > 0 {
 			timeout = int(loopTick / time.Millisecond)
 		}
-		n, err := unix.EpollWait(l.ep, l.events, timeout)
+		n, err := l.wait(timeout)
 		if err != nil && err != unix.EINTR {
 			l.p.log.Error("event loop: epoll_wait failed", "err", err)
 			break
 		}
 		l.now = time.Now()
+		if n > 0 {
+			l.lastEvent = l.now
+		}
+		if l.now.Sub(l.epochStart) >= spinWindow {
+			l.activeClients, l.epochClients = l.epochClients, 0
+			l.epoch++
+			l.epochStart = l.now
+		}
 		for i := 0; i < n; i++ {
 			ev := l.events[i]
 			fd := int(ev.Fd)
@@ -296,6 +329,44 @@ func (l *evloop) run() {
 	}
 	l.stopped = true
 	l.exit()
+}
+
+// wait returns the number of ready events in l.events, waiting up to
+// timeout milliseconds. With busy polling on, a loop serving one or two
+// clients keeps polling for Config.BusyPoll after its last event instead
+// of sleeping: the next command (or Redis's reply) is usually that close,
+// and a sleeping thread's wake-up costs more than the request itself,
+// above all on a virtual machine. Between polls the thread yields, and
+// it sleeps as soon as another thread wants the CPU.
+func (l *evloop) wait(timeout int) (int, error) {
+	if spinning(l.spin, max(l.activeClients, l.epochClients), time.Since(l.lastEvent)) {
+		start := time.Now()
+		for {
+			n, err := unix.EpollWait(l.ep, l.events, 0)
+			t := time.Now()
+			if n != 0 || err != nil {
+				l.p.m.busyPoll.Add(t.Sub(start).Seconds())
+				return n, err
+			}
+			if t.Sub(l.lastEvent) >= l.spin {
+				l.p.m.busyPoll.Add(t.Sub(start).Seconds())
+				break
+			}
+			unix.Syscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
+			if time.Since(t) > spinYieldMax {
+				l.p.m.busyPoll.Add(t.Sub(start).Seconds())
+				break
+			}
+		}
+	}
+	return unix.EpollWait(l.ep, l.events, timeout)
+}
+
+// spinning decides whether a loop polls instead of sleeping: busy polling
+// is on, one or two clients sent commands lately, and the last event is
+// more recent than the polling period.
+func spinning(spin time.Duration, clients int, sinceEvent time.Duration) bool {
+	return spin > 0 && clients >= 1 && clients <= spinMaxClients && sinceEvent < spin
 }
 
 func (l *evloop) runTasks() {
@@ -376,6 +447,10 @@ func (l *evloop) readClient(c *lclient) {
 		return
 	}
 	c.lastRead = l.now
+	if c.epoch != l.epoch {
+		c.epoch = l.epoch
+		l.epochClients++
+	}
 	chunk := l.rbuf[:n]
 	cut, msg := c.scan.scan(chunk)
 	if msg != "" {

@@ -16,6 +16,7 @@ type metrics struct {
 	held          prometheus.Gauge
 	holdTimeouts  prometheus.Counter
 	topologyEpoch prometheus.Gauge
+	busyPoll      prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -65,10 +66,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "redis_proxy_routing_epoch",
 			Help: "Replication epoch of the topology the proxy routes by.",
 		}),
+		busyPoll: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "redis_proxy_busy_poll_seconds_total",
+			Help: "Time event loops spent polling for the next request instead of sleeping (REDIS_PROXY_BUSY_POLL).",
+		}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.commands, m.latency, m.clients, m.clientsTotal, m.rejected,
-			m.backendConns, m.backendErrors, m.pinned, m.held, m.holdTimeouts, m.topologyEpoch)
+			m.backendConns, m.backendErrors, m.pinned, m.held, m.holdTimeouts, m.topologyEpoch, m.busyPoll)
 	}
 	return m
 }

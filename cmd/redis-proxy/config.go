@@ -29,11 +29,12 @@ type Config struct {
 	ReadFrom    string   `split_words:"true" default:"master" desc:"where read-only commands go: master, or replicas (round-robin over healthy replicas)" accepts:"master or replicas"`
 	AdminListen string   `split_words:"true" default:":9736" desc:"admin HTTP address: /metrics, /healthz, /topology; empty disables" accepts:"host:port or empty"`
 
-	PoolSize   int    `split_words:"true" default:"2" desc:"shared connections per Redis server: one per event loop, the rest (at least one) for clients on goroutines" accepts:"an integer from 1 to 64"`
-	EventLoops int    `split_words:"true" default:"1" desc:"event loops (threads) serving clients with stateless commands; 0: a goroutine per client" accepts:"an integer from 0 to 64"`
-	MaxClients int    `split_words:"true" default:"10000" desc:"client connections accepted at once" accepts:"a positive integer"`
-	MaxPinned  int    `split_words:"true" default:"1000" desc:"dedicated backend connections for stateful sessions (MULTI, blocking, pub/sub, ...)" accepts:"a positive integer"`
-	Password   string `desc:"password clients must give with AUTH; empty: no AUTH needed" accepts:"a string"`
+	PoolSize   int           `split_words:"true" default:"2" desc:"shared connections per Redis server: one per event loop, the rest (at least one) for clients on goroutines" accepts:"an integer from 1 to 64"`
+	EventLoops int           `split_words:"true" default:"1" desc:"event loops (threads) serving clients with stateless commands; 0: a goroutine per client" accepts:"an integer from 0 to 64"`
+	BusyPoll   time.Duration `split_words:"true" default:"100us" desc:"with one or two clients, an event loop polls this long for the next request before it sleeps (lower latency for up to this much CPU per request); 0 never" accepts:"a duration from 0 to 10ms, such as 100us"`
+	MaxClients int           `split_words:"true" default:"10000" desc:"client connections accepted at once" accepts:"a positive integer"`
+	MaxPinned  int           `split_words:"true" default:"1000" desc:"dedicated backend connections for stateful sessions (MULTI, blocking, pub/sub, ...)" accepts:"a positive integer"`
+	Password   string        `desc:"password clients must give with AUTH; empty: no AUTH needed" accepts:"a string"`
 
 	BackendUsername string `split_words:"true" desc:"ACL user the proxy authenticates as to Redis" accepts:"a string"`
 	BackendPassword string `split_words:"true" desc:"password the proxy authenticates with to Redis" accepts:"a string"`
@@ -173,6 +174,9 @@ func (c Config) Validate() error {
 	if c.EventLoops < 0 || c.EventLoops > 64 {
 		return badVar("EventLoops", strconv.Itoa(c.EventLoops), accepts("EventLoops"))
 	}
+	if c.BusyPoll < 0 || c.BusyPoll > 10*time.Millisecond {
+		return badVar("BusyPoll", c.BusyPoll.String(), accepts("BusyPoll"))
+	}
 	sizes := []struct {
 		field string
 		v     ByteSize
@@ -244,9 +248,14 @@ func (c Config) proxyConfig(log *slog.Logger) proxy.Config {
 	if loops == 0 {
 		loops = -1 // the proxy package's "none"
 	}
+	spin := c.BusyPoll
+	if spin == 0 {
+		spin = -1 // the proxy package's "never"
+	}
 	return proxy.Config{
 		PoolSize:        c.PoolSize,
 		EventLoops:      loops,
+		BusyPoll:        spin,
 		MaxClients:      c.MaxClients,
 		MaxPinned:       c.MaxPinned,
 		ClientPassword:  c.Password,

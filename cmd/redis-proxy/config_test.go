@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"log/slog"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -11,7 +13,7 @@ import (
 // ours is cleared so the host environment cannot leak in.
 func setEnv(t *testing.T, kv map[string]string) {
 	t.Helper()
-	for _, name := range []string{"LISTEN", "SERVERS", "READ_FROM", "ADMIN_LISTEN", "POOL_SIZE", "EVENT_LOOPS", "MAX_CLIENTS",
+	for _, name := range []string{"LISTEN", "SERVERS", "READ_FROM", "ADMIN_LISTEN", "POOL_SIZE", "EVENT_LOOPS", "BUSY_POLL", "MAX_CLIENTS",
 		"MAX_PINNED", "PASSWORD", "BACKEND_USERNAME", "BACKEND_PASSWORD", "MAX_BULK", "CLIENT_OUTPUT_LIMIT",
 		"IDLE_TIMEOUT", "CLIENT_WRITE_TIMEOUT", "HOLD_TIMEOUT", "MAX_HELD", "DIAL_TIMEOUT", "CHECK_INTERVAL",
 		"DOWN_AFTER", "LOG_LEVEL", "LOG_FORMAT"} {
@@ -49,6 +51,8 @@ func TestLoadConfigErrors(t *testing.T) {
 		{map[string]string{"SERVERS": "a:1", "POOL_SIZE": "0"}, `REDIS_PROXY_POOL_SIZE="0": want an integer from 1 to 64`},
 		{map[string]string{"SERVERS": "a:1", "EVENT_LOOPS": "-1"}, `REDIS_PROXY_EVENT_LOOPS="-1": want an integer from 0 to 64`},
 		{map[string]string{"SERVERS": "a:1", "EVENT_LOOPS": "65"}, `REDIS_PROXY_EVENT_LOOPS="65": want an integer from 0 to 64`},
+		{map[string]string{"SERVERS": "a:1", "BUSY_POLL": "11ms"}, `REDIS_PROXY_BUSY_POLL="11ms": want a duration from 0 to 10ms, such as 100us`},
+		{map[string]string{"SERVERS": "a:1", "BUSY_POLL": "-1us"}, `REDIS_PROXY_BUSY_POLL="-1µs": want a duration from 0 to 10ms, such as 100us`},
 		{map[string]string{"SERVERS": "a:1", "READ_FROM": "slaves"}, `REDIS_PROXY_READ_FROM="slaves": want master or replicas`},
 		{map[string]string{"SERVERS": "a:1", "HOLD_TIMEOUT": "5"}, `REDIS_PROXY_HOLD_TIMEOUT="5": want a positive duration such as 5s`},
 		{map[string]string{"SERVERS": "a:1", "MAX_BULK": "big"}, `REDIS_PROXY_MAX_BULK="big": want a size such as 512MiB, 64KiB or 1048576`},
@@ -103,6 +107,29 @@ func TestParseByteSize(t *testing.T) {
 	for _, bad := range []string{"", "MB", "-1", "1.5MB", "99999999999GB"} {
 		if _, err := parseByteSize(bad); err == nil {
 			t.Errorf("parseByteSize(%q) accepted", bad)
+		}
+	}
+}
+
+// TestBusyPollReachesTheProxy: the default polls 100µs, and 0 turns
+// polling off (the proxy package's -1: its zero means the default).
+func TestBusyPollReachesTheProxy(t *testing.T) {
+	for _, tc := range []struct {
+		env  string // "" leaves the variable unset
+		want time.Duration
+	}{{"", 100 * time.Microsecond}, {"0", -1}, {"250us", 250 * time.Microsecond}} {
+		setEnv(t, map[string]string{"SERVERS": "a:1"})
+		if tc.env == "" {
+			os.Unsetenv("REDIS_PROXY_BUSY_POLL")
+		} else {
+			t.Setenv("REDIS_PROXY_BUSY_POLL", tc.env)
+		}
+		c, err := loadConfig()
+		if err != nil {
+			t.Fatalf("BUSY_POLL=%q: %v", tc.env, err)
+		}
+		if got := c.proxyConfig(slog.New(slog.DiscardHandler)).BusyPoll; got != tc.want {
+			t.Errorf("BUSY_POLL=%q: proxy BusyPoll %v, want %v", tc.env, got, tc.want)
 		}
 	}
 }

@@ -41,6 +41,7 @@ func testConfig() Config {
 		AdminListen:        ":9736",
 		PoolSize:           2,
 		EventLoops:         1,
+		BusyPoll:           100 * time.Microsecond,
 		MaxClients:         10000,
 		MaxPinned:          1000,
 		MaxBulk:            512 << 20,
