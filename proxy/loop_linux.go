@@ -460,7 +460,10 @@ func (l *evloop) readClient(c *lclient) {
 	chunk = chunk[:dropSpans(chunk, c.scan.drops)]
 	if len(c.in) > 0 || c.stop {
 		c.in = append(c.in, chunk...)
-		if !c.stop {
+		// Without a barrier, c.in held part of one command: run it once
+		// a request ends (not on every read: a command of a million
+		// arguments would be parsed again each time).
+		if !c.stop && (c.scan.ended || c.protoErr != "") {
 			l.runClient(c)
 		}
 	} else {
@@ -477,7 +480,9 @@ func (l *evloop) readClient(c *lclient) {
 func (l *evloop) runClient(c *lclient) {
 	c.stop = false
 	rest := l.exec(c, c.in)
-	c.in = c.in[:copy(c.in, rest)]
+	if len(rest) < len(c.in) {
+		c.in = c.in[:copy(c.in, rest)]
+	}
 	if cap(c.in) > loopReadSize && len(c.in) < loopReadSize/4 {
 		c.in = append([]byte(nil), c.in...)
 	}

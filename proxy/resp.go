@@ -207,6 +207,7 @@ type reqScanner struct {
 	// treat as a protocol error.
 	drops   [][2]int
 	hdrHere bool // the current "*N" line started in this chunk
+	ended   bool // a request ended in the chunk just scanned
 	maxBulk int64
 	unauth  bool // the client has not authenticated (a password is set)
 	state   uint8
@@ -225,6 +226,7 @@ func (s *reqScanner) scan(p []byte) (cut int, msg string) {
 	reqStart := 0
 	s.drops = s.drops[:0]
 	s.hdrHere = false
+	s.ended = false
 	for i := 0; i < len(p); i++ {
 		c := p[i]
 		switch s.state {
@@ -237,6 +239,7 @@ func (s *reqScanner) scan(p []byte) (cut int, msg string) {
 				s.state, s.left = scanInline, 1
 				if c == '\n' {
 					s.state = scanStart
+					s.ended = true
 				}
 			}
 		case scanHeader:
@@ -259,6 +262,7 @@ func (s *reqScanner) scan(p []byte) (cut int, msg string) {
 						return reqStart, errMultiLenUnath
 					case s.n <= 0:
 						s.state = scanStart
+						s.ended = true
 						if s.hdrHere {
 							s.drops = append(s.drops, [2]int{reqStart, i + 1})
 						}
@@ -305,6 +309,7 @@ func (s *reqScanner) scan(p []byte) (cut int, msg string) {
 				s.bulks--
 				if s.bulks == 0 {
 					s.state = scanStart
+					s.ended = true
 				} else {
 					s.state = scanNextBulk
 				}
@@ -312,6 +317,7 @@ func (s *reqScanner) scan(p []byte) (cut int, msg string) {
 		case scanInline:
 			if c == '\n' {
 				s.state = scanStart
+				s.ended = true
 				continue
 			}
 			s.left++
