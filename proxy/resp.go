@@ -233,6 +233,11 @@ func (s *reqScanner) scan(p []byte) (cut int, msg string) {
 		case scanStart:
 			reqStart = i
 			if c == '*' {
+				if end := s.whole(p[i:]); end > 0 && scanFast {
+					s.ended = true
+					i += end - 1
+					continue
+				}
 				s.state, s.kind, s.n, s.neg, s.hdr = scanHeader, '*', 0, false, 0
 				s.hdrHere = true
 			} else {
@@ -327,6 +332,53 @@ func (s *reqScanner) scan(p []byte) (cut int, msg string) {
 		}
 	}
 	return 0, ""
+}
+
+// scanFast lets scan take a request whole (tests turn it off to compare).
+var scanFast = true
+
+// whole returns the length of the request at the start of p if it is
+// complete, plainly formed ("*N" and "$N" lines of digits and CRLF) and
+// within every limit, and 0 otherwise: the byte-by-byte scan then decides.
+// It reads a line at a time, which is what most requests are.
+func (s *reqScanner) whole(p []byte) int {
+	n, i := digitLine(p, 0)
+	if i == 0 || n <= 0 || n > maxArgs || (s.unauth && n > maxArgsUnauth) {
+		return 0
+	}
+	for ; n > 0; n-- {
+		if i >= len(p) || p[i] != '$' {
+			return 0
+		}
+		size, j := digitLine(p, i)
+		if j == 0 || size > s.maxBulk || (s.unauth && size > maxBulkUnauth) {
+			return 0
+		}
+		i = j + int(size) + 2
+		if i > len(p) {
+			return 0
+		}
+	}
+	return i
+}
+
+// digitLine reads the line at p[at:], a type byte and 1 to 15 digits then
+// CRLF, and returns the number and the offset after the line (0: the line
+// is incomplete or not like that).
+func digitLine(p []byte, at int) (int64, int) {
+	var n int64
+	for j := at + 1; j < len(p) && j <= at+16; j++ {
+		c := p[j]
+		if c >= '0' && c <= '9' {
+			n = n*10 + int64(c-'0')
+			continue
+		}
+		if c == '\r' && j > at+1 && j+1 < len(p) && p[j+1] == '\n' {
+			return n, j + 2
+		}
+		return 0, 0
+	}
+	return 0, 0
 }
 
 // limitConn is the client connection as redcon sees it: reads pass through

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -483,5 +484,98 @@ func TestReqScannerValidPipelines(t *testing.T) {
 		if s.state != scanStart {
 			t.Fatalf("seed %d, pipeline %d: scanner ends in state %d, not between requests", seed, iter, s.state)
 		}
+	}
+}
+
+// TestReqScannerWholeMatchesByteScan: taking plain requests whole (the fast
+// path) changes nothing the scanner reports. Random pipelines of requests,
+// empty requests and limit-breaking ones, with bytes flipped at random,
+// are cut into random chunks and scanned with the fast path on and off:
+// every chunk gets the same cut, error, drops and "a request ended".
+func TestReqScannerWholeMatchesByteScan(t *testing.T) {
+	r := rand.New(rand.NewSource(20261130))
+	defer func() { scanFast = true }()
+	for iter := 0; iter < 3000; iter++ {
+		var b []byte
+		for n := 1 + r.Intn(12); n > 0; n-- {
+			switch r.Intn(8) {
+			case 0:
+				b = append(b, []string{"*0\r\n", "*-1\r\n", "PING\r\n", "\r\n", "*12\r\n", "*1048577\r\n"}[r.Intn(6)]...)
+			default:
+				nargs := 1 + r.Intn(12)
+				b = append(b, '*')
+				b = strconv.AppendInt(b, int64(nargs), 10)
+				b = append(b, "\r\n"...)
+				for a := 0; a < nargs; a++ {
+					size := r.Intn(40)
+					if r.Intn(10) == 0 {
+						size = 16380 + r.Intn(10)
+					}
+					b = append(b, '$')
+					b = strconv.AppendInt(b, int64(size), 10)
+					b = append(b, "\r\n"...)
+					b = append(b, bytes.Repeat([]byte{'v'}, size)...)
+					b = append(b, "\r\n"...)
+				}
+			}
+		}
+		for flips := r.Intn(3); flips > 0; flips-- {
+			b[r.Intn(len(b))] = "*$\r\n0-9x"[r.Intn(8)]
+		}
+		var cuts []int
+		for k := r.Intn(4); k > 0; k-- {
+			cuts = append(cuts, r.Intn(len(b)+1))
+		}
+		cuts = append(cuts, len(b))
+		slices.Sort(cuts)
+		maxBulk := []int64{1 << 20, 20}[r.Intn(2)]
+		unauth := r.Intn(3) == 0
+		type result struct {
+			cut   int
+			msg   string
+			drops string
+			ended bool
+		}
+		run := func(fast bool) []result {
+			scanFast = fast
+			s := reqScanner{maxBulk: maxBulk, unauth: unauth}
+			var out []result
+			start := 0
+			for _, end := range cuts {
+				cut, msg := s.scan(b[start:end])
+				out = append(out, result{cut, msg, fmt.Sprint(s.drops), s.ended})
+				if msg != "" {
+					break
+				}
+				start = end
+			}
+			return out
+		}
+		slow, fast := run(false), run(true)
+		if !slices.Equal(slow, fast) {
+			t.Fatalf("stream %q cut at %v (maxBulk %d, unauth %v):\nbyte by byte %+v\nwhole        %+v", b, cuts, maxBulk, unauth, slow, fast)
+		}
+	}
+}
+
+// BenchmarkReqScanner scans what redis-benchmark -P 16 sends for SET: 16
+// requests in one read.
+func BenchmarkReqScanner(b *testing.B) {
+	var chunk []byte
+	for i := 0; i < 16; i++ {
+		chunk = append(chunk, "*3\r\n$3\r\nSET\r\n$16\r\nkey:__rand_int__\r\n$3\r\nxxx\r\n"...)
+	}
+	for _, fast := range []bool{false, true} {
+		b.Run(map[bool]string{false: "byte-by-byte", true: "whole"}[fast], func(b *testing.B) {
+			defer func() { scanFast = true }()
+			scanFast = fast
+			s := reqScanner{maxBulk: 512 << 20}
+			b.SetBytes(int64(len(chunk)))
+			for b.Loop() {
+				if _, msg := s.scan(chunk); msg != "" {
+					b.Fatal(msg)
+				}
+			}
+		})
 	}
 }
