@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/tidwall/redcon"
 	"golang.org/x/sys/unix"
@@ -342,7 +343,7 @@ func (l *evloop) wait(timeout int) (int, error) {
 	if spinning(l.spin, max(l.activeClients, l.epochClients), time.Since(l.lastEvent)) {
 		start := time.Now()
 		for {
-			n, err := unix.EpollWait(l.ep, l.events, 0)
+			n, err := rawEpollPoll(l.ep, l.events)
 			t := time.Now()
 			if n != 0 || err != nil {
 				l.p.m.busyPoll.Add(t.Sub(start).Seconds())
@@ -432,7 +433,7 @@ func (l *evloop) readClient(c *lclient) {
 		}
 		return
 	}
-	n, err := unix.Read(c.fd, l.rbuf)
+	n, err := rawRead(c.fd, l.rbuf)
 	if n <= 0 {
 		switch {
 		case err == unix.EAGAIN || err == unix.EINTR:
@@ -833,6 +834,9 @@ func (l *evloop) parseCommand(b []byte) (cmd redcon.Command, n int, perr string)
 	if i < 0 {
 		return cmd, 0, ""
 	}
+	if i < 2 {
+		return cmd, i + 1, errMultiLen // "*\n"
+	}
 	count, ok := parseLen(b[1 : i-1])
 	if !ok || b[i-1] != '\r' || count <= 0 {
 		return cmd, i + 1, errMultiLen
@@ -851,6 +855,9 @@ func (l *evloop) parseCommand(b []byte) (cmd redcon.Command, n int, perr string)
 			return cmd, 0, ""
 		}
 		e += pos
+		if e < pos+2 {
+			return cmd, e + 1, errBulkLen // "$\n"
+		}
 		size, ok := parseLen(b[pos+1 : e-1])
 		if !ok || b[e-1] != '\r' || size < 0 {
 			return cmd, e + 1, errBulkLen
@@ -883,7 +890,7 @@ func commandEnd(b []byte) int {
 
 func (l *evloop) writeClient(c *lclient) {
 	if len(c.out) > 0 {
-		n, err := unix.Write(c.fd, c.out)
+		n, err := rawWrite(c.fd, c.out)
 		switch {
 		case n == len(c.out):
 			c.out = c.out[:0]
@@ -999,7 +1006,7 @@ func (l *evloop) sweepClients() {
 
 func (l *evloop) writeConn(b *lconn) {
 	if len(b.wbuf) > 0 {
-		n, err := unix.Write(b.fd, b.wbuf)
+		n, err := rawWrite(b.fd, b.wbuf)
 		switch {
 		case n == len(b.wbuf):
 			b.wbuf = b.wbuf[:0]
@@ -1031,7 +1038,7 @@ func (l *evloop) readConn(b *lconn) {
 		copy(nb, b.in)
 		b.in = nb
 	}
-	n, err := unix.Read(b.fd, b.in[len(b.in):cap(b.in)])
+	n, err := rawRead(b.fd, b.in[len(b.in):cap(b.in)])
 	if n <= 0 {
 		if err == unix.EAGAIN || err == unix.EINTR {
 			return
@@ -1243,3 +1250,41 @@ func (r *replyScan) next(b []byte) (int, error) {
 
 // loopsSupported reports whether this build has event loops.
 const loopsSupported = true
+
+// The loop's sockets are non-blocking, so reading, writing and polling
+// them never blocks: they are made as raw system calls, without telling
+// the Go scheduler (which would otherwise treat each as a possibly
+// blocking call, and its monitor thread would keep waking up to take the
+// loop's processor away). Only the epoll wait that sleeps goes through
+// the scheduler.
+
+func rawRead(fd int, p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	n, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+	if e != 0 {
+		return -1, e
+	}
+	return int(n), nil
+}
+
+func rawWrite(fd int, p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	n, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+	if e != 0 {
+		return -1, e
+	}
+	return int(n), nil
+}
+
+// rawEpollPoll is epoll_wait with a zero timeout.
+func rawEpollPoll(ep int, events []unix.EpollEvent) (int, error) {
+	n, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(ep), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
+}
