@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"log/slog"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -130,6 +131,32 @@ func TestBusyPollReachesTheProxy(t *testing.T) {
 		}
 		if got := c.proxyConfig(slog.New(slog.DiscardHandler)).BusyPoll; got != tc.want {
 			t.Errorf("BUSY_POLL=%q: proxy BusyPoll %v, want %v", tc.env, got, tc.want)
+		}
+	}
+}
+
+// TestReadmeListsEveryVariable: the README's table of variables names every
+// REDIS_PROXY_* variable the binary reads, with its default.
+func TestReadmeListsEveryVariable(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct := reflect.TypeOf(Config{})
+	for i := 0; i < ct.NumField(); i++ {
+		f := ct.Field(i)
+		name := envPrefix + "_" + envName(f.Name)
+		row := "| `" + name + "` | "
+		at := bytes.Index(readme, []byte(row))
+		if at < 0 {
+			t.Errorf("README: no table row for %s", name)
+			continue
+		}
+		if def := f.Tag.Get("default"); def != "" {
+			line := readme[at : at+bytes.IndexByte(readme[at:], '\n')]
+			if !bytes.Contains(line, []byte("`"+def+"`")) {
+				t.Errorf("README: the row of %s does not give its default `%s`: %s", name, def, line)
+			}
 		}
 	}
 }
