@@ -597,14 +597,39 @@ func TestIdleTimeoutClosesOnlyIdleClients(t *testing.T) {
 	blocked.send("BLPOP", "idle:list", "0")
 	stWaitBlocked(t, r, 1)
 
-	start := time.Now()
-	for time.Since(start) < 2*idle {
-		stExpect(t, active.do("PING"), "PONG")
-		time.Sleep(idle / 10)
-	}
+	// The active client pings until the idle one has been closed (not only
+	// for 2*idle: waiting for the close without pinging made it idle too).
+	stop := make(chan struct{})
+	pinged := make(chan error, 1)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				pinged <- nil
+				return
+			default:
+			}
+			// Not active.do: it fails the test, which only this
+			// goroutine's caller may do.
+			if _, err := active.nc.Write(stCmd("PING")); err != nil {
+				pinged <- fmt.Errorf("active client: PING: %v", err)
+				return
+			}
+			if v, err := active.tryRead(5 * time.Second); err != nil || v.String() != "PONG" {
+				pinged <- fmt.Errorf("active client: PING got %s, %v", v, err)
+				return
+			}
+			time.Sleep(idle / 10)
+		}
+	}()
+	time.Sleep(2 * idle)
 	// The idle client was closed by the proxy (the read sees EOF, not a
 	// timeout), the others were not.
 	idler.expectClosed(time.Second)
+	close(stop)
+	if err := <-pinged; err != nil {
+		t.Fatal(err)
+	}
 	stExpect(t, active.do("PING"), "PONG")
 	stExpect(t, active.do("PUBLISH", "idle:ch", "still-here"), "1")
 	stExpect(t, sub.read(), `["message","idle:ch","still-here"]`)
