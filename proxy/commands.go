@@ -67,15 +67,24 @@ type cmdTable struct {
 // lookup finds the command (and subcommand, for containers) of args without
 // allocating. Unknown names get the table's unknown entry.
 func (t *cmdTable) lookup(args [][]byte) *cmdInfo {
+	return t.sub(t.command(args[0]), args)
+}
+
+// command finds the (top-level) command named name.
+func (t *cmdTable) command(name []byte) *cmdInfo {
 	var buf [32]byte
-	name, ok := lower(buf[:0], args[0])
+	lname, ok := lower(buf[:0], name)
 	if !ok {
 		return t.unknown
 	}
-	c := t.cmds[string(name)]
-	if c == nil {
-		return t.unknown
+	if c := t.cmds[string(lname)]; c != nil {
+		return c
 	}
+	return t.unknown
+}
+
+// sub finds the subcommand of args if c is a container command; else c.
+func (t *cmdTable) sub(c *cmdInfo, args [][]byte) *cmdInfo {
 	if c.subs != nil && len(args) > 1 {
 		var sbuf [32]byte
 		if sub, ok := lower(sbuf[:0], args[1]); ok {
@@ -85,6 +94,29 @@ func (t *cmdTable) lookup(args [][]byte) *cmdInfo {
 		}
 	}
 	return c
+}
+
+// lookupCache remembers the command a session looked up last, as the
+// client spelled it: clients mostly repeat the same few commands, and
+// comparing a few bytes is cheaper than lowering the name and hashing it
+// into the table. (Subcommands are still looked up each time.)
+type lookupCache struct {
+	t    *cmdTable // the table it came from (a refresh makes a new one)
+	n    int
+	name [16]byte
+	cmd  *cmdInfo
+}
+
+func (c *lookupCache) lookup(t *cmdTable, args [][]byte) *cmdInfo {
+	name := args[0]
+	if c.t != t || len(name) != c.n || string(name) != string(c.name[:c.n]) {
+		cmd := t.command(name)
+		if len(name) > len(c.name) {
+			return t.sub(cmd, args)
+		}
+		c.t, c.n, c.cmd = t, copy(c.name[:], name), cmd
+	}
+	return t.sub(c.cmd, args)
 }
 
 // lower appends the ASCII lower case of b to dst, which must have room for

@@ -830,6 +830,15 @@ func (l *evloop) parseCommand(b []byte) (cmd redcon.Command, n int, perr string)
 		}
 		return c, i + 1, ""
 	}
+	if cmd, n := l.parsePlain(b); n > 0 {
+		return cmd, n, ""
+	}
+	return l.parseMultibulk(b)
+}
+
+// parseMultibulk parses the multibulk command at the start of b byte by
+// byte, as parseCommand does.
+func (l *evloop) parseMultibulk(b []byte) (cmd redcon.Command, n int, perr string) {
 	i := bytes.IndexByte(b, '\n')
 	if i < 0 {
 		return cmd, 0, ""
@@ -875,6 +884,38 @@ func (l *evloop) parseCommand(b []byte) (cmd redcon.Command, n int, perr string)
 	}
 	l.args = args
 	return redcon.Command{Raw: b[:pos], Args: args}, pos, ""
+}
+
+// parsePlain parses the complete, plainly formed multibulk command at the
+// start of b ("*N" and "$N" lines of digits, bodies ending in CRLF) a line
+// at a time; n is 0 for anything else, which parseCommand then reads
+// carefully.
+func (l *evloop) parsePlain(b []byte) (cmd redcon.Command, n int) {
+	if len(b) == 0 || b[0] != '*' {
+		return cmd, 0
+	}
+	count, pos := digitLine(b, 0)
+	if pos == 0 || count <= 0 || count > maxArgs {
+		return cmd, 0
+	}
+	args := l.args[:0]
+	for ; count > 0; count-- {
+		if pos >= len(b) || b[pos] != '$' {
+			return cmd, 0
+		}
+		size, start := digitLine(b, pos)
+		if start == 0 || size > int64(len(b)-start) {
+			return cmd, 0
+		}
+		end := start + int(size)
+		if end+2 > len(b) || b[end] != '\r' || b[end+1] != '\n' {
+			return cmd, 0
+		}
+		args = append(args, b[start:end])
+		pos = end + 2
+	}
+	l.args = args
+	return redcon.Command{Raw: b[:pos], Args: args}, pos
 }
 
 // commandEnd reports the length of the first command in b if it is

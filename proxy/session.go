@@ -100,12 +100,13 @@ func (st pinState) clean() bool {
 // pub/sub, MONITOR, RESP3 and client-side caching turn the session into a
 // tunnel to a dedicated connection for the rest of its life.
 type session struct {
-	p      *Proxy
-	conn   redcon.Conn // nil while an event loop serves the session
-	scan   *reqScanner // the scanner of the client's requests
-	id     int64
-	authed bool
-	name   string
+	p       *Proxy
+	lookups lookupCache // the command last looked up
+	conn    redcon.Conn // nil while an event loop serves the session
+	scan    *reqScanner // the scanner of the client's requests
+	id      int64
+	authed  bool
+	name    string
 
 	pin       *dedicated
 	st        pinState
@@ -858,7 +859,7 @@ func (s *session) classify(t *cmdTable, c redcon.Command) (kind, *cmdInfo) {
 func (s *session) classifyCommand(t *cmdTable, c redcon.Command) (kind, *cmdInfo) {
 	args := c.Args
 	s.raw, s.op, s.opArg = c.Raw, opNone, 0
-	info := t.lookup(args)
+	info := s.lookups.lookup(t, args)
 	name := info.name
 	if !info.arityOK(len(args)) && info != t.unknown {
 		// Redis rejects it before looking at anything else, changing no

@@ -5,7 +5,9 @@ package proxy
 import (
 	"bytes"
 	"fmt"
+	"math/rand"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -82,6 +84,119 @@ func TestBusyPollPollsThenSleeps(t *testing.T) {
 		t.Logf("BusyPoll %v: loop thread CPU over 500 ms idle: %v", tc.spin, idle)
 		if idle > 50*time.Millisecond {
 			t.Fatalf("BusyPoll %v: the idle loop used %v of CPU in 500 ms: it did not go to sleep", tc.spin, idle)
+		}
+	}
+}
+
+// TestParsePlainMatchesParseMultibulk: whatever the line-at-a-time parser
+// accepts, the careful one parses the same way (same length, same
+// arguments); what it refuses is left to the careful one.
+func TestParsePlainMatchesParseMultibulk(t *testing.T) {
+	r := rand.New(rand.NewSource(20261130))
+	var plain, careful evloop
+	accepted := 0
+	for iter := 0; iter < 20000; iter++ {
+		var b []byte
+		nargs := 1 + r.Intn(6)
+		b = append(b, '*')
+		b = strconv.AppendInt(b, int64(nargs), 10)
+		b = append(b, "\r\n"...)
+		for a := 0; a < nargs; a++ {
+			size := r.Intn(20)
+			b = append(b, '$')
+			b = strconv.AppendInt(b, int64(size), 10)
+			b = append(b, "\r\n"...)
+			for k := 0; k < size; k++ {
+				b = append(b, byte(r.Intn(256)))
+			}
+			b = append(b, "\r\n"...)
+		}
+		for flips := r.Intn(3); flips > 0; flips-- {
+			b[r.Intn(len(b))] = "*$\r\n0-9x"[r.Intn(8)]
+		}
+		b = b[:len(b)-r.Intn(3)] // sometimes incomplete
+		pc, pn := plain.parsePlain(b)
+		if pn == 0 {
+			continue
+		}
+		accepted++
+		cc, cn, cerr := careful.parseMultibulk(b)
+		if cerr != "" || cn != pn || !slices.EqualFunc(pc.Args, cc.Args, bytes.Equal) || !bytes.Equal(pc.Raw, cc.Raw) {
+			t.Fatalf("%q: line at a time %d %q; careful %d %q %q", b, pn, pc.Args, cn, cc.Args, cerr)
+		}
+	}
+	if accepted < 1000 {
+		t.Fatalf("only %d of 20000 commands took the line-at-a-time path", accepted)
+	}
+}
+
+// BenchmarkParseAndLookup parses what redis-benchmark -P 16 sends for SET
+// and looks each command up, as the event loop does per command.
+func BenchmarkParseAndLookup(b *testing.B) {
+	var chunk []byte
+	for i := 0; i < 16; i++ {
+		chunk = append(chunk, "*3\r\n$3\r\nSET\r\n$16\r\nkey:__rand_int__\r\n$3\r\nxxx\r\n"...)
+	}
+	info := &cmdInfo{name: "set", arity: -3}
+	tbl := &cmdTable{cmds: map[string]*cmdInfo{"set": info}, unknown: &cmdInfo{name: "unknown"}}
+	for i := 0; i < 240; i++ { // a table of Redis's size
+		tbl.cmds["cmd"+strconv.Itoa(i)] = &cmdInfo{}
+	}
+	var l evloop
+	var lc lookupCache
+	for b.Loop() {
+		for buf := chunk; len(buf) > 0; {
+			cmd, n, perr := l.parseCommand(buf)
+			if n == 0 || perr != "" {
+				b.Fatal("parse failed")
+			}
+			if lc.lookup(tbl, cmd.Args) != info {
+				b.Fatal("lookup failed")
+			}
+			buf = buf[n:]
+		}
+	}
+}
+
+// TestLookupCache: the cache answers what the table answers: subcommands
+// of the same container differ, another spelling or a new table is looked
+// up again, and names longer than the cache still resolve.
+func TestLookupCache(t *testing.T) {
+	setname, getname := &cmdInfo{name: "client|setname"}, &cmdInfo{name: "client|getname"}
+	client := &cmdInfo{name: "client", subs: map[string]*cmdInfo{"setname": setname, "getname": getname}}
+	get := &cmdInfo{name: "get"}
+	long := &cmdInfo{name: "averyverylongcommandname"}
+	t1 := &cmdTable{cmds: map[string]*cmdInfo{"client": client, "get": get, long.name: long}, unknown: &cmdInfo{name: "unknown"}}
+	get2 := &cmdInfo{name: "get"}
+	t2 := &cmdTable{cmds: map[string]*cmdInfo{"get": get2}, unknown: &cmdInfo{name: "unknown"}}
+	args := func(s ...string) [][]byte {
+		var a [][]byte
+		for _, x := range s {
+			a = append(a, []byte(x))
+		}
+		return a
+	}
+	var c lookupCache
+	for i, tc := range []struct {
+		t    *cmdTable
+		args [][]byte
+		want *cmdInfo
+	}{
+		{t1, args("CLIENT", "SETNAME", "x"), setname},
+		{t1, args("CLIENT", "GETNAME"), getname},
+		{t1, args("CLIENT", "getname"), getname},
+		{t1, args("CLIENT"), client},
+		{t1, args("client", "SetName", "y"), setname},
+		{t1, args("GET", "k"), get},
+		{t1, args("GET", "k"), get},
+		{t2, args("GET", "k"), get2}, // a refreshed table
+		{t2, args("CLIENT", "GETNAME"), t2.unknown},
+		{t1, args("AVERYVERYLONGCOMMANDNAME"), long},
+		{t1, args("nosuch"), t1.unknown},
+		{t1, args("GET", "k"), get},
+	} {
+		if got := c.lookup(tc.t, tc.args); got != tc.want {
+			t.Errorf("%d: lookup %q = %s, want %s", i, tc.args, got.name, tc.want.name)
 		}
 	}
 }
