@@ -2,6 +2,9 @@
 
 package proxy
 
+// Tests of the event loop's pieces: busy polling, the line-at-a-time
+// parser and the command lookup cache.
+
 import (
 	"bytes"
 	"fmt"
