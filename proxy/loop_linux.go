@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"runtime"
@@ -345,22 +346,24 @@ func (l *evloop) wait(timeout int) (int, error) {
 		for {
 			n, err := rawEpollPoll(l.ep, l.events)
 			t := time.Now()
-			if n != 0 || err != nil {
+			if n != 0 || err != nil || t.Sub(l.lastEvent) >= l.spin || !yieldBriefly() {
 				l.p.m.busyPoll.Add(t.Sub(start).Seconds())
-				return n, err
-			}
-			if t.Sub(l.lastEvent) >= l.spin {
-				l.p.m.busyPoll.Add(t.Sub(start).Seconds())
-				break
-			}
-			unix.Syscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
-			if time.Since(t) > spinYieldMax {
-				l.p.m.busyPoll.Add(t.Sub(start).Seconds())
+				if n != 0 || err != nil {
+					return n, err
+				}
 				break
 			}
 		}
 	}
 	return unix.EpollWait(l.ep, l.events, timeout)
+}
+
+// yieldBriefly lets another thread have the CPU and reports whether none
+// needed it (the yield came back within spinYieldMax).
+func yieldBriefly() bool {
+	t := time.Now()
+	unix.Syscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
+	return time.Since(t) <= spinYieldMax
 }
 
 // spinning decides whether a loop polls instead of sleeping: busy polling
@@ -930,21 +933,10 @@ func commandEnd(b []byte) int {
 }
 
 func (l *evloop) writeClient(c *lclient) {
-	if len(c.out) > 0 {
-		n, err := rawWrite(c.fd, c.out)
-		switch {
-		case n == len(c.out):
-			c.out = c.out[:0]
-			if cap(c.out) > 1<<20 {
-				c.out = nil
-			}
-		case n > 0:
-			c.out = c.out[:copy(c.out, c.out[n:])]
-		case err == unix.EAGAIN || err == unix.EINTR:
-		default:
-			l.closeClient(c)
-			return
-		}
+	var err error
+	if c.out, err = writeOut(c.fd, c.out, 1<<20); err != nil {
+		l.closeClient(c)
+		return
 	}
 	if len(c.out) > 0 {
 		if c.blocked == (time.Time{}) {
@@ -1046,21 +1038,10 @@ func (l *evloop) sweepClients() {
 // ---------------------------------------------------------------- backends
 
 func (l *evloop) writeConn(b *lconn) {
-	if len(b.wbuf) > 0 {
-		n, err := rawWrite(b.fd, b.wbuf)
-		switch {
-		case n == len(b.wbuf):
-			b.wbuf = b.wbuf[:0]
-			if cap(b.wbuf) > 4<<20 {
-				b.wbuf = nil
-			}
-		case n > 0:
-			b.wbuf = b.wbuf[:copy(b.wbuf, b.wbuf[n:])]
-		case err == unix.EAGAIN || err == unix.EINTR:
-		default:
-			l.failConn(b, fmt.Errorf("write: %w", err))
-			return
-		}
+	var err error
+	if b.wbuf, err = writeOut(b.fd, b.wbuf, 4<<20); err != nil {
+		l.failConn(b, fmt.Errorf("write: %w", err))
+		return
 	}
 	want := len(b.wbuf) > 0
 	if want != b.writing {
@@ -1299,26 +1280,45 @@ const loopsSupported = true
 // loop's processor away). Only the epoll wait that sleeps goes through
 // the scheduler.
 
-func rawRead(fd int, p []byte) (int, error) {
+func rawRead(fd int, p []byte) (int, error)  { return rawIO(unix.SYS_READ, fd, p) }
+func rawWrite(fd int, p []byte) (int, error) { return rawIO(unix.SYS_WRITE, fd, p) }
+
+// rawIO makes read or write (trap) on fd with p, returning -1 and the
+// errno on failure, as unix.Read and unix.Write do.
+func rawIO(trap uintptr, fd int, p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	n, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+	n, _, e := unix.RawSyscall(trap, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
 	if e != 0 {
 		return -1, e
 	}
 	return int(n), nil
 }
 
-func rawWrite(fd int, p []byte) (int, error) {
-	if len(p) == 0 {
-		return 0, nil
+// writeOut writes buf to the non-blocking fd once and returns what is
+// left of it: nothing (its storage dropped if it grew past keep bytes),
+// the rest after a partial write, or all of it when the socket is full.
+// An error is any other failure of the write.
+func writeOut(fd int, buf []byte, keep int) ([]byte, error) {
+	if len(buf) == 0 {
+		return buf, nil
 	}
-	n, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-	if e != 0 {
-		return -1, e
+	n, err := rawWrite(fd, buf)
+	switch {
+	case n == len(buf):
+		if cap(buf) > keep {
+			return nil, nil
+		}
+		return buf[:0], nil
+	case n > 0:
+		return buf[:copy(buf, buf[n:])], nil
+	case err == unix.EAGAIN || err == unix.EINTR:
+		return buf, nil
+	case err == nil:
+		err = io.ErrShortWrite // nothing written, and no error said why
 	}
-	return int(n), nil
+	return buf, err
 }
 
 // rawEpollPoll is epoll_wait with a zero timeout.
