@@ -99,21 +99,15 @@ func TestParsePlainMatchesParseMultibulk(t *testing.T) {
 	var plain, careful evloop
 	accepted := 0
 	for iter := 0; iter < 20000; iter++ {
-		var b []byte
-		nargs := 1 + r.Intn(6)
-		b = append(b, '*')
-		b = strconv.AppendInt(b, int64(nargs), 10)
-		b = append(b, "\r\n"...)
-		for a := 0; a < nargs; a++ {
-			size := r.Intn(20)
-			b = append(b, '$')
-			b = strconv.AppendInt(b, int64(size), 10)
-			b = append(b, "\r\n"...)
-			for k := 0; k < size; k++ {
-				b = append(b, byte(r.Intn(256)))
+		args := make([]string, 1+r.Intn(6))
+		for a := range args {
+			arg := make([]byte, r.Intn(20))
+			for k := range arg {
+				arg[k] = byte(r.Intn(256))
 			}
-			b = append(b, "\r\n"...)
+			args[a] = string(arg)
 		}
+		b := stCmd(args...)
 		for flips := r.Intn(3); flips > 0; flips-- {
 			b[r.Intn(len(b))] = "*$\r\n0-9x"[r.Intn(8)]
 		}

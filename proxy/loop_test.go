@@ -134,14 +134,11 @@ func TestHugeCommandIsParsedOnce(t *testing.T) {
 	r := redistest.Start(t)
 	tp := startProxy(t, Config{}, r.Addr)
 	const n = 1000000
-	var b strings.Builder
-	b.WriteString("*" + strconv.Itoa(n+2) + "\r\n$4\r\nSADD\r\n$4\r\nhuge\r\n")
+	sadd := []string{"SADD", "huge"}
 	for i := 0; i < n; i++ {
-		m := "m" + strconv.Itoa(i)
-		b.WriteString("$" + strconv.Itoa(len(m)) + "\r\n" + m + "\r\n")
+		sadd = append(sadd, "m"+strconv.Itoa(i))
 	}
-	b.WriteString("*2\r\n$3\r\nDEL\r\n$4\r\nhuge\r\n")
-	req := []byte(b.String())
+	req := stCmds(sadd, []string{"DEL", "huge"})
 	send := func(addr string) time.Duration {
 		c, err := net.Dial("tcp", addr)
 		if err != nil {

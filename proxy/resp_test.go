@@ -502,21 +502,15 @@ func TestReqScannerWholeMatchesByteScan(t *testing.T) {
 			case 0:
 				b = append(b, []string{"*0\r\n", "*-1\r\n", "PING\r\n", "\r\n", "*12\r\n", "*1048577\r\n"}[r.Intn(6)]...)
 			default:
-				nargs := 1 + r.Intn(12)
-				b = append(b, '*')
-				b = strconv.AppendInt(b, int64(nargs), 10)
-				b = append(b, "\r\n"...)
-				for a := 0; a < nargs; a++ {
+				args := make([]string, 1+r.Intn(12))
+				for a := range args {
 					size := r.Intn(40)
 					if r.Intn(10) == 0 {
 						size = 16380 + r.Intn(10)
 					}
-					b = append(b, '$')
-					b = strconv.AppendInt(b, int64(size), 10)
-					b = append(b, "\r\n"...)
-					b = append(b, bytes.Repeat([]byte{'v'}, size)...)
-					b = append(b, "\r\n"...)
+					args[a] = strings.Repeat("v", size)
 				}
+				b = append(b, stCmd(args...)...)
 			}
 		}
 		for flips := r.Intn(3); flips > 0; flips-- {
