@@ -296,13 +296,9 @@ run_one() {
 	alive "${PID_OF[$target]}" || { show_log "${LOG_OF[$target]}"; die "$target died during the $label run"; }
 	read -r -a after <<<"$(backend_calls)"
 	local ntests=0
-	[[ $args == *set* ]] && ntests=$((ntests + 1))
-	[[ $args == *get* ]] && ntests=$((ntests + 1))
-	awk -v l="$label" -v g="$target" -v r="$round" -v q=$((n * ntests)) -v hz="$CLK_TCK" \
-		-v rs=$((r1 - r0)) -v ms=$((m1 - m0)) -v bs="$bench_cpu" \
-		'BEGIN { printf "%s\t%s\t%s\t%d\t%.2f\t%.2f\t%.2f\n", l, g, r, q, rs / hz, ms / hz, bs }' >>"$CPUS"
 	for test in SET GET; do
 		[[ $args == *"${test,,}"* ]] || continue
+		ntests=$((ntests + 1))
 		rps=$(awk -F'","' -v t="\"$test" '$1 == t { print $2 }' "$out")
 		[[ $rps =~ ^[0-9]+(\.[0-9]+)?$ ]] || { cat "$out" >&2; show_log "$err"; die "no $test rps in redis-benchmark output ($label, $target)"; }
 		if [[ $test == SET ]]; then calls=$((after[0] - before[0])); else calls=$((after[1] - before[1])); fi
@@ -312,6 +308,9 @@ run_one() {
 		printf '%s\t%s\t%s\t%s\t%s\n' "$label" "$test" "$target" "$round" "$rps" >>"$RESULTS"
 		summary+=" $test $(printf '%.0f' "$rps")"
 	done
+	awk -v l="$label" -v g="$target" -v r="$round" -v q=$((n * ntests)) -v hz="$CLK_TCK" \
+		-v rs=$((r1 - r0)) -v ms=$((m1 - m0)) -v bs="$bench_cpu" \
+		'BEGIN { printf "%s\t%s\t%s\t%d\t%.2f\t%.2f\t%.2f\n", l, g, r, q, rs / hz, ms / hz, bs }' >>"$CPUS"
 	log "  round $round  $(printf '%-8s %-10s' "$label" "$target")${summary}"
 }
 
