@@ -2,13 +2,14 @@
 
 package proxy
 
-// Tests of the event loop's pieces: busy polling, the line-at-a-time
-// parser and the command lookup cache.
+// Tests of the event loop's pieces: busy polling, coalescing, the
+// line-at-a-time parser and the command lookup cache.
 
 import (
 	"bytes"
 	"fmt"
 	"math/rand"
+	"net"
 	"os"
 	"slices"
 	"strconv"
@@ -16,7 +17,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gomodule/redigo/redis"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/redis-proxy/redis-proxy/internal/redistest"
 )
 
@@ -194,6 +197,156 @@ func TestLookupCache(t *testing.T) {
 	} {
 		if got := c.lookup(tc.t, tc.args); got != tc.want {
 			t.Errorf("%d: lookup %q = %s, want %s", i, tc.args, got.name, tc.want.name)
+		}
+	}
+}
+
+// batches reads the loop's commands-per-write histogram: how many writes,
+// how many commands, and how many writes carried at most two commands.
+func batches(t *testing.T, tp *testProxy) (writes, commands, small uint64) {
+	t.Helper()
+	var m dto.Metric
+	if err := tp.m.backendBatch.Write(&m); err != nil {
+		t.Fatalf("histogram: %v", err)
+	}
+	h := m.GetHistogram()
+	for _, b := range h.GetBucket() {
+		if b.GetUpperBound() == 2 {
+			small = b.GetCumulativeCount()
+		}
+	}
+	return h.GetSampleCount(), uint64(h.GetSampleSum()), small
+}
+
+// loopWaiting reads, on the loop's own goroutine, how many clients it
+// counts as awaiting replies.
+func loopWaiting(t *testing.T, tp *testProxy) int {
+	t.Helper()
+	ch := make(chan int, 1)
+	tp.loops[0].post(func() { ch <- tp.loops[0].waiting })
+	select {
+	case n := <-ch:
+		return n
+	case <-time.After(5 * time.Second):
+		t.Fatal("the loop did not run a task within 5s")
+		return 0
+	}
+}
+
+// slowScript runs about ms milliseconds in Redis (it watches the clock, so
+// a slow machine does not shorten it).
+func slowScript(ms int) []string {
+	return []string{"EVAL", `local s = redis.call('TIME')
+repeat local n = redis.call('TIME') until (n[1] - s[1]) * 1000000 + (n[2] - s[2]) >= tonumber(ARGV[1]) * 1000
+return 1`, "0", strconv.Itoa(ms)}
+}
+
+// While a write is unanswered (a slow script runs in Redis) and more than
+// two clients await replies, the loop holds further requests and sends
+// them as one write once the script's reply is in; with WriteAtOnce each
+// goes out when it is read. Either way every client gets its own reply,
+// and the loop's count of waiting clients returns to zero, also after a
+// client that closed before its reply came.
+func TestCoalescingHoldsRequestsBehindAnUnansweredWrite(t *testing.T) {
+	if *eventLoops < 0 {
+		t.Skip("no event loops in this run (-eventloops=-1)")
+	}
+	r := redistest.Start(t)
+	for _, atOnce := range []bool{false, true} {
+		t.Run(fmt.Sprintf("WriteAtOnce=%v", atOnce), func(t *testing.T) {
+			tp := startProxy(t, Config{EventLoops: 1, WriteAtOnce: atOnce}, r.Addr)
+			slow := stDial(t, tp.Addr)
+			clients := make([]*stConn, 5)
+			for i := range clients {
+				clients[i] = stDial(t, tp.Addr)
+				stExpect(t, clients[i].do("PING"), "PONG") // connected and on the loop
+			}
+			slow.send(slowScript(600)...)
+			time.Sleep(50 * time.Millisecond) // the script is running
+			w0, c0, s0 := batches(t, tp)
+			for i, c := range clients {
+				c.send("SET", "co:"+strconv.Itoa(i), strconv.Itoa(i))
+				time.Sleep(20 * time.Millisecond) // read on its own
+			}
+			stExpect(t, slow.readTimeout(10*time.Second), "1")
+			for _, c := range clients {
+				stExpect(t, c.read(), "OK")
+			}
+			w1, c1, s1 := batches(t, tp)
+			writes, commands, small := w1-w0, c1-c0, s1-s0
+			t.Logf("5 SETs behind a 600 ms script: %d commands in %d writes (%d of at most two)", commands, writes, small)
+			if commands != 5 {
+				t.Fatalf("%d commands written, want 5", commands)
+			}
+			// The first SET leaves two clients waiting (not more than two):
+			// it goes at once; the other four wait for the script's reply.
+			if atOnce && writes != 5 || !atOnce && (writes != 2 || small != 1) {
+				t.Fatalf("%d writes (%d of one or two commands), want %s", writes, small,
+					map[bool]string{false: "2: the first SET alone, then the other four together", true: "5: each SET at once"}[atOnce])
+			}
+			for i := range clients {
+				got, err := redis.String(r.Do("GET", "co:"+strconv.Itoa(i)))
+				if err != nil || got != strconv.Itoa(i) {
+					t.Fatalf("co:%d = %q (%v) in Redis, want %d", i, got, err, i)
+				}
+			}
+
+			// A client that goes away (a reset, not a half-close, which
+			// is answered first) while it is owed a reply is no longer
+			// counted as waiting.
+			gone := stDial(t, tp.Addr)
+			gone.send(slowScript(300)...)
+			time.Sleep(20 * time.Millisecond)
+			gone.nc.(*net.TCPConn).SetLinger(0)
+			gone.close()
+			time.Sleep(100 * time.Millisecond) // the loop saw the reset while the script runs
+			deadline := time.Now().Add(5 * time.Second)
+			for loopWaiting(t, tp) != 0 {
+				if time.Now().After(deadline) {
+					t.Fatalf("the loop counts %d clients waiting after every reply and close", loopWaiting(t, tp))
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		})
+	}
+}
+
+// compact drops answered waiters: all once none is owed, the answered
+// ones once they are many and at least half, and nothing otherwise; the
+// written mark moves with them.
+func TestWaitersCompact(t *testing.T) {
+	infos := make([]cmdInfo, 5000)
+	mk := func(n, head, sent int) *lconn {
+		b := &lconn{head: head, sent: sent}
+		for i := 0; i < n; i++ {
+			b.waiters = append(b.waiters, waiter{info: &infos[i]})
+		}
+		return b
+	}
+	for _, tc := range []struct {
+		n, head, sent            int
+		wantLen, wantHead, wSent int
+	}{
+		{10, 10, 10, 0, 0, 0},                // all answered
+		{3000, 2000, 2500, 1000, 0, 500},     // many answered, at least half
+		{3000, 1000, 2500, 3000, 1000, 2500}, // a third answered: later
+		{2500, 1500, 2500, 1000, 0, 1000},
+		{1000, 600, 1000, 1000, 600, 1000}, // too few to bother
+	} {
+		b := mk(tc.n, tc.head, tc.sent)
+		first := b.waiters[tc.head:]
+		var want *cmdInfo
+		if len(first) > 0 {
+			want = first[0].info
+		}
+		b.compact()
+		if len(b.waiters) != tc.wantLen || b.head != tc.wantHead || b.sent != tc.wSent {
+			t.Errorf("compact(%d waiters, head %d, sent %d): %d waiters, head %d, sent %d; want %d, %d, %d",
+				tc.n, tc.head, tc.sent, len(b.waiters), b.head, b.sent, tc.wantLen, tc.wantHead, tc.wSent)
+			continue
+		}
+		if want != nil && b.waiters[b.head].info != want {
+			t.Errorf("compact(%d, %d, %d): the first owed waiter moved out of place", tc.n, tc.head, tc.sent)
 		}
 	}
 }

@@ -55,6 +55,16 @@ const (
 	// spinYieldMax: a sched_yield that took longer than this ran another
 	// thread, which needed the CPU more than the poll: the loop sleeps.
 	spinYieldMax = 10 * time.Microsecond
+
+	// Coalescing (on unless Config.WriteAtOnce) is for many clients at a
+	// time: while more than coalesceMinClients of a loop's clients await
+	// replies, requests for a connection whose last write is not yet
+	// answered wait for those replies and then go out together.
+	coalesceMinClients = 2
+	// waitersCompactAt: answered entries at the start of a connection's
+	// waiters that are dropped (when they are at least half of it) even
+	// though some are still owed: a busy connection never runs dry.
+	waitersCompactAt = 1024
 )
 
 // evloop is one event loop; a Proxy runs Config.EventLoops of them.
@@ -81,6 +91,10 @@ type evloop struct {
 	now     time.Time
 	sweep   time.Time
 	stopped bool
+	// coalesce: see coalesceMinClients. waiting counts the clients that
+	// are owed replies from a backend.
+	coalesce bool
+	waiting  int
 
 	tid atomic.Int32 // the loop's thread (for tests reading its CPU time)
 
@@ -130,6 +144,10 @@ type lconn struct {
 	waiters []waiter
 	head    int
 	queued  bool // in the loop's towrite list
+	// waiters[head:sent] were written; their replies are awaited. held:
+	// requests wait in wbuf until those replies are in (coalescing).
+	sent    int
+	held    bool
 	writing bool // EPOLLOUT registered
 	dead    bool
 	retired bool
@@ -173,6 +191,8 @@ func newEvloop(p *Proxy) (*evloop, error) {
 		events:  make([]unix.EpollEvent, 512),
 		rbuf:    make([]byte, loopReadSize),
 		spin:    max(p.cfg.BusyPoll, 0),
+
+		coalesce: !p.cfg.WriteAtOnce,
 	}, nil
 }
 
@@ -387,11 +407,26 @@ func (l *evloop) runTasks() {
 
 // flush writes what the wake-up produced: requests first, then replies
 // (including those a barrier released, whose commands run now).
+//
+// While many clients await replies, a connection whose last write is not
+// yet answered gets no new write: its requests wait until readConn has
+// those replies, then go out together. Redis runs a connection's commands
+// in order anyway, so they wait at most the time it takes the proxy to
+// turn the replies around; in exchange Redis and the proxy make one
+// read, one write and one wake-up for what would otherwise be many, and
+// under load that CPU is what bounds throughput. With one or two
+// clients waiting (latency matters most, and the loop may be polling)
+// every request goes out at once.
 func (l *evloop) flush() {
 	l.runAgain()
+	hold := l.coalesce && l.waiting > coalesceMinClients
 	for _, b := range l.towrite {
 		b.queued = false
-		if !b.dead {
+		switch {
+		case b.dead:
+		case hold && b.head < b.sent && !b.writing:
+			b.held = true
+		default:
 			l.writeConn(b)
 		}
 	}
@@ -610,7 +645,9 @@ func (l *evloop) exec(c *lclient, buf []byte) []byte {
 			}
 			b.wbuf = append(b.wbuf, s.raw...)
 			b.waiters = append(b.waiters, waiter{c: c, info: info, start: l.now})
-			c.owed++
+			if c.owed++; c.owed == 1 {
+				l.waiting++
+			}
 			c.on = b
 			sent++
 			if c.owed >= loopMaxOwed {
@@ -971,6 +1008,9 @@ func (l *evloop) closeClient(c *lclient) {
 		return
 	}
 	c.dead = true
+	if c.owed > 0 {
+		l.waiting-- // its replies are dropped as they arrive
+	}
 	if c.holdFrom != (time.Time{}) {
 		l.unpark(c)
 	}
@@ -1038,11 +1078,15 @@ func (l *evloop) sweepClients() {
 // ---------------------------------------------------------------- backends
 
 func (l *evloop) writeConn(b *lconn) {
+	if n := len(b.waiters) - b.sent; n > 0 {
+		l.p.m.backendBatch.Observe(float64(n))
+	}
 	var err error
 	if b.wbuf, err = writeOut(b.fd, b.wbuf, 4<<20); err != nil {
 		l.failConn(b, fmt.Errorf("write: %w", err))
 		return
 	}
+	b.sent = len(b.waiters)
 	want := len(b.wbuf) > 0
 	if want != b.writing {
 		b.writing = want
@@ -1097,16 +1141,34 @@ func (l *evloop) readConn(b *lconn) {
 		buf = buf[end:]
 	}
 	l.p.active.Add(int64(-answered))
-	if b.head == len(b.waiters) {
-		b.waiters, b.head = b.waiters[:0], 0
-		if b.retired {
-			l.failConn(b, errRetired)
-			return
-		}
+	if b.held && b.head >= b.sent {
+		b.held = false
+		b.queued = true
+		l.towrite = append(l.towrite, b)
 	}
+	if b.head == len(b.waiters) && b.retired {
+		l.failConn(b, errRetired)
+		return
+	}
+	b.compact()
 	b.in = b.in[:copy(b.in, buf)]
 	if cap(b.in) > 4*loopReadSize && len(b.in) < loopReadSize {
 		b.in = append(make([]byte, 0, loopReadSize), b.in...)
+	}
+}
+
+// compact drops the answered waiters from the start of b.waiters: all of
+// them once none is owed, else when they are many and at least half.
+func (b *lconn) compact() {
+	switch {
+	case b.head == len(b.waiters):
+		b.waiters, b.head, b.sent = b.waiters[:0], 0, 0
+	case b.head >= waitersCompactAt && 2*b.head >= len(b.waiters):
+		n := copy(b.waiters, b.waiters[b.head:])
+		clear(b.waiters[n:])
+		b.waiters = b.waiters[:n]
+		b.sent -= b.head
+		b.head = 0
 	}
 }
 
@@ -1119,7 +1181,9 @@ func (l *evloop) deliver(w waiter, reply []byte) {
 		return
 	}
 	c.out = append(c.out, reply...)
-	c.owed--
+	if c.owed--; c.owed == 0 {
+		l.waiting--
+	}
 	if len(c.out) > l.p.cfg.MaxOutput {
 		l.dropClient(c, "output_limit")
 		return
@@ -1162,7 +1226,7 @@ func (l *evloop) failConn(b *lconn, err error) {
 		l.deliver(w, reply)
 	}
 	l.p.active.Add(int64(-len(owed)))
-	b.waiters, b.head, b.wbuf, b.in = nil, 0, nil, nil
+	b.waiters, b.head, b.sent, b.wbuf, b.in = nil, 0, 0, nil, nil
 	if l.conns[b.pl] == b {
 		delete(l.conns, b.pl)
 		if err != errConnClosed && !l.stopped {

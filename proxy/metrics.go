@@ -17,6 +17,7 @@ type metrics struct {
 	holdTimeouts  prometheus.Counter
 	topologyEpoch prometheus.Gauge
 	busyPoll      prometheus.Counter
+	backendBatch  prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -70,10 +71,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "redis_proxy_busy_poll_seconds_total",
 			Help: "Time event loops spent polling for the next request instead of sleeping (REDIS_PROXY_BUSY_POLL).",
 		}),
+		backendBatch: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "redis_proxy_backend_write_commands",
+			Help:    "Commands per write of an event loop to a shared backend connection (REDIS_PROXY_COALESCE gathers more into one).",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 11), // 1 to 1024
+		}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.commands, m.latency, m.clients, m.clientsTotal, m.rejected,
-			m.backendConns, m.backendErrors, m.pinned, m.held, m.holdTimeouts, m.topologyEpoch, m.busyPoll)
+			m.backendConns, m.backendErrors, m.pinned, m.held, m.holdTimeouts, m.topologyEpoch, m.busyPoll, m.backendBatch)
 	}
 	return m
 }

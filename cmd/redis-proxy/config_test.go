@@ -14,7 +14,7 @@ import (
 // ours is cleared so the host environment cannot leak in.
 func setEnv(t *testing.T, kv map[string]string) {
 	t.Helper()
-	for _, name := range []string{"LISTEN", "SERVERS", "READ_FROM", "ADMIN_LISTEN", "POOL_SIZE", "EVENT_LOOPS", "BUSY_POLL", "MAX_CLIENTS",
+	for _, name := range []string{"LISTEN", "SERVERS", "READ_FROM", "ADMIN_LISTEN", "POOL_SIZE", "EVENT_LOOPS", "BUSY_POLL", "COALESCE", "MAX_CLIENTS",
 		"MAX_PINNED", "PASSWORD", "BACKEND_USERNAME", "BACKEND_PASSWORD", "MAX_BULK", "CLIENT_OUTPUT_LIMIT",
 		"IDLE_TIMEOUT", "CLIENT_WRITE_TIMEOUT", "HOLD_TIMEOUT", "MAX_HELD", "DIAL_TIMEOUT", "CHECK_INTERVAL",
 		"DOWN_AFTER", "LOG_LEVEL", "LOG_FORMAT"} {
@@ -54,6 +54,7 @@ func TestLoadConfigErrors(t *testing.T) {
 		{map[string]string{"SERVERS": "a:1", "EVENT_LOOPS": "65"}, `REDIS_PROXY_EVENT_LOOPS="65": want an integer from 0 to 64`},
 		{map[string]string{"SERVERS": "a:1", "BUSY_POLL": "11ms"}, `REDIS_PROXY_BUSY_POLL="11ms": want a duration from 0 to 10ms, such as 100us`},
 		{map[string]string{"SERVERS": "a:1", "BUSY_POLL": "-1us"}, `REDIS_PROXY_BUSY_POLL="-1µs": want a duration from 0 to 10ms, such as 100us`},
+		{map[string]string{"SERVERS": "a:1", "COALESCE": "sometimes"}, `REDIS_PROXY_COALESCE="sometimes": want true or false`},
 		{map[string]string{"SERVERS": "a:1", "READ_FROM": "slaves"}, `REDIS_PROXY_READ_FROM="slaves": want master or replicas`},
 		{map[string]string{"SERVERS": "a:1", "HOLD_TIMEOUT": "5"}, `REDIS_PROXY_HOLD_TIMEOUT="5": want a positive duration such as 5s`},
 		{map[string]string{"SERVERS": "a:1", "MAX_BULK": "big"}, `REDIS_PROXY_MAX_BULK="big": want a size such as 512MiB, 64KiB or 1048576`},
@@ -131,6 +132,24 @@ func TestBusyPollReachesTheProxy(t *testing.T) {
 		}
 		if got := c.proxyConfig(slog.New(slog.DiscardHandler)).BusyPoll; got != tc.want {
 			t.Errorf("BUSY_POLL=%q: proxy BusyPoll %v, want %v", tc.env, got, tc.want)
+		}
+	}
+}
+
+// TestCoalesceReachesTheProxy: coalescing is on by default, and false
+// makes the loops write every request at once.
+func TestCoalesceReachesTheProxy(t *testing.T) {
+	for _, tc := range []struct {
+		env         string // "" leaves the variable unset
+		writeAtOnce bool
+	}{{"", false}, {"true", false}, {"false", true}, {"0", true}} {
+		setEnv(t, map[string]string{"SERVERS": "a:1", "COALESCE": tc.env})
+		c, err := loadConfig()
+		if err != nil {
+			t.Fatalf("COALESCE=%q: %v", tc.env, err)
+		}
+		if got := c.proxyConfig(slog.New(slog.DiscardHandler)).WriteAtOnce; got != tc.writeAtOnce {
+			t.Errorf("COALESCE=%q: proxy WriteAtOnce %v, want %v", tc.env, got, tc.writeAtOnce)
 		}
 	}
 }

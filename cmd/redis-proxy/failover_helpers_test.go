@@ -42,6 +42,7 @@ func testConfig() Config {
 		PoolSize:           2,
 		EventLoops:         1,
 		BusyPoll:           100 * time.Microsecond,
+		Coalesce:           true,
 		MaxClients:         10000,
 		MaxPinned:          1000,
 		MaxBulk:            512 << 20,
