@@ -256,12 +256,17 @@ func TestCoalescingHoldsRequestsBehindAnUnansweredWrite(t *testing.T) {
 		t.Run(fmt.Sprintf("WriteAtOnce=%v", atOnce), func(t *testing.T) {
 			tp := startProxy(t, Config{EventLoops: 1, WriteAtOnce: atOnce}, r.Addr)
 			slow := stDial(t, tp.Addr)
-			clients := make([]*stConn, 5)
+			// The script's client waits, and each SET adds one more: the
+			// first coalesceMinClients-1 SETs go at once, the five after
+			// them wait for the script's reply and go together.
+			const held = 5
+			n := coalesceMinClients - 1 + held
+			clients := make([]*stConn, n)
 			for i := range clients {
 				clients[i] = stDial(t, tp.Addr)
 				stExpect(t, clients[i].do("PING"), "PONG") // connected and on the loop
 			}
-			slow.send(slowScript(600)...)
+			slow.send(slowScript(1000)...)
 			time.Sleep(50 * time.Millisecond) // the script is running
 			w0, c0, s0 := batches(t, tp)
 			for i, c := range clients {
@@ -273,16 +278,17 @@ func TestCoalescingHoldsRequestsBehindAnUnansweredWrite(t *testing.T) {
 				stExpect(t, c.read(), "OK")
 			}
 			w1, c1, s1 := batches(t, tp)
-			writes, commands, small := w1-w0, c1-c0, s1-s0
-			t.Logf("5 SETs behind a 600 ms script: %d commands in %d writes (%d of at most two)", commands, writes, small)
-			if commands != 5 {
-				t.Fatalf("%d commands written, want 5", commands)
+			writes, commands, small := int(w1-w0), int(c1-c0), int(s1-s0)
+			t.Logf("%d SETs behind a 1 s script: %d commands in %d writes (%d of at most two)", n, commands, writes, small)
+			if commands != n {
+				t.Fatalf("%d commands written, want %d", commands, n)
 			}
-			// The first SET leaves two clients waiting (not more than two):
-			// it goes at once; the other four wait for the script's reply.
-			if atOnce && writes != 5 || !atOnce && (writes != 2 || small != 1) {
-				t.Fatalf("%d writes (%d of one or two commands), want %s", writes, small,
-					map[bool]string{false: "2: the first SET alone, then the other four together", true: "5: each SET at once"}[atOnce])
+			if atOnce && writes != n {
+				t.Fatalf("%d writes, want %d: each SET at once", writes, n)
+			}
+			if !atOnce && (writes != n-held+1 || small != n-held) {
+				t.Fatalf("%d writes (%d of one or two commands), want %d: %d SETs alone, then %d together",
+					writes, small, n-held+1, n-held, held)
 			}
 			for i := range clients {
 				got, err := redis.String(r.Do("GET", "co:"+strconv.Itoa(i)))

@@ -102,12 +102,12 @@ type Config struct {
 	// zero, 100µs; negative: never.
 	BusyPoll time.Duration
 	// WriteAtOnce makes an event loop send every request to Redis as soon
-	// as it has read it. By default, while more than two of a loop's
+	// as it has read it. By default, while more than eight of a loop's
 	// clients await replies, requests for a connection whose last write is
 	// not yet answered wait for those replies and go out together in one
-	// write: less CPU in Redis and the proxy per request, for at most the
-	// time the proxy takes to turn the replies around (more when Redis is
-	// across a slow link, where WriteAtOnce is the better choice).
+	// write: less CPU in Redis and the proxy per request, for a wait of at
+	// most one round trip to Redis (long when Redis is across a slow link,
+	// where WriteAtOnce is the better choice).
 	WriteAtOnce bool
 	// Logger receives the proxy's logs. If nil, nothing is logged.
 	Logger *slog.Logger

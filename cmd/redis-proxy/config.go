@@ -32,7 +32,7 @@ type Config struct {
 	PoolSize   int           `split_words:"true" default:"2" desc:"shared connections per Redis server: one per event loop, the rest (at least one) for clients on goroutines" accepts:"an integer from 1 to 64"`
 	EventLoops int           `split_words:"true" default:"1" desc:"event loops (threads) serving clients with stateless commands; 0: a goroutine per client" accepts:"an integer from 0 to 64"`
 	BusyPoll   time.Duration `split_words:"true" default:"100us" desc:"with one or two clients, an event loop polls this long for the next request before it sleeps (lower latency for up to this much CPU per request); 0 never" accepts:"a duration from 0 to 10ms, such as 100us"`
-	Coalesce   bool          `default:"true" desc:"while more than two clients of an event loop await replies, requests wait for the replies to the connection's last write and then go to Redis together (less CPU per request under load); false: every request at once (a Redis across a slow link)" accepts:"true or false"`
+	Coalesce   bool          `default:"true" desc:"while more than eight clients of an event loop await replies, requests wait for the replies to the connection's last write and then go to Redis together (less CPU per request under load); false: every request at once (a Redis across a slow link)" accepts:"true or false"`
 	MaxClients int           `split_words:"true" default:"10000" desc:"client connections accepted at once" accepts:"a positive integer"`
 	MaxPinned  int           `split_words:"true" default:"1000" desc:"dedicated backend connections for stateful sessions (MULTI, blocking, pub/sub, ...)" accepts:"a positive integer"`
 	Password   string        `desc:"password clients must give with AUTH; empty: no AUTH needed" accepts:"a string"`
