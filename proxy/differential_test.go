@@ -1203,7 +1203,10 @@ func dtReplyOf(cmds []dtCmd, i int, replies [][]byte, err error) []byte {
 // dtRun sends cmds to both servers in batches of random sizes and reports
 // the first reply that differs, with the commands before it. It returns
 // whether the replies were the same throughout.
-func dtRun(t *testing.T, name string, seed int64, cmds []dtCmd, direct, proxied *dtConn) bool {
+//
+// With cuts, a batch ends only where cuts says it may (the end of a
+// transaction, say).
+func dtRun(t *testing.T, name string, seed int64, cmds []dtCmd, direct, proxied *dtConn, cuts ...map[int]bool) bool {
 	r := rand.New(rand.NewSource(seed ^ 0x5eed))
 	var req []byte
 	for start := 0; start < len(cmds); {
@@ -1215,6 +1218,9 @@ func dtRun(t *testing.T, name string, seed int64, cmds []dtCmd, direct, proxied 
 			size = 2 + r.Intn(200)
 		}
 		end := min(start+size, len(cmds))
+		for len(cuts) > 0 && end < len(cmds) && !cuts[0][end] {
+			end++
+		}
 		batch := cmds[start:end]
 		req = req[:0]
 		n := 0

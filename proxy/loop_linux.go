@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -67,6 +68,11 @@ const (
 	// waiters that are dropped (when they are at least half of it) even
 	// though some are still owed: a busy connection never runs dry.
 	waitersCompactAt = 1024
+
+	// txBlockMax bounds a transaction the loop sends on its shared
+	// connection as one block (see txBlock); a larger one runs on a
+	// dedicated connection.
+	txBlockMax = 64 << 20
 )
 
 // evloop is one event loop; a Proxy runs Config.EventLoops of them.
@@ -134,6 +140,10 @@ type lclient struct {
 	blocked  time.Time // output pending since (zero: all written)
 	lastRead time.Time
 	epoch    uint32 // the loop's window in which it was last read
+	// A transaction arriving in pieces: where txBlock goes on (0: none),
+	// and its commands so far.
+	txOff   int
+	txInfos []*cmdInfo
 }
 
 // lconn is a loop's own shared connection to one server.
@@ -480,7 +490,11 @@ func (l *evloop) readClient(c *lclient) {
 			// A half-close (the client shut its side down after its last
 			// command): as on Redis, the commands it sent are answered.
 			c.eof = true
-			l.afterRun(c)
+			if len(c.in) > 0 && !c.stop {
+				l.runClient(c) // a transaction still arriving runs as sent so far
+			} else {
+				l.afterRun(c)
+			}
 		default:
 			l.closeClient(c)
 		}
@@ -672,6 +686,47 @@ func (l *evloop) exec(c *lclient, buf []byte) []byte {
 			s.resetState()
 			c.out = append(c.out, "+RESET\r\n"...)
 		default: // kPin, kTunnel: the goroutine path from this command on
+			if s.op == opMulti && !c.eof && c.protoErr == "" {
+				end := l.txBlock(c, rt.table, buf, n, info)
+				if end == 0 { // the block is still arriving
+					p.active.Add(int64(sent - 1))
+					return buf
+				}
+				c.txOff = 0
+				if end > 0 {
+					b := l.conn(rt.master)
+					if b == nil || (c.owed > 0 && b != c.on) {
+						c.stop = true
+						if b == nil && c.owed == 0 {
+							l.park(c)
+						}
+						p.active.Add(int64(sent - 1))
+						return buf
+					}
+					if len(b.wbuf) == 0 && !b.queued {
+						b.queued = true
+						l.towrite = append(l.towrite, b)
+					}
+					b.wbuf = append(b.wbuf, buf[:end]...)
+					for _, ti := range c.txInfos {
+						b.waiters = append(b.waiters, waiter{c: c, info: ti, start: l.now})
+					}
+					if c.owed == 0 {
+						l.waiting++
+					}
+					c.owed += len(c.txInfos)
+					c.on = b
+					sent += len(c.txInfos)
+					if c.owed >= loopMaxOwed {
+						c.stop = true
+					}
+					if cap(c.txInfos) > 1024 {
+						c.txInfos = nil
+					}
+					buf = buf[end:]
+					continue
+				}
+			}
 			c.handoff = true
 			c.stop = true
 			p.active.Add(int64(sent - 1))
@@ -684,6 +739,74 @@ func (l *evloop) exec(c *lclient, buf []byte) []byte {
 		s.local = nil
 	}
 	return buf
+}
+
+// txBlock looks at the transaction that starts at buf with MULTI (n bytes,
+// info its entry). When the client sent the whole of it (through EXEC or
+// DISCARD) and nothing in it touches the connection's state or is the
+// proxy's to answer, the block can go to the master's shared connection
+// as one write: nothing else comes between its commands there, and EXEC
+// or DISCARD leaves the connection as it was. txBlock returns the block's
+// length then, with the entry of each of its commands in c.txInfos; 0 if
+// a command of it is still arriving (the next call, on the same block with
+// more bytes, goes on from there); -1 if it needs a dedicated connection:
+// it is not all there (the client waits for replies in between), too
+// large, or holds such a command.
+func (l *evloop) txBlock(c *lclient, t *cmdTable, buf []byte, n int, info *cmdInfo) int {
+	off := c.txOff
+	if off == 0 {
+		off = n
+		c.txInfos = append(c.txInfos[:0], info)
+	}
+	for off < len(buf) {
+		if off > txBlockMax {
+			return -1
+		}
+		cmd, m, perr := l.parseCommand(buf[off:])
+		switch {
+		case perr != "":
+			return -1
+		case m == 0:
+			c.txOff = off
+			return 0
+		case len(cmd.Args) == 0:
+			return -1
+		}
+		ti := c.s.lookups.lookup(t, cmd.Args)
+		c.txInfos = append(c.txInfos, ti)
+		off += m
+		switch {
+		case ti.name == "exec" || ti.name == "discard":
+			if len(cmd.Args) != 1 {
+				return -1 // refused, and the transaction ends: let Redis say so on a connection of its own
+			}
+			return off
+		case txStateful(ti.name):
+			return -1
+		}
+	}
+	// Read to a command's end inside the block: more is on its way if
+	// the socket holds it (a large block comes in several reads); if not,
+	// the client may be waiting for the replies so far.
+	if n, err := unix.IoctlGetInt(c.fd, unix.SIOCINQ); err == nil && n > 0 && off <= txBlockMax {
+		c.txOff = off
+		return 0
+	}
+	return -1
+}
+
+// txStateful reports whether a command queued in a transaction changes the
+// connection when EXEC runs it, is one the proxy answers or refuses itself
+// (see classifyCommand), or waits for the connection's own writes (WAIT).
+// Blocking commands do not block inside a transaction.
+func txStateful(name string) bool {
+	switch name {
+	case "auth", "hello", "quit", "reset", "select", "multi", "watch", "unwatch",
+		"subscribe", "psubscribe", "ssubscribe", "monitor", "unsubscribe", "punsubscribe", "sunsubscribe",
+		"replicaof", "slaveof", "failover", "sync", "psync", "shutdown", "config|set", "wait", "waitaof":
+		return true
+	}
+	return strings.HasPrefix(name, "client")
 }
 
 // route picks the loop connection for a forwarded command, or nil when
@@ -1059,7 +1182,9 @@ func (l *evloop) handoff(c *lclient) {
 	if !l.p.handoffs.push(lc) {
 		nc.Close()
 		c.s.end()
+		return
 	}
+	l.p.m.handoffs.Inc()
 }
 
 // sweepClients closes idle clients and those that stopped reading.

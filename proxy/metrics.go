@@ -18,6 +18,7 @@ type metrics struct {
 	topologyEpoch prometheus.Gauge
 	busyPoll      prometheus.Counter
 	backendBatch  prometheus.Histogram
+	handoffs      prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -76,10 +77,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help:    "Commands per write of an event loop to a shared backend connection (REDIS_PROXY_COALESCE gathers more into one).",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 11), // 1 to 1024
 		}),
+		handoffs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "redis_proxy_loop_handoffs_total",
+			Help: "Clients moved from an event loop to a goroutine of their own by a command that needs a dedicated connection.",
+		}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.commands, m.latency, m.clients, m.clientsTotal, m.rejected,
-			m.backendConns, m.backendErrors, m.pinned, m.held, m.holdTimeouts, m.topologyEpoch, m.busyPoll, m.backendBatch)
+			m.backendConns, m.backendErrors, m.pinned, m.held, m.holdTimeouts, m.topologyEpoch, m.busyPoll, m.backendBatch, m.handoffs)
 	}
 	return m
 }

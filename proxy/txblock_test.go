@@ -1,0 +1,320 @@
+//go:build linux
+
+package proxy
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// dtBlock makes one step of the commands (space-separated words, no
+// quoting) encoded as multibulk, as client libraries write them, sent in
+// one write.
+func dtBlock(client int, cmds ...string) []dtStep {
+	var b []byte
+	for _, c := range cmds {
+		b = append(b, stCmd(strings.Fields(c)...)...)
+	}
+	return []dtStep{{client, string(b), len(cmds)}}
+}
+
+// A transaction a client sends whole (MULTI through EXEC or DISCARD, in
+// multibulk, as client libraries pipeline it) runs on the loop's shared
+// connection, replies the same as Redis's, and leaves the client on the
+// loop; one that needs a connection of its own (a queued SELECT, CLIENT,
+// WATCH, SUBSCRIBE, a nested MULTI, an EXEC with arguments, or a client
+// waiting for replies in between) moves to a goroutine, as before.
+func TestTransactionBlocksOnTheLoop(t *testing.T) {
+	if *eventLoops < 0 {
+		t.Skip("no event loops in this run (-eventloops=-1)")
+	}
+	direct, backend := dtRedisPair(t)
+	cases := []struct {
+		name   string
+		onLoop bool
+		steps  func(k string) []dtStep
+	}{
+		{"exec", true, func(k string) []dtStep {
+			return dtBlock(0, "MULTI", "SET "+k+" a", "INCR "+k+":n", "GET "+k, "EXEC", "GET "+k+":n")
+		}},
+		{"discard", true, func(k string) []dtStep {
+			return dtBlock(0, "MULTI", "SET "+k+" a", "DISCARD", "GET "+k)
+		}},
+		{"empty", true, func(k string) []dtStep { return dtBlock(0, "MULTI", "EXEC") }},
+		{"unknown command aborts it", true, func(k string) []dtStep {
+			return dtBlock(0, "MULTI", "NOSUCHCMD x", "SET "+k+" a", "EXEC", "GET "+k)
+		}},
+		{"arity error aborts it", true, func(k string) []dtStep {
+			return dtBlock(0, "MULTI", "GET", "SET "+k+" a", "EXEC", "GET "+k)
+		}},
+		{"error at run time", true, func(k string) []dtStep {
+			return dtBlock(0, "MULTI", "SET "+k+" a", "INCR "+k, "APPEND "+k+" b", "EXEC", "GET "+k)
+		}},
+		{"blocking pop and script inside", true, func(k string) []dtStep {
+			return dtBlock(0, "MULTI", "BLPOP "+k+":l 0", "EVAL return(redis.call('incr',KEYS[1])) 1 "+k+":n", "EXEC")
+		}},
+		{"two blocks and plain commands in one write", true, func(k string) []dtStep {
+			return dtBlock(0, "SET "+k+" a", "MULTI", "APPEND "+k+" b", "EXEC", "GET "+k, "MULTI", "APPEND "+k+" c", "DISCARD", "GET "+k)
+		}},
+		{"sent in two writes cut inside a command", true, func(k string) []dtStep {
+			s := dtBlock(0, "MULTI", "SET "+k+" a", "INCR "+k+":n", "EXEC")[0].send
+			cut := strings.Index(s, "INCR") + 2
+			return []dtStep{{0, s[:cut], 0}, {0, s[cut:], 4}}
+		}},
+		{"one by one", false, func(k string) []dtStep {
+			return append(append(dtBlock(0, "MULTI"), dtBlock(0, "SET "+k+" a")...), dtBlock(0, "EXEC")...)
+		}},
+		{"select inside", false, func(k string) []dtStep {
+			return dtBlock(0, "MULTI", "SELECT 1", "SET "+k+" a", "EXEC", "GET "+k)
+		}},
+		{"client setname inside", false, func(k string) []dtStep {
+			return dtBlock(0, "MULTI", "CLIENT SETNAME tx", "EXEC", "CLIENT GETNAME")
+		}},
+		{"watch inside", false, func(k string) []dtStep {
+			return dtBlock(0, "MULTI", "WATCH "+k, "SET "+k+" a", "EXEC")
+		}},
+		{"nested multi", false, func(k string) []dtStep {
+			return dtBlock(0, "MULTI", "MULTI", "SET "+k+" a", "EXEC", "GET "+k)
+		}},
+		{"exec with an argument", false, func(k string) []dtStep {
+			return dtBlock(0, "MULTI", "SET "+k+" a", "EXEC x", "GET "+k)
+		}},
+		{"subscribe inside", false, func(k string) []dtStep {
+			return dtBlock(0, "MULTI", "SUBSCRIBE "+k, "EXEC")
+		}},
+		{"inline", true, func(k string) []dtStep {
+			return dtPipelined(0, "MULTI", "SET "+k+" a", "EXEC", "GET "+k)
+		}},
+	}
+	for i, c := range cases {
+		t.Run(strings.ReplaceAll(c.name, " ", "_"), func(t *testing.T) {
+			tp := startProxy(t, Config{}, backend)
+			dtScenario(t, direct, tp.Addr, c.steps("tx"+strconv.Itoa(i)))
+			handoffs := testutil.ToFloat64(tp.m.handoffs)
+			pinned := testutil.ToFloat64(tp.m.pinned)
+			if c.onLoop && (handoffs != 0 || pinned != 0) {
+				t.Errorf("the client left the loop (%v hand-offs, %v pinned connections); want it served on the loop", handoffs, pinned)
+			}
+			if !c.onLoop && handoffs != 1 {
+				t.Errorf("%v hand-offs; want the client moved to a dedicated connection", handoffs)
+			}
+		})
+	}
+}
+
+// Transactions sent whole by many clients at once, among plain commands
+// on the same keys, run atomically: in every EXEC's reply the counter
+// moved by exactly one between its two increments, whatever the other
+// clients did. No client leaves the loop.
+func TestTransactionBlocksAreAtomicOnTheSharedConnection(t *testing.T) {
+	if *eventLoops < 0 {
+		t.Skip("no event loops in this run (-eventloops=-1)")
+	}
+	_, backend := dtRedisPair(t)
+	tp := startProxy(t, Config{}, backend)
+	const txClients, plainClients, rounds = 8, 4, 200
+	block := stCmds([]string{"MULTI"}, []string{"INCR", "atomic:n"}, []string{"INCR", "atomic:n"}, []string{"EXEC"})
+	plain := stCmd("INCR", "atomic:n")
+	var wg sync.WaitGroup
+	errs := make(chan error, txClients+plainClients)
+	for i := 0; i < txClients+plainClients; i++ {
+		c := stDial(t, tp.Addr)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := 0; r < rounds; r++ {
+				if i >= txClients {
+					if _, err := c.nc.Write(plain); err != nil {
+						errs <- err
+						return
+					}
+					if v, err := c.tryRead(5 * time.Second); err != nil || v.typ != ':' {
+						errs <- fmt.Errorf("INCR: %v %v", v, err)
+						return
+					}
+					continue
+				}
+				if _, err := c.nc.Write(block); err != nil {
+					errs <- err
+					return
+				}
+				var got []stValue
+				for j := 0; j < 4; j++ {
+					v, err := c.tryRead(5 * time.Second)
+					if err != nil {
+						errs <- fmt.Errorf("transaction reply %d: %v", j, err)
+						return
+					}
+					got = append(got, v)
+				}
+				if got[0].String() != "OK" || got[1].String() != "QUEUED" || got[2].String() != "QUEUED" {
+					errs <- fmt.Errorf("replies %v, want OK, QUEUED, QUEUED, then EXEC's", got)
+					return
+				}
+				if e := got[3].elems; len(e) != 2 || e[0].typ != ':' || e[1].typ != ':' || e[1].num != e[0].num+1 {
+					errs <- fmt.Errorf("EXEC replied %v: want two consecutive counts", got[3])
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if h, p := testutil.ToFloat64(tp.m.handoffs), testutil.ToFloat64(tp.m.pinned); h != 0 || p != 0 {
+		t.Fatalf("%v hand-offs, %v pinned connections: want every client on the loop", h, p)
+	}
+	c := stDial(t, tp.Addr)
+	stExpect(t, c.do("GET", "atomic:n"), strconv.Quote(strconv.Itoa(txClients*rounds*2+plainClients*rounds)))
+}
+
+// A client that shuts its side down in the middle of a transaction's
+// block gets what Redis gives it: the replies to the complete commands
+// (MULTI's OK, QUEUED), then the close; the transaction never runs.
+func TestTransactionHalfClosedMidBlock(t *testing.T) {
+	direct, backend := dtRedisPair(t)
+	tp := startProxy(t, Config{}, backend)
+	s := string(stCmds([]string{"MULTI"}, []string{"SET", "half:k", "a"}, []string{"INCR", "half:n"}))
+	s = s[:len(s)-5]
+	var got [2][]byte
+	for i, addr := range []string{direct, tp.Addr} {
+		c := stDial(t, addr)
+		c.write([]byte(s))
+		time.Sleep(50 * time.Millisecond) // read as a block still arriving
+		if err := c.nc.(*net.TCPConn).CloseWrite(); err != nil {
+			t.Fatal(err)
+		}
+		var closed bool
+		if got[i], closed = c.readUntilClosed(5 * time.Second); !closed {
+			t.Fatalf("%s: still open 5s after the half-close; read %q", addr, got[i])
+		}
+	}
+	if string(got[0]) != string(got[1]) {
+		t.Fatalf("after a half-close mid-transaction: redis sent %q, the proxy %q", got[0], got[1])
+	}
+	rc, err := redis.Dial("tcp", backend)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	if r, err := redis.Int(rc.Do("EXISTS", "half:k")); err != nil || r != 0 {
+		t.Fatalf("EXISTS half:k = %v (%v) behind the proxy: the transaction ran", r, err)
+	}
+}
+
+// txBlocks generates commands of the families that keep a session on the
+// event loop, a third of them in transactions of up to five commands, and
+// marks where each plain command or whole transaction ends.
+func (g *dtGen) txBlocks(n int) (cmds []dtCmd, ends map[int]bool) {
+	fams := []func(){g.strings, g.counters, g.lists, g.hashes, g.sets, g.zsets, g.streams,
+		g.bitmaps, g.hll, g.geo, g.keyspace, g.scripts,
+		func() { g.cmd(g.pick("NOSUCHCMD", "nosuchcmd", "CONFIG"), g.val()) }} // (a CLIENT subcommand would need a dedicated connection)
+	ends = map[int]bool{}
+	for len(g.out) < n {
+		if g.chance(3) {
+			g.cmd("MULTI")
+			g.inMulti, g.queued = true, []dtNorm{}
+			for i := g.r.Intn(6); i > 0; i-- {
+				fams[g.r.Intn(len(fams))]()
+			}
+			g.inMulti = false
+			if g.chance(5) {
+				g.cmd("DISCARD")
+			} else {
+				g.cmd("EXEC").queued = g.queued
+			}
+			g.queued = nil
+		} else {
+			fams[g.r.Intn(len(fams))]()
+		}
+		ends[len(g.out)] = true
+	}
+	return g.out, ends
+}
+
+// A random sequence over twelve command families and unknown commands, with transactions,
+// each sent whole (in batches of random sizes that never cut one): the
+// proxy's replies equal Redis's, and the session never leaves the loop.
+func TestDifferentialTransactionBlocks(t *testing.T) {
+	if *eventLoops < 0 {
+		t.Skip("no event loops in this run (-eventloops=-1)")
+	}
+	seed := dtSeed(t)
+	direct, backend := dtRedisPair(t)
+	tp := startProxy(t, Config{}, backend)
+	cmds, ends := newDTGen(seed, "tb:", false, false).txBlocks(dtCount(5000))
+	txs := 0
+	for _, c := range cmds {
+		if c.args[0] == "MULTI" {
+			txs++
+		}
+	}
+	start := time.Now()
+	if !dtRun(t, "sequence", seed, cmds, dtDial(t, direct), dtDial(t, tp.Addr), ends) {
+		return
+	}
+	t.Logf("%d commands (%d transactions), identical replies, %v", len(cmds), txs, time.Since(start).Round(time.Millisecond))
+	if h := testutil.ToFloat64(tp.m.handoffs); h != 0 {
+		t.Fatalf("%v hand-offs: the session left the loop", h)
+	}
+}
+
+// A transaction of 600 000 commands (16 MB), read in many pieces, is scanned once
+// (each read goes on where the last stopped) and runs on the loop: it
+// takes about as long through the proxy as on Redis.
+func TestHugeTransactionIsScannedOnce(t *testing.T) {
+	if *eventLoops < 0 {
+		t.Skip("no event loops in this run (-eventloops=-1)")
+	}
+	direct, backend := dtRedisPair(t)
+	tp := startProxy(t, Config{}, backend)
+	const n = 600000
+	cmds := [][]string{{"MULTI"}}
+	want := []byte("+OK\r\n")
+	for i := 0; i < n; i++ {
+		cmds = append(cmds, []string{"INCR", "huge:tx"})
+		want = append(want, "+QUEUED\r\n"...)
+	}
+	cmds = append(cmds, []string{"EXEC"}, []string{"DEL", "huge:tx"})
+	want = fmt.Appendf(want, "*%d\r\n", n)
+	for i := 1; i <= n; i++ {
+		want = fmt.Appendf(want, ":%d\r\n", i)
+	}
+	want = append(want, ":1\r\n"...)
+	req := stCmds(cmds...)
+	send := func(addr string) time.Duration {
+		c := stDial(t, addr)
+		c.nc.SetDeadline(time.Now().Add(60 * time.Second))
+		start := time.Now()
+		go c.nc.Write(req)
+		got := make([]byte, len(want))
+		if _, err := io.ReadFull(c.br, got); err != nil {
+			t.Fatalf("%s: read: %v", addr, err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("%s: the replies differ from what Redis gives (%d bytes)", addr, len(got))
+		}
+		return time.Since(start)
+	}
+	d := send(direct)
+	p := send(tp.Addr)
+	t.Logf("%d-command transaction (%d bytes): direct %v, through the proxy %v (%.1fx)", n, len(req), d, p, p.Seconds()/d.Seconds())
+	if p > 4*d+time.Second {
+		t.Fatalf("through the proxy %v, direct %v: more than 4 times as long", p, d)
+	}
+	if h := testutil.ToFloat64(tp.m.handoffs); h != 0 {
+		t.Fatalf("%v hand-offs: the transaction left the loop", h)
+	}
+}
