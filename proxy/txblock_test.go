@@ -15,6 +15,8 @@ import (
 
 	"github.com/gomodule/redigo/redis"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/redis-proxy/redis-proxy/internal/redistest"
 )
 
 // dtBlock makes one step of the commands (space-separated words, no
@@ -316,5 +318,44 @@ func TestHugeTransactionIsScannedOnce(t *testing.T) {
 	}
 	if h := testutil.ToFloat64(tp.m.handoffs); h != 0 {
 		t.Fatalf("%v hand-offs: the transaction left the loop", h)
+	}
+}
+
+// With reads split to replicas, a transaction sent whole right after
+// reads goes to the master once the replica has answered them, inside
+// the transaction reads run on the master too, and the replies keep the
+// order of the requests.
+func TestTransactionBlockAfterReplicaReads(t *testing.T) {
+	if *eventLoops < 0 {
+		t.Skip("no event loops in this run (-eventloops=-1)")
+	}
+	m := redistest.Start(t)
+	r1 := redistest.Start(t)
+	r1.ReplicaOf(m)
+	tp := startProxy(t, Config{ReadFrom: ReadFromReplicas}, m.Addr, r1.Addr)
+	c := stDial(t, tp.Addr)
+	stExpect(t, c.do("SET", "txr:k", "old"), "OK")
+	stEventually(t, 5*time.Second, "txr:k replicated", func() bool {
+		v, err := redis.String(r1.Do("GET", "txr:k"))
+		return err == nil && v == "old"
+	})
+	for _, s := range []*redistest.Server{m, r1} {
+		if _, err := s.Do("CONFIG", "RESETSTAT"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.write(stCmds([]string{"GET", "txr:k"}, []string{"MULTI"}, []string{"SET", "txr:k", "new"}, []string{"GET", "txr:k"},
+		[]string{"EXEC"}, []string{"INCR", "txr:n"}))
+	for _, want := range []string{`"old"`, "OK", "QUEUED", "QUEUED", `[OK,"new"]`, "1"} {
+		stExpect(t, c.read(), want)
+	}
+	if got := stCmdStat(t, r1, "get"); got != 1 {
+		t.Fatalf("GET calls on the replica = %d, want 1 (the read before the transaction)", got)
+	}
+	if got := stCmdStat(t, m, "get"); got != 1 {
+		t.Fatalf("GET calls on the master = %d, want 1 (the read inside the transaction)", got)
+	}
+	if h := testutil.ToFloat64(tp.m.handoffs); h != 0 {
+		t.Fatalf("%v hand-offs: the client left the loop", h)
 	}
 }
