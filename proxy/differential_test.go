@@ -1054,9 +1054,7 @@ func (g *dtGen) transaction() {
 			g.counters() // may touch a watched key: EXEC then aborts
 		}
 	}
-	g.cmd("MULTI")
-	g.inMulti, g.queued = true, []dtNorm{}
-	for i := g.r.Intn(6); i > 0; i-- {
+	g.multi(func() {
 		switch g.r.Intn(10) {
 		case 0:
 			// The proxy tracks the database a queued SELECT moves to;
@@ -1075,6 +1073,15 @@ func (g *dtGen) transaction() {
 		default:
 			g.one(true)
 		}
+	})
+}
+
+// multi emits MULTI, up to five commands made by inner, and EXEC or DISCARD.
+func (g *dtGen) multi(inner func()) {
+	g.cmd("MULTI")
+	g.inMulti, g.queued = true, []dtNorm{}
+	for i := g.r.Intn(6); i > 0; i-- {
+		inner()
 	}
 	g.inMulti = false
 	if g.chance(5) {

@@ -646,28 +646,11 @@ func (l *evloop) exec(c *lclient, buf []byte) []byte {
 			}
 		case kForward, kRead, kScan:
 			b := l.route(rt, k, c)
-			if b == nil || (c.owed > 0 && b != c.on) {
-				c.stop = true
-				if b == nil && c.owed == 0 {
-					l.park(c)
-				}
+			if !l.mayQueue(c, b) {
 				p.active.Add(int64(sent - 1))
 				return buf
 			}
-			if len(b.wbuf) == 0 && !b.queued {
-				b.queued = true
-				l.towrite = append(l.towrite, b)
-			}
-			b.wbuf = append(b.wbuf, s.raw...)
-			b.waiters = append(b.waiters, waiter{c: c, info: info, start: l.now})
-			if c.owed++; c.owed == 1 {
-				l.waiting++
-			}
-			c.on = b
-			sent++
-			if c.owed >= loopMaxOwed {
-				c.stop = true
-			}
+			sent += l.queue(c, b, s.raw, info)
 		case kQuit:
 			if c.owed > 0 {
 				c.stop = true
@@ -695,31 +678,11 @@ func (l *evloop) exec(c *lclient, buf []byte) []byte {
 				c.txOff = 0
 				if end > 0 {
 					b := l.conn(rt.master)
-					if b == nil || (c.owed > 0 && b != c.on) {
-						c.stop = true
-						if b == nil && c.owed == 0 {
-							l.park(c)
-						}
+					if !l.mayQueue(c, b) {
 						p.active.Add(int64(sent - 1))
 						return buf
 					}
-					if len(b.wbuf) == 0 && !b.queued {
-						b.queued = true
-						l.towrite = append(l.towrite, b)
-					}
-					b.wbuf = append(b.wbuf, buf[:end]...)
-					for _, ti := range c.txInfos {
-						b.waiters = append(b.waiters, waiter{c: c, info: ti, start: l.now})
-					}
-					if c.owed == 0 {
-						l.waiting++
-					}
-					c.owed += len(c.txInfos)
-					c.on = b
-					sent += len(c.txInfos)
-					if c.owed >= loopMaxOwed {
-						c.stop = true
-					}
+					sent += l.queue(c, b, buf[:end], c.txInfos...)
 					if cap(c.txInfos) > 1024 {
 						c.txInfos = nil
 					}
@@ -739,6 +702,42 @@ func (l *evloop) exec(c *lclient, buf []byte) []byte {
 		s.local = nil
 	}
 	return buf
+}
+
+// mayQueue reports whether c's next request can go to b now; if not, c
+// stops: b is not up (c waits for it, parked, unless replies are owed),
+// or c is owed replies from another connection (they come first).
+func (l *evloop) mayQueue(c *lclient, b *lconn) bool {
+	if b == nil || (c.owed > 0 && b != c.on) {
+		c.stop = true
+		if b == nil && c.owed == 0 {
+			l.park(c)
+		}
+		return false
+	}
+	return true
+}
+
+// queue adds raw, the requests whose entries are infos, to b's next write,
+// and returns how many they are.
+func (l *evloop) queue(c *lclient, b *lconn, raw []byte, infos ...*cmdInfo) int {
+	if len(b.wbuf) == 0 && !b.queued {
+		b.queued = true
+		l.towrite = append(l.towrite, b)
+	}
+	b.wbuf = append(b.wbuf, raw...)
+	for _, info := range infos {
+		b.waiters = append(b.waiters, waiter{c: c, info: info, start: l.now})
+	}
+	if c.owed == 0 {
+		l.waiting++
+	}
+	c.owed += len(infos)
+	c.on = b
+	if c.owed >= loopMaxOwed {
+		c.stop = true
+	}
+	return len(infos)
 }
 
 // txBlock looks at the transaction that starts at buf with MULTI (n bytes,

@@ -226,18 +226,7 @@ func (g *dtGen) txBlocks(n int) (cmds []dtCmd, ends map[int]bool) {
 	ends = map[int]bool{}
 	for len(g.out) < n {
 		if g.chance(3) {
-			g.cmd("MULTI")
-			g.inMulti, g.queued = true, []dtNorm{}
-			for i := g.r.Intn(6); i > 0; i-- {
-				fams[g.r.Intn(len(fams))]()
-			}
-			g.inMulti = false
-			if g.chance(5) {
-				g.cmd("DISCARD")
-			} else {
-				g.cmd("EXEC").queued = g.queued
-			}
-			g.queued = nil
+			g.multi(func() { fams[g.r.Intn(len(fams))]() })
 		} else {
 			fams[g.r.Intn(len(fams))]()
 		}
