@@ -309,6 +309,13 @@ func fzSeeds() []string {
 		"*2\r\n",
 		// transactions and connection state
 		"MULTI\r\nSET fzm 1\r\nINCR fzm\r\n",
+		// transactions sent whole, in pieces, and broken inside
+		"*1\r\n$5\r\nMULTI\r\n" + set + get + "*1\r\n$4\r\nEXEC\r\n" + get,
+		"*1\r\n$5\r\nMULTI\r\n" + set + "*1\r\n$7\r\nDISCARD\r\n*1\r\n$5\r\nMULTI\r\n*1\r\n$4\r\nEXEC\r\n",
+		"*1\r\n$5\r\nMULTI\r\n" + set + "*2\r\n$3\r\nGET",
+		"*1\r\n$5\r\nMULTI\r\n" + set + "*1\r\n$x\r\nEXEC\r\n",
+		"*1\r\n$5\r\nMULTI\r\n" + set + "*2\r\n$4\r\nEXEC\r\n$1\r\nx\r\n" + get,
+		"MULTI\r\nSET fzm a\x00b\r\nEXEC\r\n", // inline: Redis would wait for the line's end forever
 		"MULTI\r\nSET fzm 1\r\nEXEC\r\nEXEC\r\nDISCARD\r\n",
 		"WATCH fzw\r\nMULTI\r\nSELECT 2\r\nEXEC\r\n",
 		"SELECT 3\r\nSET fzs x\r\nMULTI\r\nSELECT 0\r\n",

@@ -750,15 +750,21 @@ func (l *evloop) queue(c *lclient, b *lconn, raw []byte, infos ...*cmdInfo) int 
 // a command of it is still arriving (the next call, on the same block with
 // more bytes, goes on from there); -1 if it needs a dedicated connection:
 // it is not all there (the client waits for replies in between), too
-// large, or holds such a command.
+// large, or holds such a command, or an inline one: the block goes to
+// Redis as the client wrote it, and Redis's reading of an inline line is
+// not the proxy's (elsewhere the proxy forwards inline commands in
+// multibulk form).
 func (l *evloop) txBlock(c *lclient, t *cmdTable, buf []byte, n int, info *cmdInfo) int {
+	if buf[0] != '*' {
+		return -1
+	}
 	off := c.txOff
 	if off == 0 {
 		off = n
 		c.txInfos = append(c.txInfos[:0], info)
 	}
 	for off < len(buf) {
-		if off > txBlockMax {
+		if off > txBlockMax || buf[off] != '*' {
 			return -1
 		}
 		cmd, m, perr := l.parseCommand(buf[off:])

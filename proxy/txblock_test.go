@@ -94,7 +94,7 @@ func TestTransactionBlocksOnTheLoop(t *testing.T) {
 		{"subscribe inside", false, func(k string) []dtStep {
 			return dtBlock(0, "MULTI", "SUBSCRIBE "+k, "EXEC")
 		}},
-		{"inline", true, func(k string) []dtStep {
+		{"inline", false, func(k string) []dtStep {
 			return dtPipelined(0, "MULTI", "SET "+k+" a", "EXEC", "GET "+k)
 		}},
 	}
@@ -232,6 +232,9 @@ func (g *dtGen) txBlocks(n int) (cmds []dtCmd, ends map[int]bool) {
 		}
 		ends[len(g.out)] = true
 	}
+	for i := range g.out {
+		g.out[i].inline = false // as client libraries write them
+	}
 	return g.out, ends
 }
 
@@ -346,5 +349,25 @@ func TestTransactionBlockAfterReplicaReads(t *testing.T) {
 	}
 	if h := testutil.ToFloat64(tp.m.handoffs); h != 0 {
 		t.Fatalf("%v hand-offs: the client left the loop", h)
+	}
+}
+
+// An inline transaction never goes to the shared connection as written:
+// Redis reads inline lines its own way (here it looks for the line's end
+// only up to the NUL byte, and would wait for more forever, holding up
+// every other client's commands behind it on that connection).
+func TestInlineTransactionDoesNotReachTheSharedConnection(t *testing.T) {
+	tp := startProxy(t, Config{}, redistest.Start(t).Addr)
+	a, b := stDial(t, tp.Addr), stDial(t, tp.Addr)
+	a.write([]byte("MULTI\r\nSET inl:k a\x00b\r\nEXEC\r\n"))
+	for _, want := range []string{"OK", "QUEUED", `[OK]`} {
+		stExpect(t, a.read(), want)
+	}
+	stExpect(t, a.do("STRLEN", "inl:k"), "3")
+	for i := 0; i < 3; i++ {
+		v, err := b.tryDo("INCR", "inl:n")
+		if err != nil || v.String() != strconv.Itoa(i+1) {
+			t.Fatalf("another client's INCR after the inline transaction: %v, %v", v, err)
+		}
 	}
 }
