@@ -1393,6 +1393,24 @@ func TestDifferentialScenarios(t *testing.T) {
 				{0, "ECHO 'single quoted'\n", 1},
 			}
 		}},
+		{"blocking command after a refused select, pipelined", func(k string) []dtStep {
+			// SELECT 16 pins a connection, Redis refuses it, the session
+			// has no state left and its connection goes back at once: the
+			// blocking command behind it in the same write needs another.
+			// (This crashed the proxy: the tunnel took the released pin.)
+			return dtPipelined(0, "SELECT 16", "BLPOP "+k+":q 0.01", "PING")
+		}},
+		{"subscribe after a refused select, pipelined", func(k string) []dtStep {
+			return []dtStep{{0, "SELECT 16\r\nWAIT 0 0\r\n", 2}, {0, "SELECT 16\r\nSUBSCRIBE " + k + "\r\n", 2}, {0, "PING\r\n", 1}}
+		}},
+		{"blocking command right after the state ends, pipelined", func(k string) []dtStep {
+			// SELECT 0 ends the state that pinned the connection, which
+			// goes back; the blocking command then needs one of its own.
+			return dtPipelined(0, "SELECT 1", "SET "+k+" a", "SELECT 0", "BLPOP "+k+":q 0.01", "GET "+k)
+		}},
+		{"subscribe right after the state ends, pipelined", func(k string) []dtStep {
+			return []dtStep{{0, "WATCH " + k + "\r\nUNWATCH\r\nSUBSCRIBE " + k + "\r\n", 3}, {0, "PING\r\n", 1}}
+		}},
 		{"empty multibulk is ignored", func(k string) []dtStep {
 			return []dtStep{{0, "*0\r\nPING\r\n", 1}, {0, "*-1\r\nPING\r\n", 1}}
 		}},

@@ -469,6 +469,11 @@ group:
 		s.reset()
 		return i + 1
 	case kTunnel:
+		if s.pin == nil {
+			// The state ended in this batch (a refused SELECT, say) and
+			// its connection went back: runPooled takes one for the tunnel.
+			return i
+		}
 		s.tunnel(cmds[i:], true)
 		return len(cmds)
 	}
