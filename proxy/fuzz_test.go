@@ -316,7 +316,7 @@ func fzSeeds() []string {
 		"*1\r\n$5\r\nMULTI\r\n" + set + "*1\r\n$x\r\nEXEC\r\n",
 		"*1\r\n$5\r\nMULTI\r\n" + set + "*2\r\n$4\r\nEXEC\r\n$1\r\nx\r\n" + get,
 		"MULTI\r\nSET fzm a\x00b\r\nEXEC\r\n", // inline: Redis would wait for the line's end forever
-		"SELECT 16\r\nBLPOP fzq 0.01\r\n", // a pin released in the batch, then a tunnel
+		"SELECT 16\r\nBLPOP fzq 0.01\r\n",     // a pin released in the batch, then a tunnel
 		"MULTI\r\nSET fzm 1\r\nEXEC\r\nEXEC\r\nDISCARD\r\n",
 		"WATCH fzw\r\nMULTI\r\nSELECT 2\r\nEXEC\r\n",
 		"SELECT 3\r\nSET fzs x\r\nMULTI\r\nSELECT 0\r\n",

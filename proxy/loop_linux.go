@@ -424,10 +424,10 @@ func (l *evloop) runTasks() {
 // yet answered gets no new write: its requests wait until readConn has
 // those replies, then go out together. Redis runs a connection's commands
 // in order anyway, so they are later by at most one round trip to Redis;
-// in exchange Redis and the proxy make one
-// read, one write and one wake-up for what would otherwise be many, and
-// under load that CPU is what bounds throughput. With few clients
-// waiting every request goes out at once.
+// in exchange Redis and the proxy make one read, one write and one
+// wake-up for what would otherwise be many, and under load that CPU is
+// what bounds throughput. With few clients waiting every request goes out
+// at once.
 func (l *evloop) flush() {
 	l.runAgain()
 	hold := l.coalesce && l.waiting > coalesceMinClients
@@ -793,7 +793,7 @@ func (l *evloop) txBlock(c *lclient, t *cmdTable, buf []byte, n int, info *cmdIn
 	// Read to a command's end inside the block: more is on its way if
 	// the socket holds it (a large block comes in several reads); if not,
 	// the client may be waiting for the replies so far.
-	if n, err := unix.IoctlGetInt(c.fd, unix.SIOCINQ); err == nil && n > 0 && off <= txBlockMax {
+	if unread, err := unix.IoctlGetInt(c.fd, unix.SIOCINQ); err == nil && unread > 0 && off <= txBlockMax {
 		c.txOff = off
 		return 0
 	}
