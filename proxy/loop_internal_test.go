@@ -202,8 +202,9 @@ func TestLookupCache(t *testing.T) {
 }
 
 // batches reads the loop's commands-per-write histogram: how many writes,
-// how many commands, and how many writes carried at most two commands.
-func batches(t *testing.T, tp *testProxy) (writes, commands, small uint64) {
+// how many commands, and how many writes carried at most two and at most
+// four commands.
+func batches(t *testing.T, tp *testProxy) (writes, commands, upTo2, upTo4 int) {
 	t.Helper()
 	var m dto.Metric
 	if err := tp.m.backendBatch.Write(&m); err != nil {
@@ -211,11 +212,14 @@ func batches(t *testing.T, tp *testProxy) (writes, commands, small uint64) {
 	}
 	h := m.GetHistogram()
 	for _, b := range h.GetBucket() {
-		if b.GetUpperBound() == 2 {
-			small = b.GetCumulativeCount()
+		switch b.GetUpperBound() {
+		case 2:
+			upTo2 = int(b.GetCumulativeCount())
+		case 4:
+			upTo4 = int(b.GetCumulativeCount())
 		}
 	}
-	return h.GetSampleCount(), uint64(h.GetSampleSum()), small
+	return int(h.GetSampleCount()), int(h.GetSampleSum()), upTo2, upTo4
 }
 
 // loopWaiting reads, on the loop's own goroutine, how many clients it
@@ -268,7 +272,7 @@ func TestCoalescingHoldsRequestsBehindAnUnansweredWrite(t *testing.T) {
 			}
 			slow.send(slowScript(1000)...)
 			time.Sleep(50 * time.Millisecond) // the script is running
-			w0, c0, s0 := batches(t, tp)
+			w0, c0, s0, f0 := batches(t, tp)
 			for i, c := range clients {
 				c.send("SET", "co:"+strconv.Itoa(i), strconv.Itoa(i))
 				time.Sleep(20 * time.Millisecond) // read on its own
@@ -277,18 +281,21 @@ func TestCoalescingHoldsRequestsBehindAnUnansweredWrite(t *testing.T) {
 			for _, c := range clients {
 				stExpect(t, c.read(), "OK")
 			}
-			w1, c1, s1 := batches(t, tp)
-			writes, commands, small := int(w1-w0), int(c1-c0), int(s1-s0)
-			t.Logf("%d SETs behind a 1 s script: %d commands in %d writes (%d of at most two)", n, commands, writes, small)
+			w1, c1, s1, f1 := batches(t, tp)
+			writes, commands, upTo2, upTo4 := w1-w0, c1-c0, s1-s0, f1-f0
+			t.Logf("%d SETs behind a 1 s script: %d commands in %d writes (%d of at most two, %d of at most four)",
+				n, commands, writes, upTo2, upTo4)
 			if commands != n {
 				t.Fatalf("%d commands written, want %d", commands, n)
 			}
-			if atOnce && writes != n {
-				t.Fatalf("%d writes, want %d: each SET at once", writes, n)
+			// Each SET is read on its own, normally; a stalled machine may
+			// read two together, never the five that waited.
+			if atOnce && upTo2 != writes {
+				t.Fatalf("%d writes, %d of them of more than two commands: want each SET at once", writes, writes-upTo2)
 			}
-			if !atOnce && (writes != n-held+1 || small != n-held) {
-				t.Fatalf("%d writes (%d of one or two commands), want %d: %d SETs alone, then %d together",
-					writes, small, n-held+1, n-held, held)
+			if !atOnce && (writes-upTo4 != 1 || writes > n-held+1) {
+				t.Fatalf("%d writes (%d of more than four commands), want at most %d: the first SETs alone, then the %d behind them together",
+					writes, writes-upTo4, n-held+1, held)
 			}
 			for i := range clients {
 				got, err := redis.String(r.Do("GET", "co:"+strconv.Itoa(i)))
