@@ -245,6 +245,35 @@ repeat local n = redis.call('TIME') until (n[1] - s[1]) * 1000000 + (n[2] - s[2]
 return 1`, "0", strconv.Itoa(ms)}
 }
 
+// heldSETs: the SETs of setsBehindScript that wait for the script's reply.
+const heldSETs = 5
+
+// setsBehindScript starts a script of about a second in Redis through tp,
+// then sends a SET from each of coalesceMinClients-1+heldSETs other
+// clients, one at a time: the script's client waits, and each SET adds one
+// more, so with coalescing the first SETs go at once and the last heldSETs
+// wait for the script's reply. SET i sets co:i to i. running, if set, is
+// called once the script runs, before the SETs.
+func setsBehindScript(t *testing.T, tp *testProxy, running func()) (slow *stConn, clients []*stConn) {
+	t.Helper()
+	slow = stDial(t, tp.Addr)
+	clients = make([]*stConn, coalesceMinClients-1+heldSETs)
+	for i := range clients {
+		clients[i] = stDial(t, tp.Addr)
+		stExpect(t, clients[i].do("PING"), "PONG") // connected and on the loop
+	}
+	slow.send(slowScript(1000)...)
+	time.Sleep(50 * time.Millisecond) // the script is running
+	if running != nil {
+		running()
+	}
+	for i, c := range clients {
+		c.send("SET", "co:"+strconv.Itoa(i), strconv.Itoa(i))
+		time.Sleep(20 * time.Millisecond) // read on its own
+	}
+	return slow, clients
+}
+
 // While a write is unanswered (a slow script runs in Redis) and more than
 // two clients await replies, the loop holds further requests and sends
 // them as one write once the script's reply is in; with WriteAtOnce each
@@ -259,24 +288,9 @@ func TestCoalescingHoldsRequestsBehindAnUnansweredWrite(t *testing.T) {
 	for _, atOnce := range []bool{false, true} {
 		t.Run(fmt.Sprintf("WriteAtOnce=%v", atOnce), func(t *testing.T) {
 			tp := startProxy(t, Config{EventLoops: 1, WriteAtOnce: atOnce}, r.Addr)
-			slow := stDial(t, tp.Addr)
-			// The script's client waits, and each SET adds one more: the
-			// first coalesceMinClients-1 SETs go at once, the five after
-			// them wait for the script's reply and go together.
-			const held = 5
-			n := coalesceMinClients - 1 + held
-			clients := make([]*stConn, n)
-			for i := range clients {
-				clients[i] = stDial(t, tp.Addr)
-				stExpect(t, clients[i].do("PING"), "PONG") // connected and on the loop
-			}
-			slow.send(slowScript(1000)...)
-			time.Sleep(50 * time.Millisecond) // the script is running
-			w0, c0, s0, f0 := batches(t, tp)
-			for i, c := range clients {
-				c.send("SET", "co:"+strconv.Itoa(i), strconv.Itoa(i))
-				time.Sleep(20 * time.Millisecond) // read on its own
-			}
+			var w0, c0, s0, f0 int
+			slow, clients := setsBehindScript(t, tp, func() { w0, c0, s0, f0 = batches(t, tp) })
+			n := len(clients)
 			stExpect(t, slow.readTimeout(10*time.Second), "1")
 			for _, c := range clients {
 				stExpect(t, c.read(), "OK")
@@ -293,9 +307,9 @@ func TestCoalescingHoldsRequestsBehindAnUnansweredWrite(t *testing.T) {
 			if atOnce && upTo2 != writes {
 				t.Fatalf("%d writes, %d of them of more than two commands: want each SET at once", writes, writes-upTo2)
 			}
-			if !atOnce && (writes-upTo4 != 1 || writes > n-held+1) {
+			if !atOnce && (writes-upTo4 != 1 || writes > n-heldSETs+1) {
 				t.Fatalf("%d writes (%d of more than four commands), want at most %d: the first SETs alone, then the %d behind them together",
-					writes, writes-upTo4, n-held+1, held)
+					writes, writes-upTo4, n-heldSETs+1, heldSETs)
 			}
 			for i := range clients {
 				got, err := redis.String(r.Do("GET", "co:"+strconv.Itoa(i)))
@@ -361,5 +375,44 @@ func TestWaitersCompact(t *testing.T) {
 		if want != nil && b.waiters[b.head].info != want {
 			t.Errorf("compact(%d, %d, %d): the first owed waiter moved out of place", tc.n, tc.head, tc.sent)
 		}
+	}
+}
+
+// Requests held by coalescing were never sent: when the connection dies
+// (Redis killed while the script runs) they wait for a connection again
+// and run once Redis is back, instead of failing like those Redis had; a
+// transaction block among them runs whole. A client with a reply of the
+// proxy's own behind its held request gets the error, as before, so that
+// its replies stay in order.
+func TestCoalescedRequestsRunAgainAfterTheConnectionDies(t *testing.T) {
+	if *eventLoops < 0 {
+		t.Skip("no event loops in this run (-eventloops=-1)")
+	}
+	r := redistest.Start(t)
+	tp := startProxy(t, Config{EventLoops: 1, HoldTimeout: 20 * time.Second}, r.Addr)
+	slow, clients := setsBehindScript(t, tp, nil)
+	tx, local := stDial(t, tp.Addr), stDial(t, tp.Addr)
+	tx.write(stCmds([]string{"MULTI"}, []string{"INCR", "co:tx"}, []string{"INCR", "co:tx"}, []string{"EXEC"}))
+	local.write(stCmds([]string{"SET", "co:local", "x"}, []string{"SELECT", "0"}))
+	time.Sleep(50 * time.Millisecond) // held too
+	r.Kill()
+	stExpectLost(t, slow.read(), "the script, sent when Redis died")
+	sent := len(clients) - heldSETs
+	for _, c := range clients[:sent] {
+		stExpectLost(t, c.read(), "a SET sent behind the script")
+	}
+	stExpectLost(t, local.read(), "a held SET with SELECT's reply behind it")
+	stExpect(t, local.read(), "OK")
+	time.Sleep(200 * time.Millisecond) // the held SETs wait for a connection
+	r.Restart()
+	for i, c := range clients[sent:] {
+		stExpect(t, c.readTimeout(15*time.Second), "OK")
+		stExpect(t, c.do("GET", "co:"+strconv.Itoa(sent+i)), strconv.Quote(strconv.Itoa(sent+i)))
+	}
+	for _, want := range []string{"OK", "QUEUED", "QUEUED", "[1,2]"} {
+		stExpect(t, tx.read(), want)
+	}
+	if n := loopWaiting(t, tp); n != 0 {
+		t.Fatalf("the loop counts %d clients waiting after every reply", n)
 	}
 }

@@ -158,8 +158,11 @@ type lconn struct {
 	queued  bool // in the loop's towrite list
 	// waiters[head:sent] were written; their replies are awaited. held:
 	// requests wait in wbuf until those replies are in (coalescing).
+	// unsent: the bytes at the end of wbuf of waiters[sent:], which no
+	// write has tried yet.
 	sent    int
 	held    bool
+	unsent  int
 	writing bool // EPOLLOUT registered
 	dead    bool
 	retired bool
@@ -175,6 +178,7 @@ type waiter struct {
 	c     *lclient
 	info  *cmdInfo
 	start time.Time
+	n     int // bytes of its request in the write buffer (0: the rest of a transaction block)
 }
 
 func newEvloop(p *Proxy) (*evloop, error) {
@@ -726,8 +730,13 @@ func (l *evloop) queue(c *lclient, b *lconn, raw []byte, infos ...*cmdInfo) int 
 		l.towrite = append(l.towrite, b)
 	}
 	b.wbuf = append(b.wbuf, raw...)
-	for _, info := range infos {
-		b.waiters = append(b.waiters, waiter{c: c, info: info, start: l.now})
+	b.unsent += len(raw)
+	for i, info := range infos {
+		w := waiter{c: c, info: info, start: l.now}
+		if i == 0 {
+			w.n = len(raw)
+		}
+		b.waiters = append(b.waiters, w)
 	}
 	if c.owed == 0 {
 		l.waiting++
@@ -1217,7 +1226,7 @@ func (l *evloop) writeConn(b *lconn) {
 		l.failConn(b, fmt.Errorf("write: %w", err))
 		return
 	}
-	b.sent = len(b.waiters)
+	b.sent, b.unsent = len(b.waiters), 0
 	want := len(b.wbuf) > 0
 	if want != b.writing {
 		b.writing = want
@@ -1351,17 +1360,67 @@ func (l *evloop) failConn(b *lconn, err error) {
 			b.pl.failed(nil, err)
 		}
 	}
+	if err != errConnClosed && !l.stopped {
+		l.requeue(b)
+	}
 	reply := appendLost(nil, b.pl.addr, err)
 	owed := b.waiters[b.head:]
 	for _, w := range owed {
-		l.deliver(w, reply)
+		if w.c != nil { // (nil: given back by requeue)
+			l.deliver(w, reply)
+		}
 	}
 	l.p.active.Add(int64(-len(owed)))
-	b.waiters, b.head, b.sent, b.wbuf, b.in = nil, 0, 0, nil, nil
+	b.waiters, b.head, b.sent, b.unsent, b.wbuf, b.in = nil, 0, 0, 0, nil, nil
 	if l.conns[b.pl] == b {
 		delete(l.conns, b.pl)
 		if err != errConnClosed && !l.stopped {
 			l.conn(b.pl) // dial again now, as the pool's slots do
+		}
+	}
+}
+
+// requeue gives the requests b never tried to write (held by coalescing,
+// or queued since its last write) back to their clients, ahead of what
+// they have not run yet, to run again on a connection that is up: after a
+// failover, on the new master; meanwhile the clients wait as for any
+// missing master. Their outcome is not unknown: Redis never saw them. A
+// client with a reply of the proxy's own waiting behind them (c.after)
+// gets the error instead, since that reply must stay behind theirs.
+func (l *evloop) requeue(b *lconn) {
+	unsent := b.waiters[b.sent:]
+	if len(unsent) == 0 {
+		return
+	}
+	raw := b.wbuf[len(b.wbuf)-b.unsent:]
+	back := map[*lclient][]byte{}
+	var order []*lclient
+	var c *lclient
+	for i := range unsent {
+		w := &unsent[i]
+		if w.n > 0 || w.c != c {
+			c = w.c
+		}
+		piece := raw[:w.n]
+		raw = raw[w.n:]
+		if c.dead || len(c.after) > 0 {
+			continue
+		}
+		if _, ok := back[c]; !ok {
+			order = append(order, c)
+		}
+		back[c] = append(back[c], piece...)
+		w.c = nil
+		if c.owed--; c.owed == 0 {
+			l.waiting--
+			c.on = nil
+		}
+	}
+	for _, c := range order {
+		c.in = append(back[c], c.in...)
+		c.stop = true // run again once what it is still owed has come
+		if c.owed == 0 {
+			l.again = append(l.again, c)
 		}
 	}
 }
