@@ -305,8 +305,14 @@ func TestHugeTransactionIsScannedOnce(t *testing.T) {
 	d := send(direct)
 	p := send(tp.Addr)
 	t.Logf("%d-command transaction (%d bytes): direct %v, through the proxy %v (%.1fx)", n, len(req), d, p, p.Seconds()/d.Seconds())
-	if p > 4*d+time.Second {
-		t.Fatalf("through the proxy %v, direct %v: more than 4 times as long", p, d)
+	// Measured: 1.8x (7x with -race); scanning the block again on every
+	// read: 16x (139x with -race).
+	bound := time.Duration(4)
+	if raceDetector {
+		bound = 20
+	}
+	if p > bound*d+time.Second {
+		t.Fatalf("through the proxy %v, direct %v: more than %d times as long", p, d, bound)
 	}
 	if h := testutil.ToFloat64(tp.m.handoffs); h != 0 {
 		t.Fatalf("%v hand-offs: the transaction left the loop", h)
