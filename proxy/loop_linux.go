@@ -1395,13 +1395,10 @@ func (l *evloop) requeue(b *lconn) {
 	raw := b.wbuf[len(b.wbuf)-b.unsent:]
 	back := map[*lclient][]byte{}
 	var order []*lclient
-	var c *lclient
 	for i := range unsent {
 		w := &unsent[i]
-		if w.n > 0 || w.c != c {
-			c = w.c
-		}
-		piece := raw[:w.n]
+		c := w.c
+		piece := raw[:w.n] // (empty for the rest of a transaction block)
 		raw = raw[w.n:]
 		if c.dead || len(c.after) > 0 {
 			continue
