@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis-proxy/redis-proxy/proxy"
 )
 
 // setEnv sets REDIS_PROXY_* variables for one test; everything else of
@@ -113,43 +115,31 @@ func TestParseByteSize(t *testing.T) {
 	}
 }
 
-// TestBusyPollReachesTheProxy: the default polls 100µs, and 0 turns
-// polling off (the proxy package's -1: its zero means the default).
-func TestBusyPollReachesTheProxy(t *testing.T) {
+// TestLoopVariablesReachTheProxy: how BUSY_POLL and COALESCE arrive in the
+// proxy package's Config ("" leaves the variable unset: its default).
+func TestLoopVariablesReachTheProxy(t *testing.T) {
+	busyPoll := func(c proxy.Config) any { return c.BusyPoll }
+	writeAtOnce := func(c proxy.Config) any { return c.WriteAtOnce }
 	for _, tc := range []struct {
-		env  string // "" leaves the variable unset
-		want time.Duration
-	}{{"", 100 * time.Microsecond}, {"0", -1}, {"250us", 250 * time.Microsecond}} {
-		setEnv(t, map[string]string{"SERVERS": "a:1"})
-		if tc.env == "" {
-			os.Unsetenv("REDIS_PROXY_BUSY_POLL")
-		} else {
-			t.Setenv("REDIS_PROXY_BUSY_POLL", tc.env)
-		}
+		name, env string
+		field     func(proxy.Config) any
+		want      any
+	}{
+		{"BUSY_POLL", "", busyPoll, 100 * time.Microsecond},
+		{"BUSY_POLL", "0", busyPoll, time.Duration(-1)}, // off: the proxy package's -1 (its zero means the default)
+		{"BUSY_POLL", "250us", busyPoll, 250 * time.Microsecond},
+		{"COALESCE", "", writeAtOnce, false}, // coalescing on by default
+		{"COALESCE", "true", writeAtOnce, false},
+		{"COALESCE", "false", writeAtOnce, true},
+		{"COALESCE", "0", writeAtOnce, true},
+	} {
+		setEnv(t, map[string]string{"SERVERS": "a:1", tc.name: tc.env})
 		c, err := loadConfig()
 		if err != nil {
-			t.Fatalf("BUSY_POLL=%q: %v", tc.env, err)
+			t.Fatalf("%s=%q: %v", tc.name, tc.env, err)
 		}
-		if got := c.proxyConfig(slog.New(slog.DiscardHandler)).BusyPoll; got != tc.want {
-			t.Errorf("BUSY_POLL=%q: proxy BusyPoll %v, want %v", tc.env, got, tc.want)
-		}
-	}
-}
-
-// TestCoalesceReachesTheProxy: coalescing is on by default, and false
-// makes the loops write every request at once.
-func TestCoalesceReachesTheProxy(t *testing.T) {
-	for _, tc := range []struct {
-		env         string // "" leaves the variable unset
-		writeAtOnce bool
-	}{{"", false}, {"true", false}, {"false", true}, {"0", true}} {
-		setEnv(t, map[string]string{"SERVERS": "a:1", "COALESCE": tc.env})
-		c, err := loadConfig()
-		if err != nil {
-			t.Fatalf("COALESCE=%q: %v", tc.env, err)
-		}
-		if got := c.proxyConfig(slog.New(slog.DiscardHandler)).WriteAtOnce; got != tc.writeAtOnce {
-			t.Errorf("COALESCE=%q: proxy WriteAtOnce %v, want %v", tc.env, got, tc.writeAtOnce)
+		if got := tc.field(c.proxyConfig(slog.New(slog.DiscardHandler))); got != tc.want {
+			t.Errorf("%s=%q: the proxy gets %v, want %v", tc.name, tc.env, got, tc.want)
 		}
 	}
 }
