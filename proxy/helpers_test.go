@@ -22,6 +22,14 @@ type testProxy struct {
 // every test also covers the goroutine-per-client path.
 var eventLoops = flag.Int("eventloops", 0, "Config.EventLoops of the proxies tests start (-1: a goroutine per client)")
 
+// needEventLoops skips a test of the event loop in the run without one.
+func needEventLoops(t *testing.T) {
+	t.Helper()
+	if *eventLoops < 0 {
+		t.Skip("no event loops in this run (-eventloops=-1)")
+	}
+}
+
 // startProxy starts a proxy routing to master (and replicas), waits until
 // it is ready, and closes it when the test ends.
 func startProxy(t testing.TB, cfg Config, master string, replicas ...string) *testProxy {

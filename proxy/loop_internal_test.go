@@ -65,9 +65,7 @@ func threadCPU(t *testing.T, tid int32) time.Duration {
 // (the metric shows it), and once the client goes quiet the loop sleeps:
 // its thread uses (almost) no CPU. With polling off, it never polls.
 func TestBusyPollPollsThenSleeps(t *testing.T) {
-	if *eventLoops < 0 {
-		t.Skip("no event loops in this run (-eventloops=-1)")
-	}
+	needEventLoops(t)
 	r := redistest.Start(t)
 	for _, tc := range []struct {
 		spin    time.Duration
@@ -281,9 +279,7 @@ func setsBehindScript(t *testing.T, tp *testProxy, running func()) (slow *stConn
 // and the loop's count of waiting clients returns to zero, also after a
 // client that closed before its reply came.
 func TestCoalescingHoldsRequestsBehindAnUnansweredWrite(t *testing.T) {
-	if *eventLoops < 0 {
-		t.Skip("no event loops in this run (-eventloops=-1)")
-	}
+	needEventLoops(t)
 	r := redistest.Start(t)
 	for _, atOnce := range []bool{false, true} {
 		t.Run(fmt.Sprintf("WriteAtOnce=%v", atOnce), func(t *testing.T) {
@@ -385,9 +381,7 @@ func TestWaitersCompact(t *testing.T) {
 // proxy's own behind its held request gets the error, as before, so that
 // its replies stay in order.
 func TestCoalescedRequestsRunAgainAfterTheConnectionDies(t *testing.T) {
-	if *eventLoops < 0 {
-		t.Skip("no event loops in this run (-eventloops=-1)")
-	}
+	needEventLoops(t)
 	r := redistest.Start(t)
 	tp := startProxy(t, Config{EventLoops: 1, HoldTimeout: 20 * time.Second}, r.Addr)
 	slow, clients := setsBehindScript(t, tp, nil)

@@ -37,9 +37,7 @@ func dtBlock(client int, cmds ...string) []dtStep {
 // WATCH, SUBSCRIBE, a nested MULTI, an EXEC with arguments, or a client
 // waiting for replies in between) moves to a goroutine, as before.
 func TestTransactionBlocksOnTheLoop(t *testing.T) {
-	if *eventLoops < 0 {
-		t.Skip("no event loops in this run (-eventloops=-1)")
-	}
+	needEventLoops(t)
 	direct, backend := dtRedisPair(t)
 	cases := []struct {
 		name   string
@@ -119,9 +117,7 @@ func TestTransactionBlocksOnTheLoop(t *testing.T) {
 // moved by exactly one between its two increments, whatever the other
 // clients did. No client leaves the loop.
 func TestTransactionBlocksAreAtomicOnTheSharedConnection(t *testing.T) {
-	if *eventLoops < 0 {
-		t.Skip("no event loops in this run (-eventloops=-1)")
-	}
+	needEventLoops(t)
 	_, backend := dtRedisPair(t)
 	tp := startProxy(t, Config{}, backend)
 	const txClients, plainClients, rounds = 8, 4, 200
@@ -242,9 +238,7 @@ func (g *dtGen) txBlocks(n int) (cmds []dtCmd, ends map[int]bool) {
 // each sent whole (in batches of random sizes that never cut one): the
 // proxy's replies equal Redis's, and the session never leaves the loop.
 func TestDifferentialTransactionBlocks(t *testing.T) {
-	if *eventLoops < 0 {
-		t.Skip("no event loops in this run (-eventloops=-1)")
-	}
+	needEventLoops(t)
 	seed := dtSeed(t)
 	direct, backend := dtRedisPair(t)
 	tp := startProxy(t, Config{}, backend)
@@ -269,9 +263,7 @@ func TestDifferentialTransactionBlocks(t *testing.T) {
 // (each read goes on where the last stopped) and runs on the loop: it
 // takes about as long through the proxy as on Redis.
 func TestHugeTransactionIsScannedOnce(t *testing.T) {
-	if *eventLoops < 0 {
-		t.Skip("no event loops in this run (-eventloops=-1)")
-	}
+	needEventLoops(t)
 	direct, backend := dtRedisPair(t)
 	tp := startProxy(t, Config{}, backend)
 	const n = 600000
@@ -324,9 +316,7 @@ func TestHugeTransactionIsScannedOnce(t *testing.T) {
 // the transaction reads run on the master too, and the replies keep the
 // order of the requests.
 func TestTransactionBlockAfterReplicaReads(t *testing.T) {
-	if *eventLoops < 0 {
-		t.Skip("no event loops in this run (-eventloops=-1)")
-	}
+	needEventLoops(t)
 	m := redistest.Start(t)
 	r1 := redistest.Start(t)
 	r1.ReplicaOf(m)
