@@ -174,7 +174,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/redis-proxy-bench.XXXXXX")
 RESULTS=$TMP/results.tsv
-CPUS=$TMP/cpu.tsv # label target round requests cpu-seconds: redis middle benchmark
+CPUS=$TMP/cpu.tsv # label target round requests cpu-seconds: redis middle benchmark; machine busy %
 : >"$RESULTS"
 
 # ------------------------------------------------------------------ build
@@ -270,6 +270,8 @@ backend_calls() {
 # cpu_ticks pid -> CPU time (user + system) the process has used, in clock ticks
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 CLK_TCK=$(getconf CLK_TCK)
+# cpu_idle -> "idle total" jiffies of the whole machine (all CPUs), from /proc/stat
+cpu_idle() { awk '$1 == "cpu" { print $5 + $6, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9; exit }' /proc/stat; }
 
 RUN_SEQ=0
 # run_one label target "args" n round -> appends "label test target round rps" to RESULTS
@@ -277,19 +279,21 @@ RUN_SEQ=0
 run_one() {
 	local label=$1 target=$2 args=$3 n=$4 round=$5
 	local port=${PORT_OF[$target]} out err before after test rps calls summary=""
-	local r0 m0=0 r1 m1=0 bench_cpu TIMEFORMAT='%U %S'
+	local r0 m0=0 r1 m1=0 bench_cpu idle0 idle1 TIMEFORMAT='%U %S'
 	RUN_SEQ=$((RUN_SEQ + 1))
 	out=$TMP/run.$RUN_SEQ.$label.$target.csv
 	err=$TMP/run.$RUN_SEQ.$label.$target.err
 	read -r -a before <<<"$(backend_calls)"
 	r0=$(cpu_ticks "$REDIS_PID")
 	[[ $target == direct ]] || m0=$(cpu_ticks "${PID_OF[$target]}")
+	idle0=$(cpu_idle)
 	# shellcheck disable=SC2086 # args is a word list on purpose
 	if ! { time timeout "$RUN_TIMEOUT" redis-benchmark -h 127.0.0.1 -p "$port" $args -n "$n" --csv >"$out" 2>"$err"; } 2>"$out.time"; then
 		show_log "$err"
 		show_log "${LOG_OF[$target]}"
 		die "redis-benchmark $args -n $n against $target (127.0.0.1:$port) failed or timed out"
 	fi
+	idle1=$(cpu_idle)
 	r1=$(cpu_ticks "$REDIS_PID")
 	[[ $target == direct ]] || m1=$(cpu_ticks "${PID_OF[$target]}")
 	bench_cpu=$(awk '{ print $1 + $2 }' "$out.time")
@@ -309,8 +313,9 @@ run_one() {
 		summary+=" $test $(printf '%.0f' "$rps")"
 	done
 	awk -v l="$label" -v g="$target" -v r="$round" -v q=$((n * ntests)) -v hz="$CLK_TCK" \
-		-v rs=$((r1 - r0)) -v ms=$((m1 - m0)) -v bs="$bench_cpu" \
-		'BEGIN { printf "%s\t%s\t%s\t%d\t%.2f\t%.2f\t%.2f\n", l, g, r, q, rs / hz, ms / hz, bs }' >>"$CPUS"
+		-v rs=$((r1 - r0)) -v ms=$((m1 - m0)) -v bs="$bench_cpu" -v i0="$idle0" -v i1="$idle1" \
+		'BEGIN { split(i0, a, " "); split(i1, b, " "); busy = (b[2] > a[2]) ? 100 * (1 - (b[1] - a[1]) / (b[2] - a[2])) : 0
+			printf "%s\t%s\t%s\t%d\t%.2f\t%.2f\t%.2f\t%.1f\n", l, g, r, q, rs / hz, ms / hz, bs, busy }' >>"$CPUS"
 	log "  round $round  $(printf '%-8s %-10s' "$label" "$target")${summary}"
 }
 
@@ -410,7 +415,7 @@ fi
 # CPU per request: where the two cores went, per process, medians over rounds.
 echo
 echo "CPU time per request (µs, medians over rounds; user + system; clock ticks of 1/$CLK_TCK s):"
-printf '  %-8s %-10s %10s %10s %10s %10s\n' row target redis middle benchmark total
+printf '  %-8s %-10s %10s %10s %10s %10s %6s\n' row target redis middle benchmark total busy
 for i in "${!ROW_LABELS[@]}"; do
 	for target in "${TARGETS[@]}"; do
 		awk -F'\t' -v l="${ROW_LABELS[$i]}" -v g="$target" '
@@ -418,16 +423,18 @@ for i in "${!ROW_LABELS[@]}"; do
 				for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
 				return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
 			}
-			$1 == l && $2 == g { n++; r[n] = 1e6 * $5 / $4; m[n] = 1e6 * $6 / $4; b[n] = 1e6 * $7 / $4; t[n] = r[n] + m[n] + b[n] }
+			$1 == l && $2 == g { n++; r[n] = 1e6 * $5 / $4; m[n] = 1e6 * $6 / $4; b[n] = 1e6 * $7 / $4; t[n] = r[n] + m[n] + b[n]; u[n] = $8 }
 			END {
 				if (n == 0) exit
 				mid = (g == "direct") ? "-" : sprintf("%.2f", med(m, n))
-				printf "  %-8s %-10s %10.2f %10s %10.2f %10.2f\n", l, g, med(r, n), mid, med(b, n), med(t, n)
+				printf "  %-8s %-10s %10.2f %10s %10.2f %10.2f %5.0f%%\n", l, g, med(r, n), mid, med(b, n), med(t, n), med(u, n)
 			}' "$CPUS"
 	done
 done
-echo "  (middle: redis-proxy or twemproxy. With every process busy, throughput is about 2 cores"
-echo "  divided by the total; the proxy path adds its middle column and saves some of Redis's.)"
+echo "  (middle: redis-proxy or twemproxy; busy: the share of the machine's CPU time used during"
+echo "  the run, all processes. At 100 % throughput would be the CPUs divided by the total; below it,"
+echo "  the processes sharing one CPU bound the row: through a proxy the kernel runs the proxy and"
+echo "  Redis on the same CPU, since each wakes the other with every write - see README, Performance.)"
 
 # ------------------------------------------------------------------ idle clients
 
