@@ -7,6 +7,7 @@ package proxy
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"math/rand"
 	"net"
@@ -409,4 +410,125 @@ func TestCoalescedRequestsRunAgainAfterTheConnectionDies(t *testing.T) {
 	if n := loopWaiting(t, tp); n != 0 {
 		t.Fatalf("the loop counts %d clients waiting after every reply", n)
 	}
+}
+
+// giveBack: which requests of a dead connection run again. Those never
+// written always; written reads when nothing but reads or unwritten
+// requests of the same client follows them, once per client between
+// replies; nothing of a client that is gone or has a reply of the proxy's
+// own queued behind.
+func TestGiveBack(t *testing.T) {
+	get := &cmdInfo{name: "get", flags: flagReadonly}
+	set := &cmdInfo{name: "set", flags: flagWrite}
+	multi := &cmdInfo{name: "multi"}
+	a, b := &lclient{}, &lclient{}
+	retried := &lclient{retried: true}
+	gone := &lclient{dead: true}
+	after := &lclient{after: []byte("+OK\r\n")}
+	r := func(c *lclient) waiter { return waiter{c: c, info: get, n: 20} }
+	w := func(c *lclient) waiter { return waiter{c: c, info: set, n: 30} }
+	for _, tc := range []struct {
+		name  string
+		ws    []waiter
+		sent  int
+		reads bool
+		want  []bool
+	}{
+		{"never written: back", []waiter{w(a), r(a), w(b)}, 0, false, []bool{true, true, true}},
+		{"written, not a lost connection: fail", []waiter{r(a), w(a), r(a)}, 2, false, []bool{false, false, true}},
+		{"reads in flight: back", []waiter{r(a), r(b), r(a)}, 3, true, []bool{true, true, true}},
+		{"reads behind a write: back", []waiter{w(a), r(a), r(a)}, 3, true, []bool{false, true, true}},
+		{"a read ahead of a write: fails", []waiter{r(a), w(a), r(a)}, 3, true, []bool{false, false, true}},
+		{"each client's last run", []waiter{r(a), w(a), r(b), r(a), w(b)}, 5, true, []bool{false, false, false, true, false}},
+		{"unwritten behind a failing write", []waiter{r(a), w(a), w(a), r(a)}, 2, true, []bool{false, false, true, true}},
+		{"reads followed by unwritten ones", []waiter{r(a), r(a), w(a)}, 2, true, []bool{true, true, true}},
+		{"once between replies", []waiter{r(retried), r(retried), w(retried)}, 2, true, []bool{false, false, true}},
+		{"client gone", []waiter{r(gone), r(gone)}, 1, true, []bool{false, false}},
+		{"proxy's reply behind", []waiter{r(after), w(after)}, 1, true, []bool{false, false}},
+		{"transaction", []waiter{{c: a, info: multi, n: 60}, {c: a, info: get}, {c: a, info: get}}, 3, true, []bool{false, false, false}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := giveBack(tc.ws, tc.sent, tc.reads); !slices.Equal(got, tc.want) {
+				t.Fatalf("giveBack = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// Reads that a connection had written and not answered when it died run
+// again once a connection is up (here: once Redis is back), so their
+// clients see a pause, not an error: a pipeline of GETs, an MGET, a
+// read-only script, a GET behind the client's own SET (whose outcome is
+// unknown: an error). A GET followed by a write of the same client, or by
+// a reply of the proxy's own, fails like what follows it, which keeps the
+// client's replies in order. A read runs again once: when the next
+// connection dies too before answering it, it fails.
+func TestReadsInFlightRunAgainAfterTheConnectionDies(t *testing.T) {
+	needEventLoops(t)
+	r := redistest.Start(t)
+	if _, err := r.Do("SET", "rr:k", "before"); err != nil {
+		t.Fatal(err)
+	}
+	tp := startProxy(t, Config{EventLoops: 1, WriteAtOnce: true, HoldTimeout: 20 * time.Second}, r.Addr)
+	requeued := func() int { return int(testutil.ToFloat64(tp.m.requeued.WithLabelValues("yes"))) }
+	script := func(ms int) []string { s := slowScript(ms); s[0] = "EVAL_RO"; return s }
+	conns := make([]*stConn, 6)
+	for i := range conns {
+		conns[i] = stDial(t, tp.Addr)
+		stExpect(t, conns[i].do("PING"), "PONG")
+	}
+	blocker, pipe, setGet, getIncr, getSelect, mget := conns[0], conns[1], conns[2], conns[3], conns[4], conns[5]
+	blocker.send(script(1000)...)
+	time.Sleep(50 * time.Millisecond) // the script runs; the rest waits behind it in Redis
+	pipe.write(stCmds([]string{"GET", "rr:k"}, []string{"GET", "rr:k"}, []string{"GET", "rr:k"}))
+	setGet.write(stCmds([]string{"SET", "rr:w", "x"}, []string{"GET", "rr:k"}))
+	getIncr.write(stCmds([]string{"GET", "rr:k"}, []string{"INCR", "rr:n"}))
+	getSelect.write(stCmds([]string{"GET", "rr:k"}, []string{"SELECT", "0"}))
+	mget.send("MGET", "rr:k", "rr:x")
+	time.Sleep(100 * time.Millisecond)
+	r.Kill()
+	stExpectLost(t, setGet.read(), "a SET in flight")
+	stExpectLost(t, getIncr.read(), "a GET with an INCR of its client behind it")
+	stExpectLost(t, getIncr.read(), "an INCR in flight")
+	stExpectLost(t, getSelect.read(), "a GET with the proxy's reply to SELECT behind it")
+	stExpect(t, getSelect.read(), "OK")
+	if n := requeued(); n != 6 {
+		t.Fatalf("%d reads given back, want 6 (the script, 3 GETs, the GET behind SET, MGET)", n)
+	}
+	time.Sleep(100 * time.Millisecond)
+	r.Restart()
+	// The restarted server has no rr:k: the nils say the reads ran there.
+	stExpect(t, blocker.readTimeout(15*time.Second), "1")
+	for range 3 {
+		stExpect(t, pipe.readTimeout(15*time.Second), "<nil>")
+	}
+	stExpect(t, setGet.readTimeout(15*time.Second), "<nil>")
+	stExpect(t, mget.readTimeout(15*time.Second), "[<nil>,<nil>]")
+	if n := loopWaiting(t, tp); n != 0 {
+		t.Fatalf("the loop counts %d clients waiting after every reply", n)
+	}
+
+	// Once: the script given back, and killed again while it runs on the
+	// restarted server, fails.
+	blocker.send(script(3000)...)
+	time.Sleep(100 * time.Millisecond)
+	r.Kill()
+	r.Restart()
+	stEventually(t, 10*time.Second, "the script running again on the restarted server", func() bool {
+		c, err := redis.Dial("tcp", r.Addr, redis.DialConnectTimeout(time.Second), redis.DialReadTimeout(100*time.Millisecond))
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		_, err = c.Do("PING")
+		var ne net.Error
+		return errors.As(err, &ne) && ne.Timeout() // Redis is busy: the script runs
+	})
+	r.Kill()
+	stExpectLost(t, blocker.readTimeout(5*time.Second), "the script, killed a second time")
+	if n := requeued(); n != 7 {
+		t.Fatalf("%d reads given back, want 7 (the script's second loss not among them)", n)
+	}
+	r.Restart()
+	stExpect(t, blocker.readAfter(15*time.Second, "GET", "rr:k"), "<nil>")
 }

@@ -68,6 +68,12 @@ const (
 	// waiters that are dropped (when they are at least half of it) even
 	// though some are still owed: a busy connection never runs dry.
 	waitersCompactAt = 1024
+	// flightCompactAt: bytes of answered requests at the start of a
+	// connection's flight copy that are dropped (when they are at least
+	// half of it) while it is never all answered; flightKeep: the most
+	// capacity a drained flight copy keeps.
+	flightCompactAt = 64 << 10
+	flightKeep      = 1 << 20
 
 	// txBlockMax bounds a transaction the loop sends on its shared
 	// connection as one block (see txBlock); a larger one runs on a
@@ -144,6 +150,11 @@ type lclient struct {
 	// and its commands so far.
 	txOff   int
 	txInfos []*cmdInfo
+	// retried: reads of this client in flight on a connection that died
+	// were given back to run again, and no reply from a server has come
+	// since; if the next connection dies too, they fail (a read that
+	// brings servers down must not go round them all).
+	retried bool
 }
 
 // lconn is a loop's own shared connection to one server.
@@ -160,12 +171,17 @@ type lconn struct {
 	// requests wait in wbuf until those replies are in (coalescing).
 	// unsent: the bytes at the end of wbuf of waiters[sent:], which no
 	// write has tried yet.
-	sent    int
-	held    bool
-	unsent  int
-	writing bool // EPOLLOUT registered
-	dead    bool
-	retired bool
+	sent   int
+	held   bool
+	unsent int
+	// flight holds a copy of the written requests that may run again
+	// should the connection die before answering them (rerunnable), in
+	// order; its first flightOff bytes are those of answered ones.
+	flight    []byte
+	flightOff int
+	writing   bool // EPOLLOUT registered
+	dead      bool
+	retired   bool
 	// Dialing state, for a connection not yet (or no longer) up.
 	dialing   bool
 	nextDial  time.Time
@@ -1220,6 +1236,7 @@ func (l *evloop) sweepClients() {
 func (l *evloop) writeConn(b *lconn) {
 	if n := len(b.waiters) - b.sent; n > 0 {
 		l.p.m.backendBatch.Observe(float64(n))
+		b.keepReads()
 	}
 	var err error
 	if b.wbuf, err = writeOut(b.fd, b.wbuf, 4<<20); err != nil {
@@ -1250,7 +1267,7 @@ func (l *evloop) readConn(b *lconn) {
 			return
 		}
 		if err == nil {
-			err = errors.New("EOF")
+			err = io.EOF
 		}
 		l.failConn(b, fmt.Errorf("read: %w", err))
 		return
@@ -1277,6 +1294,10 @@ func (l *evloop) readConn(b *lconn) {
 		b.waiters[b.head] = waiter{}
 		b.head++
 		answered++
+		if rerunnable(&w) {
+			b.flightOff += w.n
+		}
+		w.c.retried = false
 		l.deliver(w, buf[:end])
 		buf = buf[end:]
 	}
@@ -1298,7 +1319,8 @@ func (l *evloop) readConn(b *lconn) {
 }
 
 // compact drops the answered waiters from the start of b.waiters: all of
-// them once none is owed, else when they are many and at least half.
+// them once none is owed, else when they are many and at least half; and
+// likewise the answered requests' copies from b.flight.
 func (b *lconn) compact() {
 	switch {
 	case b.head == len(b.waiters):
@@ -1310,6 +1332,49 @@ func (b *lconn) compact() {
 		b.sent -= b.head
 		b.head = 0
 	}
+	switch {
+	case b.head == b.sent: // every written request is answered
+		b.flight, b.flightOff = b.flight[:0], 0
+		if cap(b.flight) > flightKeep {
+			b.flight = nil
+		}
+	case b.flightOff >= flightCompactAt && 2*b.flightOff >= len(b.flight):
+		b.flight = b.flight[:copy(b.flight, b.flight[b.flightOff:])]
+		b.flightOff = 0
+	}
+}
+
+// keepReads copies the rerunnable requests among those b is about to
+// write for the first time (waiters[sent:], the last unsent bytes of
+// wbuf) to b.flight.
+func (b *lconn) keepReads() {
+	raw := b.wbuf[len(b.wbuf)-b.unsent:]
+	for i := b.sent; i < len(b.waiters); i++ {
+		w := &b.waiters[i]
+		if rerunnable(w) {
+			b.flight = append(b.flight, raw[:w.n]...)
+		}
+		raw = raw[w.n:]
+	}
+}
+
+// rerunnable reports whether w's request may run a second time, on
+// another connection, when the one it was written to dies before
+// answering: a read-only command (Redis's own flag; not a transaction,
+// whose entries after MULTI have no bytes of their own). Running it
+// twice changes nothing, and the client gets one reply either way.
+func rerunnable(w *waiter) bool {
+	return w.n > 0 && w.info.has(flagReadonly)
+}
+
+// rerunErr reports whether a connection's failure lets its unanswered
+// reads run again: the connection was lost (closed or reset by the
+// server, a read or write failed) or its server stopped being master.
+// Not when the server broke the protocol: the same requests could break
+// the next one.
+func rerunErr(err error) bool {
+	var errno unix.Errno
+	return errors.Is(err, errMasterChanged) || errors.Is(err, io.EOF) || errors.As(err, &errno)
 }
 
 // deliver gives one reply to the client that is owed it.
@@ -1361,7 +1426,7 @@ func (l *evloop) failConn(b *lconn, err error) {
 		}
 	}
 	if err != errConnClosed && !l.stopped {
-		l.requeue(b)
+		l.requeue(b, rerunErr(err))
 	}
 	reply := appendLost(nil, b.pl.addr, err)
 	owed := b.waiters[b.head:]
@@ -1372,6 +1437,7 @@ func (l *evloop) failConn(b *lconn, err error) {
 	}
 	l.p.active.Add(int64(-len(owed)))
 	b.waiters, b.head, b.sent, b.unsent, b.wbuf, b.in = nil, 0, 0, 0, nil, nil
+	b.flight, b.flightOff = nil, 0
 	if l.conns[b.pl] == b {
 		delete(l.conns, b.pl)
 		if err != errConnClosed && !l.stopped {
@@ -1380,46 +1446,91 @@ func (l *evloop) failConn(b *lconn, err error) {
 	}
 }
 
-// requeue gives the requests b never tried to write (held by coalescing,
-// or queued since its last write) back to their clients, ahead of what
-// they have not run yet, to run again on a connection that is up: after a
-// failover, on the new master; meanwhile the clients wait as for any
-// missing master. Their outcome is not unknown: Redis never saw them. A
-// client with a reply of the proxy's own waiting behind them (c.after)
-// gets the error instead, since that reply must stay behind theirs.
-func (l *evloop) requeue(b *lconn) {
-	unsent := b.waiters[b.sent:]
-	if len(unsent) == 0 {
+// requeue gives requests b owes replies to back to their clients, ahead
+// of what they have not run yet, to run again on a connection that is up:
+// after a failover, on the new master; meanwhile the clients wait as for
+// any missing master (see giveBack for which). The rest get the error.
+func (l *evloop) requeue(b *lconn, reads bool) {
+	ws := b.waiters[b.head:]
+	sent := b.sent - b.head
+	if sent == len(ws) && !reads {
 		return
 	}
-	raw := b.wbuf[len(b.wbuf)-b.unsent:]
-	back := map[*lclient][]byte{}
+	back := giveBack(ws, sent, reads)
+	unsent := b.wbuf[len(b.wbuf)-b.unsent:]
+	flight := b.flight[b.flightOff:]
+	pieces := map[*lclient][]byte{}
 	var order []*lclient
-	for i := range unsent {
-		w := &unsent[i]
-		c := w.c
-		piece := raw[:w.n] // (empty for the rest of a transaction block)
-		raw = raw[w.n:]
-		if c.dead || len(c.after) > 0 {
+	for i := range ws {
+		w := &ws[i]
+		var piece []byte // (empty for the rest of a transaction block)
+		switch {
+		case i >= sent:
+			piece, unsent = unsent[:w.n], unsent[w.n:]
+		case rerunnable(w):
+			piece, flight = flight[:w.n], flight[w.n:]
+		}
+		if !back[i] {
 			continue
 		}
-		if _, ok := back[c]; !ok {
+		c := w.c
+		if _, ok := pieces[c]; !ok {
 			order = append(order, c)
 		}
-		back[c] = append(back[c], piece...)
+		pieces[c] = append(pieces[c], piece...)
 		w.c = nil
 		if c.owed--; c.owed == 0 {
 			l.waiting--
 			c.on = nil
 		}
+		if i < sent {
+			c.retried = true
+			l.p.m.requeued.WithLabelValues("yes").Inc()
+		} else {
+			l.p.m.requeued.WithLabelValues("no").Inc()
+		}
 	}
 	for _, c := range order {
-		c.in = append(back[c], c.in...)
+		c.in = append(pieces[c], c.in...)
 		c.stop = true // run again once what it is still owed has come
 		if c.owed == 0 {
 			l.again = append(l.again, c)
 		}
 	}
+}
+
+// giveBack decides which of ws, the requests a dead connection owes
+// replies to (the first sent of them written to it), go back to their
+// clients to run again (true) rather than fail with "outcome unknown".
+// Those never written go back: the server never saw them. With reads
+// (rerunErr), so do the written ones that are rerunnable, when nothing
+// but rerunnable or unwritten requests of the same client follows them
+// (its replies must stay in order, and a write's error comes now) and
+// the client's reads were not already given back once since its last
+// reply. Nothing of a client that is gone goes back, nor of one with a
+// reply of the proxy's own queued behind (c.after), which must stay
+// behind theirs.
+func giveBack(ws []waiter, sent int, reads bool) []bool {
+	back := make([]bool, len(ws))
+	from := map[*lclient]int{} // a client's last run of rerunnable written requests starts here; -1: none
+	for i := range ws[:sent] {
+		w := &ws[i]
+		switch f, seen := from[w.c]; {
+		case !reads || !rerunnable(w) || w.c.retried:
+			from[w.c] = -1
+		case !seen || f < 0:
+			from[w.c] = i
+		}
+	}
+	for i := range ws {
+		c := ws[i].c
+		if c.dead || len(c.after) > 0 {
+			continue
+		}
+		f, seen := from[c]
+		back[i] = i >= sent || seen && f >= 0 && i >= f
+	}
+	return back
 }
 
 // retire stops new requests on the loop's connection to pl and closes it
