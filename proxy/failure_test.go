@@ -1,10 +1,16 @@
 package proxy
 
 import (
+	"bufio"
+	"fmt"
+	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/redis-proxy/redis-proxy/internal/redistest"
 )
@@ -145,4 +151,120 @@ func TestDeadSpareConnectionNotHandedOut(t *testing.T) {
 	stExpect(t, c2.do("MULTI"), "OK")
 	stExpect(t, c2.do("INCR", "spare:n"), "QUEUED")
 	stExpect(t, c2.do("EXEC"), "[2]")
+}
+
+// Clients pipelining reads and writes while the server crashes and comes
+// back, three times: every request gets exactly one reply, in its order
+// (each GET asks for a key of its own, whose value names it, so a reply
+// that belongs to another request shows), and the only errors are the
+// "outcome unknown" of writes in flight. Reads never fail on an event
+// loop: those in flight at a crash run again once the server is back
+// (answered nil there: the restarted server is empty). On the goroutine
+// path they may fail like writes.
+func TestPipelinesThroughServerCrashes(t *testing.T) {
+	r := redistest.Start(t)
+	tp := startProxy(t, Config{HoldTimeout: 20 * time.Second}, r.Addr)
+	const readers, writers, keys, depth = 8, 3, 200, 20
+	setup := r.Dial()
+	for c := range readers {
+		for j := range keys {
+			setup.Send("SET", fmt.Sprintf("pc:%d:%d", c, j), fmt.Sprintf("%d:%d", c, j))
+		}
+	}
+	if _, err := setup.Do(""); err != nil {
+		t.Fatal(err)
+	}
+
+	type tally struct {
+		replies, nils, lost int
+		bad                 []string
+	}
+	stop := make(chan struct{})
+	results := make([]tally, readers+writers)
+	var wg sync.WaitGroup
+	for c := range readers + writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res := &results[c]
+			nc, err := net.Dial("tcp", tp.Addr)
+			if err != nil {
+				res.bad = append(res.bad, err.Error())
+				return
+			}
+			defer nc.Close()
+			br := bufio.NewReader(nc)
+			for round := 0; ; round++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				var req [][]string
+				for i := range depth {
+					if c < readers {
+						j := (round*depth + i) % keys
+						req = append(req, []string{"GET", fmt.Sprintf("pc:%d:%d", c, j)})
+					} else {
+						req = append(req, []string{"INCR", fmt.Sprintf("pc:w:%d", c)})
+					}
+				}
+				nc.SetDeadline(time.Now().Add(25 * time.Second))
+				if _, err := nc.Write(stCmds(req...)); err != nil {
+					res.bad = append(res.bad, err.Error())
+					return
+				}
+				for i := range depth {
+					v, err := stReadValue(br)
+					if err != nil {
+						res.bad = append(res.bad, fmt.Sprintf("reply %d of round %d: %v", i, round, err))
+						return
+					}
+					res.replies++
+					switch {
+					case v.typ == '-' && strings.Contains(v.str, "lost"):
+						res.lost++
+					case v.null:
+						res.nils++
+					case c < readers && v.typ == '$' && v.str == fmt.Sprintf("%d:%d", c, (round*depth+i)%keys):
+					case c >= readers && v.typ == ':':
+					default:
+						res.bad = append(res.bad, fmt.Sprintf("%v to %v", v, req[i]))
+					}
+				}
+			}
+		}()
+	}
+	probe := stDial(t, tp.Addr)
+	for range 3 {
+		time.Sleep(300 * time.Millisecond)
+		r.Kill()
+		time.Sleep(50 * time.Millisecond)
+		r.Restart()
+		stEventually(t, 10*time.Second, "the proxy serving after the restart", func() bool {
+			v, err := probe.tryDo("GET", "pc:probe")
+			return err == nil && v.null
+		})
+	}
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	var readLost, nils int
+	for c, res := range results {
+		if len(res.bad) > 0 {
+			t.Errorf("client %d: %d replies, then: %v", c, res.replies, res.bad[:min(len(res.bad), 5)])
+		}
+		if c < readers {
+			readLost += res.lost
+			nils += res.nils
+		}
+		t.Logf("client %d: %d replies, %d nil, %d lost", c, res.replies, res.nils, res.lost)
+	}
+	t.Logf("reads given back to run again: %v", testutil.ToFloat64(tp.m.requeued.WithLabelValues("yes")))
+	if nils == 0 {
+		t.Errorf("no read was answered by a restarted server: the test did not test much")
+	}
+	if *eventLoops >= 0 && readLost > 0 {
+		t.Errorf("%d reads failed with the connection on an event loop; they should have run again", readLost)
+	}
 }
