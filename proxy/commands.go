@@ -22,6 +22,7 @@ const (
 	flagPubsub
 	flagAdmin
 	flagNoscript
+	flagFast
 )
 
 // cmdInfo is one command (or subcommand) in the table.
@@ -248,6 +249,8 @@ func flagByName(f string) cmdFlags {
 		return flagAdmin
 	case "noscript":
 		return flagNoscript
+	case "fast":
+		return flagFast
 	}
 	return 0
 }

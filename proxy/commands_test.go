@@ -51,7 +51,9 @@ func TestCommandTableFromRedis(t *testing.T) {
 		has   cmdFlags
 		hasnt cmdFlags
 	}{
-		{[]string{"GET", "k"}, "get", flagReadonly, flagWrite | flagBlocking},
+		{[]string{"GET", "k"}, "get", flagReadonly | flagFast, flagWrite | flagBlocking},
+		{[]string{"KEYS", "*"}, "keys", flagReadonly, flagFast},
+		{[]string{"EVAL_RO", "return 1", "0"}, "eval_ro", flagReadonly, flagFast},
 		{[]string{"get"}, "get", flagReadonly, 0},
 		{[]string{"gEt", "k"}, "get", flagReadonly, 0},
 		{[]string{"SET", "k", "v"}, "set", flagWrite, flagReadonly},
@@ -118,7 +120,7 @@ func TestCommandTableMatchesReply(t *testing.T) {
 			return
 		}
 		want := map[string]cmdFlags{"readonly": flagReadonly, "write": flagWrite, "blocking": flagBlocking,
-			"pubsub": flagPubsub, "admin": flagAdmin, "noscript": flagNoscript}
+			"pubsub": flagPubsub, "admin": flagAdmin, "noscript": flagNoscript, "fast": flagFast}
 		var wantFlags cmdFlags
 		for _, f := range flags {
 			wantFlags |= want[f]

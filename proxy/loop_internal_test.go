@@ -7,7 +7,6 @@ package proxy
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"math/rand"
 	"net"
@@ -413,13 +412,14 @@ func TestCoalescedRequestsRunAgainAfterTheConnectionDies(t *testing.T) {
 }
 
 // giveBack: which requests of a dead connection run again. Those never
-// written always; written reads when nothing but reads or unwritten
+// written always; written fast reads when nothing but such reads or unwritten
 // requests of the same client follows them, once per client between
 // replies; nothing of a client that is gone or has a reply of the proxy's
 // own queued behind.
 func TestGiveBack(t *testing.T) {
-	get := &cmdInfo{name: "get", flags: flagReadonly}
+	get := &cmdInfo{name: "get", flags: flagReadonly | flagFast}
 	set := &cmdInfo{name: "set", flags: flagWrite}
+	keys := &cmdInfo{name: "keys", flags: flagReadonly}
 	multi := &cmdInfo{name: "multi"}
 	a, b := &lclient{}, &lclient{}
 	retried := &lclient{retried: true}
@@ -445,6 +445,7 @@ func TestGiveBack(t *testing.T) {
 		{"once between replies", []waiter{r(retried), r(retried), w(retried)}, 2, true, []bool{false, false, true}},
 		{"client gone", []waiter{r(gone), r(gone)}, 1, true, []bool{false, false}},
 		{"proxy's reply behind", []waiter{r(after), w(after)}, 1, true, []bool{false, false}},
+		{"a slow read: fails", []waiter{{c: a, info: keys, n: 20}, r(a), {c: b, info: keys, n: 20}}, 3, true, []bool{false, true, false}},
 		{"transaction", []waiter{{c: a, info: multi, n: 60}, {c: a, info: get}, {c: a, info: get}}, 3, true, []bool{false, false, false}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -457,12 +458,12 @@ func TestGiveBack(t *testing.T) {
 
 // Reads that a connection had written and not answered when it died run
 // again once a connection is up (here: once Redis is back), so their
-// clients see a pause, not an error: a pipeline of GETs, an MGET, a
-// read-only script, a GET behind the client's own SET (whose outcome is
-// unknown: an error). A GET followed by a write of the same client, or by
-// a reply of the proxy's own, fails like what follows it, which keeps the
-// client's replies in order. A read runs again once: when the next
-// connection dies too before answering it, it fails.
+// clients see a pause, not an error: a pipeline of GETs, an MGET, a GET
+// behind the client's own SET (whose outcome is unknown: an error). A GET
+// followed by a write of the same client, or by a reply of the proxy's
+// own, fails like what follows it, which keeps the client's replies in
+// order; so does a slow read (a read-only script), which is not run
+// again.
 func TestReadsInFlightRunAgainAfterTheConnectionDies(t *testing.T) {
 	needEventLoops(t)
 	r := redistest.Start(t)
@@ -470,35 +471,35 @@ func TestReadsInFlightRunAgainAfterTheConnectionDies(t *testing.T) {
 		t.Fatal(err)
 	}
 	tp := startProxy(t, Config{EventLoops: 1, WriteAtOnce: true, HoldTimeout: 20 * time.Second}, r.Addr)
-	requeued := func() int { return int(testutil.ToFloat64(tp.m.requeued.WithLabelValues("yes"))) }
-	script := func(ms int) []string { s := slowScript(ms); s[0] = "EVAL_RO"; return s }
-	conns := make([]*stConn, 6)
+	conns := make([]*stConn, 7)
 	for i := range conns {
 		conns[i] = stDial(t, tp.Addr)
 		stExpect(t, conns[i].do("PING"), "PONG")
 	}
-	blocker, pipe, setGet, getIncr, getSelect, mget := conns[0], conns[1], conns[2], conns[3], conns[4], conns[5]
-	blocker.send(script(1000)...)
+	blocker, pipe, setGet, getIncr, getSelect, mget, slowRead := conns[0], conns[1], conns[2], conns[3], conns[4], conns[5], conns[6]
+	blocker.send(slowScript(1000)...)
 	time.Sleep(50 * time.Millisecond) // the script runs; the rest waits behind it in Redis
 	pipe.write(stCmds([]string{"GET", "rr:k"}, []string{"GET", "rr:k"}, []string{"GET", "rr:k"}))
 	setGet.write(stCmds([]string{"SET", "rr:w", "x"}, []string{"GET", "rr:k"}))
 	getIncr.write(stCmds([]string{"GET", "rr:k"}, []string{"INCR", "rr:n"}))
 	getSelect.write(stCmds([]string{"GET", "rr:k"}, []string{"SELECT", "0"}))
 	mget.send("MGET", "rr:k", "rr:x")
+	slowRead.send("EVAL_RO", "return redis.call('GET', KEYS[1])", "1", "rr:k")
 	time.Sleep(100 * time.Millisecond)
 	r.Kill()
+	stExpectLost(t, blocker.read(), "the script in Redis")
 	stExpectLost(t, setGet.read(), "a SET in flight")
 	stExpectLost(t, getIncr.read(), "a GET with an INCR of its client behind it")
 	stExpectLost(t, getIncr.read(), "an INCR in flight")
 	stExpectLost(t, getSelect.read(), "a GET with the proxy's reply to SELECT behind it")
 	stExpect(t, getSelect.read(), "OK")
-	if n := requeued(); n != 6 {
-		t.Fatalf("%d reads given back, want 6 (the script, 3 GETs, the GET behind SET, MGET)", n)
+	stExpectLost(t, slowRead.read(), "a read-only script in flight")
+	if n := testutil.ToFloat64(tp.m.requeued.WithLabelValues("yes")); n != 5 {
+		t.Fatalf("%v reads given back, want 5 (3 GETs, the GET behind SET, MGET)", n)
 	}
 	time.Sleep(100 * time.Millisecond)
 	r.Restart()
 	// The restarted server has no rr:k: the nils say the reads ran there.
-	stExpect(t, blocker.readTimeout(15*time.Second), "1")
 	for range 3 {
 		stExpect(t, pipe.readTimeout(15*time.Second), "<nil>")
 	}
@@ -507,28 +508,40 @@ func TestReadsInFlightRunAgainAfterTheConnectionDies(t *testing.T) {
 	if n := loopWaiting(t, tp); n != 0 {
 		t.Fatalf("the loop counts %d clients waiting after every reply", n)
 	}
+}
 
-	// Once: the script given back, and killed again while it runs on the
-	// restarted server, fails.
-	blocker.send(script(3000)...)
-	time.Sleep(100 * time.Millisecond)
-	r.Kill()
-	r.Restart()
-	stEventually(t, 10*time.Second, "the script running again on the restarted server", func() bool {
-		c, err := redis.Dial("tcp", r.Addr, redis.DialConnectTimeout(time.Second), redis.DialReadTimeout(100*time.Millisecond))
-		if err != nil {
-			return false
-		}
-		defer c.Close()
-		_, err = c.Do("PING")
-		var ne net.Error
-		return errors.As(err, &ne) && ne.Timeout() // Redis is busy: the script runs
-	})
-	r.Kill()
-	stExpectLost(t, blocker.readTimeout(5*time.Second), "the script, killed a second time")
-	if n := requeued(); n != 7 {
-		t.Fatalf("%d reads given back, want 7 (the script's second loss not among them)", n)
+// With reads from replicas, reads in flight on a replica that dies run
+// again elsewhere: here the only replica dies under a read-only script (a
+// slow read: it fails) and a pipeline of GETs, which run again on the
+// master, which has the data.
+func TestReadsInFlightOnADeadReplicaRunOnTheMaster(t *testing.T) {
+	needEventLoops(t)
+	m, rep := redistest.Start(t), redistest.Start(t)
+	rep.ReplicaOf(m)
+	if _, err := m.Do("SET", "rr:k", "v"); err != nil {
+		t.Fatal(err)
 	}
-	r.Restart()
-	stExpect(t, blocker.readAfter(15*time.Second, "GET", "rr:k"), "<nil>")
+	stEventually(t, 5*time.Second, "rr:k replicated", func() bool {
+		v, err := rep.Do("EXISTS", "rr:k")
+		return err == nil && v.(int64) == 1
+	})
+	tp := startProxy(t, Config{EventLoops: 1, ReadFrom: ReadFromReplicas, HoldTimeout: 20 * time.Second}, m.Addr, rep.Addr)
+	blocker, reader := stDial(t, tp.Addr), stDial(t, tp.Addr)
+	script := slowScript(1000)
+	script[0] = "EVAL_RO"
+	blocker.send(script...)
+	time.Sleep(50 * time.Millisecond)
+	reader.write(stCmds([]string{"GET", "rr:k"}, []string{"GET", "rr:k"}, []string{"GET", "rr:k"}))
+	time.Sleep(100 * time.Millisecond)
+	rep.Kill()
+	stExpectLost(t, blocker.readTimeout(5*time.Second), "a read-only script on the replica")
+	for range 3 {
+		stExpect(t, reader.readTimeout(15*time.Second), `"v"`)
+	}
+	if n := stCmdStat(t, m, "get"); n != 3 {
+		t.Fatalf("GET calls on the master = %d, want 3", n)
+	}
+	if n := testutil.ToFloat64(tp.m.requeued.WithLabelValues("yes")); n != 3 {
+		t.Fatalf("%v reads given back, want 3", n)
+	}
 }

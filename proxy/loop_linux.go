@@ -1360,11 +1360,15 @@ func (b *lconn) keepReads() {
 
 // rerunnable reports whether w's request may run a second time, on
 // another connection, when the one it was written to dies before
-// answering: a read-only command (Redis's own flag; not a transaction,
-// whose entries after MULTI have no bytes of their own). Running it
-// twice changes nothing, and the client gets one reply either way.
+// answering: a fast read (Redis's own readonly and fast flags: GET, MGET,
+// HGET, EXISTS, …; not a transaction, whose entries after MULTI have no
+// bytes of their own). Running it twice changes nothing, and the client
+// gets one reply either way. Slow reads (KEYS, SCAN, LRANGE, SMEMBERS,
+// EVAL_RO, …) are not run again: one may be what brought the server
+// down (a reply too large for its memory, a script that never ends), and
+// running it on the next server could do the same there.
 func rerunnable(w *waiter) bool {
-	return w.n > 0 && w.info.has(flagReadonly)
+	return w.n > 0 && w.info.flags&(flagReadonly|flagFast) == flagReadonly|flagFast
 }
 
 // rerunErr reports whether a connection's failure lets its unanswered
