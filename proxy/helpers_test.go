@@ -8,6 +8,7 @@ import (
 
 	"github.com/gomodule/redigo/redis"
 
+	"github.com/redis-proxy/redis-proxy/internal/redistest"
 	"github.com/redis-proxy/redis-proxy/replication"
 )
 
@@ -68,4 +69,15 @@ func (tp *testProxy) dial(t testing.TB, opts ...redis.DialOption) redis.Conn {
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// expectReplicated waits until key exists on every one of replicas.
+func expectReplicated(t testing.TB, key string, replicas ...*redistest.Server) {
+	t.Helper()
+	for _, rep := range replicas {
+		stEventually(t, 5*time.Second, key+" replicated to "+rep.Addr, func() bool {
+			v, err := rep.Do("EXISTS", key)
+			return err == nil && v.(int64) == 1
+		})
+	}
 }

@@ -154,12 +154,7 @@ func TestReadFromReplicasSplitsReadsAndWrites(t *testing.T) {
 	tp := startProxy(t, Config{ReadFrom: ReadFromReplicas}, m.Addr, r1.Addr, r2.Addr)
 	c := stDial(t, tp.Addr)
 	stExpect(t, c.do("SET", "rw:k", "v"), "OK")
-	for _, rep := range []*redistest.Server{r1, r2} {
-		stEventually(t, 5*time.Second, "rw:k replicated to "+rep.Addr, func() bool {
-			v, err := rep.Do("EXISTS", "rw:k")
-			return err == nil && v.(int64) == 1
-		})
-	}
+	expectReplicated(t, "rw:k", r1, r2)
 	servers := []*redistest.Server{m, r1, r2}
 	resetStats := func() {
 		for _, s := range servers {

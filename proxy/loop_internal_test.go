@@ -521,10 +521,7 @@ func TestReadsInFlightOnADeadReplicaRunOnTheMaster(t *testing.T) {
 	if _, err := m.Do("SET", "rr:k", "v"); err != nil {
 		t.Fatal(err)
 	}
-	stEventually(t, 5*time.Second, "rr:k replicated", func() bool {
-		v, err := rep.Do("EXISTS", "rr:k")
-		return err == nil && v.(int64) == 1
-	})
+	expectReplicated(t, "rr:k", rep)
 	tp := startProxy(t, Config{EventLoops: 1, ReadFrom: ReadFromReplicas, HoldTimeout: 20 * time.Second}, m.Addr, rep.Addr)
 	blocker, reader := stDial(t, tp.Addr), stDial(t, tp.Addr)
 	script := slowScript(1000)

@@ -55,10 +55,7 @@ func TestLoopMixedServersKeepOrder(t *testing.T) {
 	if _, err := m.Do("SET", "mx:r", "replica-value"); err != nil {
 		t.Fatal(err)
 	}
-	stEventually(t, 5*time.Second, "mx:r replicated", func() bool {
-		v, err := rep.Do("EXISTS", "mx:r")
-		return err == nil && v.(int64) == 1
-	})
+	expectReplicated(t, "mx:r", rep)
 	tp := startProxy(t, Config{ReadFrom: ReadFromReplicas}, m.Addr, rep.Addr)
 	c := stDial(t, tp.Addr)
 	var cmds [][]string
