@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/redis-proxy/redis-proxy/internal/redistest"
 )
 
@@ -1265,9 +1267,15 @@ func dtRun(t *testing.T, name string, seed int64, cmds []dtCmd, direct, proxied 
 }
 
 // dtServers starts Redis A (direct) and Redis B behind a proxy, both empty.
+// At the end it logs how often clients moved off the event loop and back.
 func dtServers(t *testing.T, cfg Config) (direct, proxied string) {
 	a, b := dtRedisPair(t)
-	return a, startProxy(t, cfg, b).Addr
+	tp := startProxy(t, cfg, b)
+	t.Cleanup(func() {
+		t.Logf("clients moved off the event loop %v times, back %v times",
+			testutil.ToFloat64(tp.m.handoffs), testutil.ToFloat64(tp.m.loopReturns))
+	})
+	return a, tp.Addr
 }
 
 // dtRedisPair starts two empty Redis servers.

@@ -7,6 +7,7 @@ package proxy
 
 import (
 	"bytes"
+	"encoding/hex"
 	"fmt"
 	"math/rand"
 	"net"
@@ -223,9 +224,14 @@ func batches(t *testing.T, tp *testProxy) (writes, commands, upTo2, upTo4 int) {
 // loopWaiting reads, on the loop's own goroutine, how many clients it
 // counts as awaiting replies.
 func loopWaiting(t *testing.T, tp *testProxy) int {
+	return onLoop(t, tp, func(l *evloop) int { return l.waiting })
+}
+
+// onLoop returns f of the proxy's first loop, run on the loop's goroutine.
+func onLoop(t *testing.T, tp *testProxy, f func(*evloop) int) int {
 	t.Helper()
 	ch := make(chan int, 1)
-	tp.loops[0].post(func() { ch <- tp.loops[0].waiting })
+	tp.loops[0].post(func() { ch <- f(tp.loops[0]) })
 	select {
 	case n := <-ch:
 		return n
@@ -540,5 +546,162 @@ func TestReadsInFlightOnADeadReplicaRunOnTheMaster(t *testing.T) {
 	}
 	if n := testutil.ToFloat64(tp.m.requeued.WithLabelValues("yes")); n != 3 {
 		t.Fatalf("%v reads given back, want 3", n)
+	}
+}
+
+// loopClients reads, on the loop's own goroutine, how many clients it
+// serves.
+func loopClients(t *testing.T, tp *testProxy) int {
+	return onLoop(t, tp, func(l *evloop) int { return len(l.clients) })
+}
+
+// A client moved off the event loop by WATCH (or an interactive MULTI)
+// goes back to it after loopReturnAfter batches without a dedicated
+// connection, and the next WATCH moves it off again; its replies are
+// those of Redis throughout. It is not moved back while a request of it
+// is only partly read (it would be left behind in redcon's reader), nor
+// while it holds a dedicated connection (here: a database other than 0),
+// nor after an inline command.
+func TestClientReturnsToTheLoop(t *testing.T) {
+	needEventLoops(t)
+	r := redistest.Start(t)
+	tp := startProxy(t, Config{EventLoops: 1}, r.Addr)
+	moves := func() (off, back int) {
+		return int(testutil.ToFloat64(tp.m.handoffs)), int(testutil.ToFloat64(tp.m.loopReturns))
+	}
+	c := stDial(t, tp.Addr)
+	stExpect(t, c.do("SET", "ret:n", "1"), "OK")
+	transaction := func() {
+		t.Helper()
+		stExpect(t, c.do("WATCH", "ret:n"), "OK")
+		stExpect(t, c.do("MULTI"), "OK")
+		stExpect(t, c.do("INCR", "ret:n"), "QUEUED")
+		v := c.do("EXEC")
+		if v.typ != '*' || len(v.elems) != 1 {
+			t.Fatalf("EXEC: %s, want one reply", v)
+		}
+	}
+	transaction()
+	if off, back := moves(); off != 1 || back != 0 || loopClients(t, tp) != 0 {
+		t.Fatalf("after WATCH: %d moves off the loop, %d back, %d clients on the loop; want 1, 0, 0", off, back, loopClients(t, tp))
+	}
+	// The transaction's EXEC released the dedicated connection: one
+	// batch without it so far.
+	for i := 2; i < loopReturnAfter; i++ {
+		stExpect(t, c.do("GET", "ret:n"), `"2"`)
+	}
+	// A PING and half a SET in one write: the batch (the PING) ends with
+	// a request half read, so the client stays.
+	set := stCmd("SET", "ret:s", "whole")
+	c.write(append(stCmd("PING"), set[:9]...))
+	stExpect(t, c.read(), "PONG")
+	time.Sleep(20 * time.Millisecond)
+	if _, back := moves(); back != 0 {
+		t.Fatalf("moved back to the loop with half a request read")
+	}
+	c.write(set[9:])
+	stExpect(t, c.read(), "OK")
+	stEventually(t, 5*time.Second, "the client back on the loop", func() bool { return loopClients(t, tp) == 1 })
+	if off, back := moves(); off != 1 || back != 1 {
+		t.Fatalf("%d moves off the loop, %d back; want 1 and 1", off, back)
+	}
+	stExpect(t, c.do("GET", "ret:s"), `"whole"`)
+	stExpect(t, c.do("INCR", "ret:n"), "3")
+
+	// Off again at the next WATCH, as often as it comes.
+	transaction()
+	if off, _ := moves(); off != 2 {
+		t.Fatalf("%d moves off the loop, want 2", off)
+	}
+	// A database other than 0 holds a dedicated connection: no return.
+	stExpect(t, c.do("SELECT", "1"), "OK")
+	for range 2 * loopReturnAfter {
+		stExpect(t, c.do("GET", "ret:n"), "<nil>")
+	}
+	if _, back := moves(); back != 1 {
+		t.Fatalf("moved back to the loop while in database 1")
+	}
+	stExpect(t, c.do("SELECT", "0"), "OK")
+	for range loopReturnAfter {
+		stExpect(t, c.do("GET", "ret:n"), `"4"`)
+	}
+	stEventually(t, 5*time.Second, "the client back on the loop", func() bool { return loopClients(t, tp) == 1 })
+	if off, back := moves(); off != 2 || back != 2 {
+		t.Fatalf("%d moves off the loop, %d back; want 2 and 2", off, back)
+	}
+	stExpect(t, c.do("GET", "ret:n"), `"4"`)
+
+	// A client that sent an inline command stays off the loop (redcon
+	// re-encodes those, so what it holds of the client cannot be told).
+	in := stDial(t, tp.Addr)
+	in.write([]byte("WATCH ret:n\r\n"))
+	stExpect(t, in.read(), "OK")
+	stExpect(t, in.do("UNWATCH"), "OK")
+	for range 2 * loopReturnAfter {
+		stExpect(t, in.do("GET", "ret:n"), `"4"`)
+	}
+	if off, back := moves(); off != 3 || back != 2 {
+		t.Fatalf("%d moves off the loop, %d back; want 3 and 2 (no return after an inline command)", off, back)
+	}
+}
+
+// redcon keeps part of a client's input in its reader between batches:
+// of the three writes of testdata/redcon-split.hex (from a differential
+// run; the first moves the client off the loop at its MULTI), redcon
+// reads the last only as far as its buffer has room and hands over its 8
+// commands in two batches, 5 and 3. A client moved back to the loop after
+// the first batch would lose the rest. With a return tried after every
+// batch, every reply must equal Redis's, and the client must still go
+// back to the loop.
+func TestClientReturnsOnlyWithNothingLeftInRedcon(t *testing.T) {
+	needEventLoops(t)
+	text, err := os.ReadFile("testdata/redcon-split.hex")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var writes [][]byte
+	for _, line := range strings.Fields(string(text)) {
+		b, err := hex.DecodeString(line)
+		if err != nil {
+			t.Fatal(err)
+		}
+		writes = append(writes, b)
+	}
+	direct, backend := dtRedisPair(t)
+	tp := startProxy(t, Config{EventLoops: 1}, backend)
+	tp.returnAfter.Store(1)
+	a, b := stDial(t, direct), stDial(t, tp.Addr)
+	for i, w := range writes {
+		// Each write is answered before the next goes: a sentinel PING
+		// marks the end of its replies.
+		want, got := stExchangeOn(t, a, w), stExchangeOn(t, b, w)
+		if !bytes.Equal(want, got) {
+			t.Fatalf("write %d: replies differ\n redis: %.400q\n proxy: %.400q", i, want, got)
+		}
+	}
+	if back := testutil.ToFloat64(tp.m.loopReturns); back < 1 {
+		t.Fatalf("the client never went back to the loop (%v returns)", back)
+	}
+}
+
+// stExchangeOn writes req on c as one write and, once it has surely been
+// read, a sentinel PING in a write of its own; it returns the raw replies
+// before the sentinel's.
+func stExchangeOn(t *testing.T, c *stConn, req []byte) []byte {
+	t.Helper()
+	const sentinel = "st-exchange-end"
+	c.write(req)
+	time.Sleep(50 * time.Millisecond)
+	c.send("PING", sentinel)
+	var out []byte
+	for {
+		v, err := c.tryRead(5 * time.Second)
+		if err != nil {
+			t.Fatalf("exchange: %v after %.400q", err, out)
+		}
+		if v.typ == '$' && v.str == sentinel {
+			return out
+		}
+		out = append(out, v.raw...)
 	}
 }

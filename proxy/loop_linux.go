@@ -1207,6 +1207,7 @@ func (l *evloop) handoff(c *lclient) {
 		c.s.end()
 		return
 	}
+	c.s.cleanBatches = 0
 	lc := &limitConn{Conn: nc, scan: c.scan, sess: c.s, prefix: append([]byte(nil), c.in...), pending: c.protoErr}
 	c.s.scan = &lc.scan
 	if !l.p.handoffs.push(lc) {

@@ -19,6 +19,7 @@ type metrics struct {
 	busyPoll      prometheus.Counter
 	backendBatch  prometheus.Histogram
 	handoffs      prometheus.Counter
+	loopReturns   prometheus.Counter
 	requeued      *prometheus.CounterVec
 }
 
@@ -82,6 +83,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "redis_proxy_loop_handoffs_total",
 			Help: "Clients moved from an event loop to a goroutine of their own by a command that needs a dedicated connection.",
 		}),
+		loopReturns: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "redis_proxy_loop_returns_total",
+			Help: "Clients moved back to an event loop after running without a dedicated connection for a while on a goroutine of their own.",
+		}),
 		requeued: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "redis_proxy_requests_requeued_total",
 			Help: "Requests owed by a shared backend connection that died, given back to their clients to run again instead of failing: written=no never reached the server, written=yes are reads it had not answered.",
@@ -89,7 +94,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.commands, m.latency, m.clients, m.clientsTotal, m.rejected,
-			m.backendConns, m.backendErrors, m.pinned, m.held, m.holdTimeouts, m.topologyEpoch, m.busyPoll, m.backendBatch, m.handoffs, m.requeued)
+			m.backendConns, m.backendErrors, m.pinned, m.held, m.holdTimeouts, m.topologyEpoch, m.busyPoll, m.backendBatch, m.handoffs, m.loopReturns, m.requeued)
 	}
 	return m
 }

@@ -202,8 +202,10 @@ type Proxy struct {
 	// handoffs feeds redcon the clients served by a goroutine each: new
 	// ones when there are no event loops, and those a loop hands over.
 	handoffs *chanListener
-	closed   bool
-	loading  bool // a command-table load is running
+	// returnAfter is loopReturnAfter (tests lower it).
+	returnAfter atomic.Int64
+	closed      bool
+	loading     bool // a command-table load is running
 	// lastMaster is the pool of the last master published, kept across a
 	// topology with no master (as a failover or switchover publishes).
 	lastMaster *pool
@@ -237,6 +239,7 @@ func New(cfg Config) (*Proxy, error) {
 		pools: make(map[string]*pool),
 	}
 	p.routes.Store(&routes{changed: make(chan struct{})})
+	p.returnAfter.Store(loopReturnAfter)
 	return p, nil
 }
 
@@ -643,6 +646,7 @@ func (p *Proxy) accept(conn redcon.Conn) bool {
 	}
 	s := lc.sess
 	s.conn = conn
+	s.lc = lc
 	s.scan = &lc.scan
 	conn.SetContext(s)
 	return true

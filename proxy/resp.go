@@ -390,6 +390,12 @@ type limitConn struct {
 	pending string   // error reply owed before the next read fails
 	prefix  []byte   // bytes an event loop read (and scanned) before the hand-off
 	sess    *session // the client's session, made when it connected
+	// delivered counts the bytes Read gave redcon; consumed, those of the
+	// commands redcon gave the session. Equal, redcon holds no byte of
+	// the client's (see session.returnToLoop). inline: an inline command
+	// came (redcon re-encodes those, so the counts can no longer match).
+	delivered, consumed int64
+	inline              bool
 }
 
 // errLimit ends a client connection whose request broke a limit.
@@ -399,6 +405,7 @@ func (c *limitConn) Read(p []byte) (int, error) {
 	if len(c.prefix) > 0 {
 		n := copy(p, c.prefix)
 		c.prefix = c.prefix[n:]
+		c.delivered += int64(n)
 		return n, nil
 	}
 	if c.pending != "" {
@@ -422,6 +429,7 @@ func (c *limitConn) Read(p []byte) (int, error) {
 				continue // only empty requests: nothing for redcon
 			}
 		}
+		c.delivered += int64(max(n, 0))
 		return n, err
 	}
 }

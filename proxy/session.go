@@ -117,7 +117,12 @@ type session struct {
 	dbUnknown        bool // an EXEC ran queued SELECTs: read the db back
 	closing          bool
 	ended            bool
-	deadline         time.Time // client write deadline last set
+	deadline         time.Time  // client write deadline last set
+	lc               *limitConn // the connection redcon reads, on the goroutine path
+	// cleanBatches counts the batches served in a row on the goroutine
+	// path without a dedicated connection; at loopReturnAfter the client
+	// goes back to an event loop.
+	cleanBatches int
 
 	// Per-batch scratch, reused to keep the hot path free of allocations.
 	cmds  []redcon.Command
@@ -157,11 +162,61 @@ func (p *Proxy) handle(conn redcon.Conn, cmd redcon.Command) {
 	s := conn.Context().(*session)
 	s.cmds = append(s.cmds[:0], cmd)
 	s.cmds = append(s.cmds, conn.ReadPipeline()...)
+	if lc := s.lc; lc != nil {
+		for _, c := range s.cmds {
+			if len(c.Raw) > 0 && c.Raw[0] == '*' {
+				lc.consumed += int64(len(c.Raw))
+			} else {
+				lc.inline = true
+			}
+		}
+	}
 	s.serve(s.cmds)
 	clear(s.cmds)
+	if s.pin != nil || s.tunneled || s.closing {
+		s.cleanBatches = 0
+	} else if s.cleanBatches++; int64(s.cleanBatches) >= p.returnAfter.Load() && len(p.loops) > 0 && s.returnToLoop(conn) {
+		return
+	}
 	if !s.tunneled && !s.closing {
 		s.refreshWriteDeadline()
 	}
+}
+
+// loopReturnAfter is how many batches in a row a client moved off an
+// event loop (by WATCH, an interactive MULTI, …) must run without a
+// dedicated connection before it goes back to a loop: one that keeps
+// using transactions stays where it is instead of moving at each one.
+const loopReturnAfter = 16
+
+// returnToLoop gives the client back to an event loop, which serves it
+// from its next request on, and reports whether it did. Only when redcon
+// holds none of the client's input: every byte it was given is in a
+// command it handed over (redcon may keep complete commands for its next
+// batch, and part of one still arriving); the replies of the batch are
+// written first. A client that sent an inline command stays.
+func (s *session) returnToLoop(conn redcon.Conn) bool {
+	lc := s.lc
+	if lc == nil || lc.inline || len(lc.prefix) > 0 || lc.pending != "" || lc.delivered != lc.consumed {
+		return false
+	}
+	dc := conn.Detach()  // redcon neither reads nor closes it any more
+	conn.SetContext(nil) // and its close callback does not end the session
+	s.cleanBatches = 0
+	if err := dc.Flush(); err != nil {
+		lc.Conn.Close()
+		s.end()
+		return true
+	}
+	s.conn, s.lc = nil, nil
+	l := s.p.loops[s.p.nloop.Add(1)%uint64(len(s.p.loops))]
+	if err := l.adopt(lc.Conn, s); err != nil {
+		s.p.log.Warn("client not returned to the event loop", "client", s.id, "err", err)
+		s.end()
+		return true
+	}
+	s.p.m.loopReturns.Inc()
+	return true
 }
 
 // refreshWriteDeadline keeps a deadline on writes to the client, so one that
