@@ -175,7 +175,7 @@ func (p *Proxy) handle(conn redcon.Conn, cmd redcon.Command) {
 	clear(s.cmds)
 	if s.pin != nil || s.tunneled || s.closing {
 		s.cleanBatches = 0
-	} else if s.cleanBatches++; int64(s.cleanBatches) >= p.returnAfter.Load() && len(p.loops) > 0 && s.returnToLoop(conn) {
+	} else if s.cleanBatches++; int64(s.cleanBatches) >= p.returnAfter.Load() && s.returnToLoop(conn) {
 		return
 	}
 	if !s.tunneled && !s.closing {
@@ -196,8 +196,8 @@ const loopReturnAfter = 16
 // batch, and part of one still arriving); the replies of the batch are
 // written first. A client that sent an inline command stays.
 func (s *session) returnToLoop(conn redcon.Conn) bool {
-	lc := s.lc
-	if lc == nil || lc.inline || len(lc.prefix) > 0 || lc.pending != "" || lc.delivered != lc.consumed {
+	lc, loops := s.lc, s.p.loopsv.Load()
+	if loops == nil || len(*loops) == 0 || lc == nil || lc.inline || len(lc.prefix) > 0 || lc.pending != "" || lc.delivered != lc.consumed {
 		return false
 	}
 	dc := conn.Detach()  // redcon neither reads nor closes it any more
@@ -209,7 +209,7 @@ func (s *session) returnToLoop(conn redcon.Conn) bool {
 		return true
 	}
 	s.conn, s.lc = nil, nil
-	l := s.p.loops[s.p.nloop.Add(1)%uint64(len(s.p.loops))]
+	l := (*loops)[s.p.nloop.Add(1)%uint64(len(*loops))]
 	if err := l.adopt(lc.Conn, s); err != nil {
 		s.p.log.Warn("client not returned to the event loop", "client", s.id, "err", err)
 		s.end()
