@@ -41,6 +41,8 @@ test-appliance:
 verify:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+	@# The proxy also builds on other Unix systems (goroutine per client, no VIP).
+	GOOS=darwin $(GO) vet $(PKGS)
 	$(GO) mod tidy -diff
 	@if command -v staticcheck >/dev/null 2>&1; then staticcheck $(PKGS); else echo "staticcheck not installed: skipped"; fi
 

@@ -19,3 +19,4 @@ func (l *evloop) post(func())                    {}
 func (l *evloop) adopt(net.Conn, *session) error { return errors.New("event loops need Linux") }
 func (l *evloop) retire(*pool)                   {}
 func (l *evloop) failPool(*pool, error)          {}
+func (l *evloop) conn(*pool)                     {}

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package netns runs the proxy pair end to end in Linux network namespaces:
 // the real redis-proxy binary (built from this module by the test), real
 // redis-server processes, the kernel's addresses, ARP and TCP. It is the
