@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/gomodule/redigo/redis"
 )
 
 // request is one client's batch of commands for one backend connection.
@@ -358,6 +360,24 @@ type dialer struct {
 	username string
 	password string
 	name     string // CLIENT SETNAME, so operators can tell proxy connections apart
+}
+
+// control opens a redigo connection to addr with the proxy's backend
+// credentials, for the proxy's own commands (COMMAND, SCRIPT LOAD), with
+// io as its read and write timeout.
+func (d *dialer) control(ctx context.Context, addr string, io time.Duration) (redis.Conn, error) {
+	opts := []redis.DialOption{
+		redis.DialConnectTimeout(d.timeout),
+		redis.DialReadTimeout(io),
+		redis.DialWriteTimeout(io),
+	}
+	if d.password != "" {
+		opts = append(opts, redis.DialPassword(d.password))
+		if d.username != "" {
+			opts = append(opts, redis.DialUsername(d.username))
+		}
+	}
+	return redis.DialContext(ctx, "tcp", addr, opts...)
 }
 
 // dial connects to addr and runs the handshake (AUTH, and for a shared

@@ -137,18 +137,7 @@ func lower(dst, b []byte) ([]byte, bool) {
 
 // loadTable reads COMMAND from addr.
 func loadTable(ctx context.Context, addr string, d *dialer, m *metrics) (*cmdTable, error) {
-	opts := []redis.DialOption{
-		redis.DialConnectTimeout(d.timeout),
-		redis.DialReadTimeout(5 * time.Second),
-		redis.DialWriteTimeout(5 * time.Second),
-	}
-	if d.password != "" {
-		opts = append(opts, redis.DialPassword(d.password))
-		if d.username != "" {
-			opts = append(opts, redis.DialUsername(d.username))
-		}
-	}
-	c, err := redis.DialContext(ctx, "tcp", addr, opts...)
+	c, err := d.control(ctx, addr, 5*time.Second)
 	if err != nil {
 		return nil, fmt.Errorf("load command table from %s: %w", addr, err)
 	}

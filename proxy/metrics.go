@@ -21,6 +21,8 @@ type metrics struct {
 	handoffs      prometheus.Counter
 	loopReturns   prometheus.Counter
 	requeued      *prometheus.CounterVec
+	scripts       prometheus.Gauge
+	scriptLoads   prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -91,10 +93,19 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "redis_proxy_requests_requeued_total",
 			Help: "Requests owed by a shared backend connection that died, given back to their clients to run again instead of failing: written=no never reached the server, written=yes are reads it had not answered.",
 		}, []string{"written"}),
+		scripts: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "redis_proxy_scripts",
+			Help: "Lua scripts loaded through the proxy (SCRIPT LOAD) that it copies to every server, so EVALSHA works after a failover.",
+		}),
+		scriptLoads: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "redis_proxy_script_copies_total",
+			Help: "Scripts the proxy loaded on a server that lacked them (a replica, a new master, a restarted server).",
+		}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.commands, m.latency, m.clients, m.clientsTotal, m.rejected,
-			m.backendConns, m.backendErrors, m.pinned, m.held, m.holdTimeouts, m.topologyEpoch, m.busyPoll, m.backendBatch, m.handoffs, m.loopReturns, m.requeued)
+			m.backendConns, m.backendErrors, m.pinned, m.held, m.holdTimeouts, m.topologyEpoch, m.busyPoll, m.backendBatch, m.handoffs, m.loopReturns, m.requeued,
+			m.scripts, m.scriptLoads)
 	}
 	return m
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -218,6 +219,7 @@ type Proxy struct {
 	nloop   atomic.Uint64
 	rr      atomic.Uint64 // replica round-robin
 	tunnels sync.Map      // client id -> server-side id of its tunnel connection
+	scripts *scriptMirror
 }
 
 // New validates cfg and returns a Proxy with no topology yet: until
@@ -240,6 +242,7 @@ func New(cfg Config) (*Proxy, error) {
 	}
 	p.routes.Store(&routes{changed: make(chan struct{})})
 	p.returnAfter.Store(loopReturnAfter)
+	p.scripts = newScriptMirror(p)
 	return p, nil
 }
 
@@ -353,6 +356,7 @@ func (p *Proxy) Close() error {
 		return nil
 	}
 	p.closed = true
+	p.scripts.close()
 	srv, ln, loops := p.srv, p.ln, p.loops
 	for _, pl := range p.pools {
 		pl.close()
@@ -427,6 +431,11 @@ func (p *Proxy) SetTopology(t replication.Topology) {
 	}
 	masterChanged := old.topo.Master != t.Master
 	p.swapLocked(nr)
+	servers := slices.Clone(t.Replicas)
+	if t.Master != "" {
+		servers = append(servers, t.Master)
+	}
+	p.scripts.setServers(servers)
 	p.m.topologyEpoch.Set(float64(t.Epoch))
 	p.log.Info("routing", "epoch", t.Epoch, "master", t.Master, "replicas", t.Replicas)
 	if t.Master != "" && (masterChanged || nr.table == nil) {

@@ -1027,6 +1027,18 @@ func (s *session) classifyCommand(t *cmdTable, c redcon.Command) (kind, *cmdInfo
 			}
 		}
 		return kForward, info
+	case "script|load":
+		if len(args) == 3 {
+			s.p.scripts.note(args[2])
+		}
+		return kForward, info
+	case "script|flush":
+		s.p.scripts.forget()
+		return kForward, info
+	case "evalsha_ro":
+		// A replica's script cache is its own: the script may be loaded
+		// on the master only (or just now), so the master runs it.
+		return kForward, info
 	case "wait", "waitaof":
 		if inMulti || s.tunneled {
 			return kForward, info

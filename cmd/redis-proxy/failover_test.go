@@ -163,6 +163,18 @@ func TestFailoverMasterKilled(t *testing.T) {
 	for _, r := range c.srv[1:] {
 		waitInSync(t, r, old, 5*time.Second)
 	}
+	// A script loaded through the proxy reaches the replicas (Redis does
+	// not replicate SCRIPT LOAD), so EVALSHA works on the new master.
+	sha, err := redis.String(c.dial(5*time.Second).Do("SCRIPT", "LOAD", "return redis.call('GET', KEYS[1])"))
+	if err != nil {
+		t.Fatalf("SCRIPT LOAD through the proxy: %v", err)
+	}
+	for _, r := range c.srv[1:] {
+		waitFor(t, 5*time.Second, "the script copied to "+r.Addr, func() bool {
+			v, err := redis.Ints(r.Do("SCRIPT", "EXISTS", sha))
+			return err == nil && v[0] == 1
+		})
+	}
 
 	l := newLoad()
 	w := l.writer(c, "kill", 1, 10*time.Second)
@@ -203,6 +215,9 @@ func TestFailoverMasterKilled(t *testing.T) {
 	}
 	if r, err := role(nw); err != nil || r.role != "master" {
 		t.Errorf("ROLE on the new master %s: %v %v", nw.Addr, r, err)
+	}
+	if v, err := redis.String(c.dial(5*time.Second).Do("EVALSHA", sha, 1, readKey)); err != nil || v != "v" {
+		t.Errorf("EVALSHA of a script loaded before the failover: %q, %v", v, err)
 	}
 }
 
