@@ -21,19 +21,26 @@ func scriptOn(r *redistest.Server, sha string) bool {
 	return err == nil && len(v) == 1 && v[0] == 1
 }
 
+// scriptPair starts a master a, its replica b and a proxy in front of both
+// whose script check runs every 50 ms, and dials it.
+func scriptPair(t *testing.T, cfg Config) (a, b *redistest.Server, tp *testProxy, c redis.Conn) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs redis-server")
+	}
+	a = redistest.Start(t)
+	b = redistest.Start(t)
+	b.ReplicaOf(a)
+	tp = startProxy(t, cfg, a.Addr, b.Addr)
+	tp.scripts.setEvery(50 * time.Millisecond)
+	return a, b, tp, tp.dial(t)
+}
+
 // A script loaded through the proxy is on the replica before the master
 // fails, so EVALSHA on the promoted replica runs it; a server that loses
 // its cache (a restart) gets it back.
 func TestScriptsAreCopiedToEveryServer(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs redis-server")
-	}
-	a := redistest.Start(t)
-	b := redistest.Start(t)
-	b.ReplicaOf(a)
-	tp := startProxy(t, Config{}, a.Addr, b.Addr)
-	tp.scripts.setEvery(50 * time.Millisecond)
-	c := tp.dial(t)
+	a, b, tp, c := scriptPair(t, Config{})
 
 	sha, err := redis.String(c.Do("SCRIPT", "LOAD", scriptGet))
 	if err != nil {
@@ -84,15 +91,7 @@ func TestScriptsAreCopiedToEveryServer(t *testing.T) {
 // A script that does not compile is refused to the client by Redis and
 // is not kept.
 func TestScriptThatDoesNotCompileIsNotKept(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs redis-server")
-	}
-	a := redistest.Start(t)
-	b := redistest.Start(t)
-	b.ReplicaOf(a)
-	tp := startProxy(t, Config{}, a.Addr, b.Addr)
-	tp.scripts.setEvery(50 * time.Millisecond)
-	c := tp.dial(t)
+	_, _, tp, c := scriptPair(t, Config{})
 	if _, err := c.Do("SCRIPT", "LOAD", "return ("); err == nil || !strings.Contains(err.Error(), "compiling") {
 		t.Fatalf("SCRIPT LOAD of a broken script: %v, want Redis's compile error", err)
 	}
@@ -106,14 +105,7 @@ func TestScriptThatDoesNotCompileIsNotKept(t *testing.T) {
 // cache is its own, and a script loaded on the master only (here directly,
 // so the proxy cannot copy it) would get NOSCRIPT there.
 func TestEvalshaRoRunsWhereTheScriptIs(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs redis-server")
-	}
-	a := redistest.Start(t)
-	b := redistest.Start(t)
-	b.ReplicaOf(a)
-	tp := startProxy(t, Config{ReadFrom: ReadFromReplicas}, a.Addr, b.Addr)
-	c := tp.dial(t)
+	a, b, _, c := scriptPair(t, Config{ReadFrom: ReadFromReplicas})
 	sha, err := redis.String(a.Do("SCRIPT", "LOAD", scriptGet))
 	if err != nil {
 		t.Fatal(err)
