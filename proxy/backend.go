@@ -5,10 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
@@ -27,9 +29,12 @@ type request struct {
 	limit    int
 	overflow bool
 	// failed is non-nil when the connection died before every reply
-	// arrived: out then ends with error replies for the unanswered ones.
-	failed error
-	done   chan struct{}
+	// arrived: out then ends with error replies for the unanswered ones,
+	// cmds[answered:], which start at out[answeredOut:].
+	failed      error
+	answered    int
+	answeredOut int
+	done        chan struct{}
 }
 
 func newRequest() *request { return &request{done: make(chan struct{}, 1)} }
@@ -47,7 +52,7 @@ func (r *request) reset(limit int) {
 // fail completes r after its connection died: every command that has no
 // reply yet gets an error reply saying its outcome is unknown.
 func (r *request) fail(err error, addr string) {
-	r.failed = err
+	r.failed, r.answered, r.answeredOut = err, len(r.isErr), len(r.out)
 	for len(r.isErr) < len(r.cmds) {
 		r.out = appendLost(r.out, addr, err)
 		r.isErr = append(r.isErr, true)
@@ -193,6 +198,16 @@ var (
 	errMasterChanged = errors.New("the server is no longer master")
 )
 
+// rerunErr reports whether a connection's failure lets its unanswered
+// reads run again: the connection was lost (closed or reset by the
+// server, a read or write failed) or its server stopped being master.
+// Not when the server broke the protocol: the same requests could break
+// the next one.
+func rerunErr(err error) bool {
+	var errno syscall.Errno
+	return errors.Is(err, errMasterChanged) || errors.Is(err, io.EOF) || errors.As(err, &errno)
+}
+
 // byProxy reports whether err is a failure the proxy caused on purpose.
 func byProxy(err error) bool {
 	return errors.Is(err, errConnClosed) || errors.Is(err, errRetired) || errors.Is(err, errMasterChanged)
@@ -332,10 +347,7 @@ func (b *backendConn) readLoop() {
 				r.isErr = append(r.isErr, false)
 				continue
 			}
-			isErr := r.out[start] == '-'
-			if isErr {
-			}
-			r.isErr = append(r.isErr, isErr)
+			r.isErr = append(r.isErr, r.out[start] == '-')
 		}
 		if err != nil {
 			err = fmt.Errorf("read: %w", err)

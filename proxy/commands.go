@@ -37,6 +37,13 @@ type cmdInfo struct {
 
 func (c *cmdInfo) has(f cmdFlags) bool { return c.flags&f != 0 }
 
+// fastRead reports whether c is a fast read (Redis's readonly and fast
+// flags: GET, MGET, HGET, EXISTS, ...), which may run a second time when
+// the connection it was written to dies before answering.
+func (c *cmdInfo) fastRead() bool {
+	return c.flags&(flagReadonly|flagFast) == flagReadonly|flagFast
+}
+
 // count records one reply to the command in the metrics.
 func (c *cmdInfo) count(isErr bool) {
 	if isErr {

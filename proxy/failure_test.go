@@ -158,9 +158,8 @@ func TestDeadSpareConnectionNotHandedOut(t *testing.T) {
 // (each GET asks for a key of its own, whose value names it, so a reply
 // that belongs to another request shows), and the only errors are the
 // "outcome unknown" of writes in flight. Reads never fail on an event
-// loop: those in flight at a crash run again once the server is back
-// (answered nil there: the restarted server is empty). On the goroutine
-// path they may fail like writes.
+// loop or on the goroutine path: those in flight at a crash run again once
+// the server is back (answered nil there: the restarted server is empty).
 func TestPipelinesThroughServerCrashes(t *testing.T) {
 	r := redistest.Start(t)
 	tp := startProxy(t, Config{HoldTimeout: 20 * time.Second}, r.Addr)
@@ -264,7 +263,97 @@ func TestPipelinesThroughServerCrashes(t *testing.T) {
 	if nils == 0 {
 		t.Errorf("no read was answered by a restarted server: the test did not test much")
 	}
-	if *eventLoops >= 0 && readLost > 0 {
-		t.Errorf("%d reads failed with the connection on an event loop; they should have run again", readLost)
+	if readLost > 0 {
+		t.Errorf("%d reads failed with the connection; they should have run again", readLost)
+	}
+}
+
+// rerunPooled: on the goroutine path, the unanswered commands of a dead
+// connection run again when all are fast reads and nothing the client sent
+// after them, which may have run already, could change what they read.
+func TestRerunPooled(t *testing.T) {
+	get := &cmdInfo{name: "get", flags: flagReadonly | flagFast}
+	lrange := &cmdInfo{name: "lrange", flags: flagReadonly}
+	set := &cmdInfo{name: "set", flags: flagWrite}
+	// infos of the whole batch; segments name ranges of it.
+	infos := []*cmdInfo{get, get, lrange, set, get}
+	cases := []struct {
+		name       string
+		unanswered []*cmdInfo
+		later      []segment
+		want       bool
+	}{
+		{"fast reads, nothing after", []*cmdInfo{get, get}, nil, true},
+		{"nothing unanswered", nil, nil, false},
+		{"a slow read unanswered", []*cmdInfo{get, lrange}, nil, false},
+		{"a write unanswered", []*cmdInfo{set}, nil, false},
+		{"reads after, on another server", []*cmdInfo{get}, []segment{{req: &request{}, lo: 0, hi: 3}}, true},
+		{"a write after, on another server", []*cmdInfo{get}, []segment{{req: &request{}, lo: 2, hi: 5}}, false},
+		{"a local reply after", []*cmdInfo{get}, []segment{{lo: 0, hi: 10}}, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := rerunPooled(tc.unanswered, tc.later, infos); got != tc.want {
+				t.Fatalf("rerunPooled = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// slowScript runs about ms milliseconds in Redis (it watches the clock, so
+// a slow machine does not shorten it).
+func slowScript(ms int) []string {
+	return []string{"EVAL", `local s = redis.call('TIME')
+repeat local n = redis.call('TIME') until (n[1] - s[1]) * 1000000 + (n[2] - s[2]) >= tonumber(ARGV[1]) * 1000
+return 1`, "0", strconv.Itoa(ms)}
+}
+
+// On the goroutine path too, reads a shared connection had written and not
+// answered when it died run again once a connection is up: a pipeline of
+// GETs, an MGET, a GET followed by the proxy's own reply to SELECT 0 (the
+// session writes replies in order itself). A GET in one batch with a write
+// of its client fails with it, as does a slow read (a read-only script).
+func TestReadsInFlightRunAgainOnTheGoroutinePath(t *testing.T) {
+	r := redistest.Start(t)
+	if _, err := r.Do("SET", "rr:k", "before"); err != nil {
+		t.Fatal(err)
+	}
+	tp := startProxy(t, Config{EventLoops: -1, HoldTimeout: 20 * time.Second}, r.Addr)
+	conns := make([]*stConn, 7)
+	for i := range conns {
+		conns[i] = stDial(t, tp.Addr)
+		stExpect(t, conns[i].do("PING"), "PONG")
+	}
+	blocker, pipe, setGet, getIncr, getSelect, mget, slowRead := conns[0], conns[1], conns[2], conns[3], conns[4], conns[5], conns[6]
+	blocker.send(slowScript(1000)...)
+	time.Sleep(50 * time.Millisecond) // the script runs; the rest waits behind it in Redis
+	pipe.write(stCmds([]string{"GET", "rr:k"}, []string{"GET", "rr:k"}, []string{"GET", "rr:k"}))
+	setGet.write(stCmds([]string{"SET", "rr:w", "x"}, []string{"GET", "rr:k"}))
+	getIncr.write(stCmds([]string{"GET", "rr:k"}, []string{"INCR", "rr:n"}))
+	getSelect.write(stCmds([]string{"GET", "rr:k"}, []string{"SELECT", "0"}))
+	mget.send("MGET", "rr:k", "rr:x")
+	slowRead.send("EVAL_RO", "return redis.call('GET', KEYS[1])", "1", "rr:k")
+	time.Sleep(100 * time.Millisecond)
+	r.Kill()
+	stExpectLost(t, blocker.read(), "the script in Redis")
+	stExpectLost(t, setGet.read(), "a SET in flight")
+	stExpectLost(t, setGet.read(), "a GET behind its client's SET")
+	stExpectLost(t, getIncr.read(), "a GET with an INCR of its client behind it")
+	stExpectLost(t, getIncr.read(), "an INCR in flight")
+	stExpectLost(t, slowRead.read(), "a read-only script in flight")
+	stEventually(t, 5*time.Second, "5 reads given back", func() bool {
+		return testutil.ToFloat64(tp.m.requeued.WithLabelValues("yes")) == 5
+	})
+	time.Sleep(100 * time.Millisecond)
+	r.Restart()
+	// The restarted server has no rr:k: the nils say the reads ran there.
+	for range 3 {
+		stExpect(t, pipe.readTimeout(15*time.Second), "<nil>")
+	}
+	stExpect(t, getSelect.readTimeout(15*time.Second), "<nil>")
+	stExpect(t, getSelect.read(), "OK")
+	stExpect(t, mget.readTimeout(15*time.Second), "[<nil>,<nil>]")
+	if n := testutil.ToFloat64(tp.m.requeued.WithLabelValues("yes")); n != 5 {
+		t.Fatalf("%v reads given back, want 5 (3 GETs, the GET before SELECT, MGET)", n)
 	}
 }

@@ -241,14 +241,6 @@ func onLoop(t *testing.T, tp *testProxy, f func(*evloop) int) int {
 	}
 }
 
-// slowScript runs about ms milliseconds in Redis (it watches the clock, so
-// a slow machine does not shorten it).
-func slowScript(ms int) []string {
-	return []string{"EVAL", `local s = redis.call('TIME')
-repeat local n = redis.call('TIME') until (n[1] - s[1]) * 1000000 + (n[2] - s[2]) >= tonumber(ARGV[1]) * 1000
-return 1`, "0", strconv.Itoa(ms)}
-}
-
 // heldSETs: the SETs of setsBehindScript that wait for the script's reply.
 const heldSETs = 5
 
@@ -517,18 +509,17 @@ func TestReadsInFlightRunAgainAfterTheConnectionDies(t *testing.T) {
 }
 
 // With reads from replicas, reads in flight on a replica that dies run
-// again elsewhere: here the only replica dies under a read-only script (a
+// again elsewhere (on an event loop and on the goroutine path): here the only replica dies under a read-only script (a
 // slow read: it fails) and a pipeline of GETs, which run again on the
 // master, which has the data.
 func TestReadsInFlightOnADeadReplicaRunOnTheMaster(t *testing.T) {
-	needEventLoops(t)
 	m, rep := redistest.Start(t), redistest.Start(t)
 	rep.ReplicaOf(m)
 	if _, err := m.Do("SET", "rr:k", "v"); err != nil {
 		t.Fatal(err)
 	}
 	expectReplicated(t, "rr:k", rep)
-	tp := startProxy(t, Config{EventLoops: 1, ReadFrom: ReadFromReplicas, HoldTimeout: 20 * time.Second}, m.Addr, rep.Addr)
+	tp := startProxy(t, Config{ReadFrom: ReadFromReplicas, HoldTimeout: 20 * time.Second}, m.Addr, rep.Addr)
 	blocker, reader := stDial(t, tp.Addr), stDial(t, tp.Addr)
 	script := slowScript(1000)
 	script[0] = "EVAL_RO"

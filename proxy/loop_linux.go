@@ -1369,17 +1369,7 @@ func (b *lconn) keepReads() {
 // down (a reply too large for its memory, a script that never ends), and
 // running it on the next server could do the same there.
 func rerunnable(w *waiter) bool {
-	return w.n > 0 && w.info.flags&(flagReadonly|flagFast) == flagReadonly|flagFast
-}
-
-// rerunErr reports whether a connection's failure lets its unanswered
-// reads run again: the connection was lost (closed or reset by the
-// server, a read or write failed) or its server stopped being master.
-// Not when the server broke the protocol: the same requests could break
-// the next one.
-func rerunErr(err error) bool {
-	var errno unix.Errno
-	return errors.Is(err, errMasterChanged) || errors.Is(err, io.EOF) || errors.As(err, &errno)
+	return w.n > 0 && w.info.fastRead()
 }
 
 // deliver gives one reply to the client that is owed it.

@@ -165,7 +165,13 @@ func TestHugeCommandIsParsedOnce(t *testing.T) {
 	direct := send(r.Addr)
 	proxied := send(tp.Addr)
 	t.Logf("%d-argument SADD: direct %v, through the proxy %v (%.1fx)", n, direct, proxied, proxied.Seconds()/direct.Seconds())
-	if proxied > 4*direct+time.Second {
-		t.Fatalf("through the proxy %v, direct %v: more than 4 times as long", proxied, direct)
+	// Measured: 1.1x on an event loop, 1.2x on the goroutine path (6.6x
+	// there with -race); parsing again from the start on every read: 12x.
+	bound := time.Duration(4)
+	if raceDetector {
+		bound = 20
+	}
+	if proxied > bound*direct+time.Second {
+		t.Fatalf("through the proxy %v, direct %v: more than %d times as long", proxied, direct, bound)
 	}
 }

@@ -124,26 +124,9 @@ func TestEvalshaRoRunsWhereTheScriptIs(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := commandCalls(t, b, "get"); got < 5 {
+	if got := stCmdStat(t, b, "get"); got < 5 {
 		t.Errorf("GET calls on the replica = %d, want at least 5", got)
 	}
-}
-
-// commandCalls reads the calls= count of cmd from INFO commandstats.
-func commandCalls(t testing.TB, r *redistest.Server, cmd string) int {
-	t.Helper()
-	info, err := redis.String(r.Do("INFO", "commandstats"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(info, "\r\n") {
-		if rest, ok := strings.CutPrefix(line, "cmdstat_"+cmd+":calls="); ok {
-			var n int
-			fmt.Sscanf(rest, "%d", &n)
-			return n
-		}
-	}
-	return 0
 }
 
 // The proxy keeps a bounded number of scripts; past it, scripts still

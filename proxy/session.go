@@ -133,6 +133,7 @@ type session struct {
 	local []byte
 	wbuf  []byte
 	out   []byte
+	again *request // unanswered reads of a dead connection, run again
 
 	// Set by classify for the command it looked at.
 	raw     []byte // bytes to forward: the client's own, or a rewrite
@@ -376,12 +377,74 @@ func (s *session) flushPooled(rt *routes, start time.Time) {
 		if overflow {
 			continue
 		}
-		s.conn.WriteRaw(seg.req.out)
-		s.account(seg.req.isErr, s.infos[seg.lo:seg.hi], start)
+		r := seg.req
+		if r.failed != nil && rerunErr(r.failed) && rerunPooled(s.infos[seg.lo+r.answered:seg.hi], s.segs[k+1:], s.infos) {
+			overflow = s.rerun(seg, start)
+			continue
+		}
+		s.conn.WriteRaw(r.out)
+		s.account(r.isErr, s.infos[seg.lo:seg.hi], start)
 	}
 	if overflow {
 		s.drop("output_limit")
 	}
+}
+
+// rerunPooled reports whether the unanswered commands of a segment whose
+// connection died may run again, as on an event loop: all of them are fast
+// reads (cmdInfo.fastRead), and no command of the client after them can
+// have run already and changed what they read (the later segments hold
+// reads only).
+func rerunPooled(unanswered []*cmdInfo, later []segment, infos []*cmdInfo) bool {
+	if len(unanswered) == 0 {
+		return false
+	}
+	for _, info := range unanswered {
+		if !info.fastRead() {
+			return false
+		}
+	}
+	for _, seg := range later {
+		if seg.req == nil {
+			continue
+		}
+		for _, info := range infos[seg.lo:seg.hi] {
+			if !info.has(flagReadonly) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// rerun writes the replies seg's request got before its connection died,
+// then runs the unanswered commands again, once, on the master (waiting for
+// one as any command does), and writes their replies. It reports whether
+// their replies passed the output limit.
+func (s *session) rerun(seg *segment, start time.Time) (overflow bool) {
+	r := seg.req
+	s.conn.WriteRaw(r.out[:r.answeredOut])
+	s.account(r.isErr[:r.answered], s.infos[seg.lo:seg.lo+r.answered], start)
+	if s.again == nil {
+		s.again = newRequest()
+	}
+	again := s.again
+	again.reset(s.p.cfg.MaxOutput)
+	again.cmds = append(again.cmds, r.cmds[r.answered:]...)
+	s.p.m.requeued.WithLabelValues("yes").Add(float64(len(again.cmds)))
+	rt, msg := s.routesFor(start)
+	if msg != "" {
+		again.failWith(msg)
+	} else {
+		s.dispatch(rt, &segment{req: again, pool: rt.master}, start)
+	}
+	<-again.done
+	if again.overflow {
+		return true
+	}
+	s.conn.WriteRaw(again.out)
+	s.account(again.isErr, s.infos[seg.lo+r.answered:seg.hi], start)
+	return false
 }
 
 // dispatch sends seg's request. A replica that cannot take it sends it to
