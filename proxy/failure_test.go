@@ -314,27 +314,7 @@ return 1`, "0", strconv.Itoa(ms)}
 // session writes replies in order itself). A GET in one batch with a write
 // of its client fails with it, as does a slow read (a read-only script).
 func TestReadsInFlightRunAgainOnTheGoroutinePath(t *testing.T) {
-	r := redistest.Start(t)
-	if _, err := r.Do("SET", "rr:k", "before"); err != nil {
-		t.Fatal(err)
-	}
-	tp := startProxy(t, Config{EventLoops: -1, HoldTimeout: 20 * time.Second}, r.Addr)
-	conns := make([]*stConn, 7)
-	for i := range conns {
-		conns[i] = stDial(t, tp.Addr)
-		stExpect(t, conns[i].do("PING"), "PONG")
-	}
-	blocker, pipe, setGet, getIncr, getSelect, mget, slowRead := conns[0], conns[1], conns[2], conns[3], conns[4], conns[5], conns[6]
-	blocker.send(slowScript(1000)...)
-	time.Sleep(50 * time.Millisecond) // the script runs; the rest waits behind it in Redis
-	pipe.write(stCmds([]string{"GET", "rr:k"}, []string{"GET", "rr:k"}, []string{"GET", "rr:k"}))
-	setGet.write(stCmds([]string{"SET", "rr:w", "x"}, []string{"GET", "rr:k"}))
-	getIncr.write(stCmds([]string{"GET", "rr:k"}, []string{"INCR", "rr:n"}))
-	getSelect.write(stCmds([]string{"GET", "rr:k"}, []string{"SELECT", "0"}))
-	mget.send("MGET", "rr:k", "rr:x")
-	slowRead.send("EVAL_RO", "return redis.call('GET', KEYS[1])", "1", "rr:k")
-	time.Sleep(100 * time.Millisecond)
-	r.Kill()
+	r, tp, blocker, pipe, setGet, getIncr, getSelect, mget, slowRead := inFlightAtCrash(t, Config{EventLoops: -1, HoldTimeout: 20 * time.Second})
 	stExpectLost(t, blocker.read(), "the script in Redis")
 	stExpectLost(t, setGet.read(), "a SET in flight")
 	stExpectLost(t, setGet.read(), "a GET behind its client's SET")
@@ -356,4 +336,35 @@ func TestReadsInFlightRunAgainOnTheGoroutinePath(t *testing.T) {
 	if n := testutil.ToFloat64(tp.m.requeued.WithLabelValues("yes")); n != 5 {
 		t.Fatalf("%v reads given back, want 5 (3 GETs, the GET before SELECT, MGET)", n)
 	}
+}
+
+// inFlightAtCrash starts Redis and a proxy with cfg, has seven clients
+// send their requests while a script of a second holds Redis (so all of
+// them are in flight), and kills Redis: blocker ran the script; pipe sent
+// three GETs, setGet SET+GET, getIncr GET+INCR, getSelect GET+SELECT 0,
+// mget an MGET, slowRead a read-only script. Redis had rr:k = "before".
+func inFlightAtCrash(t *testing.T, cfg Config) (r *redistest.Server, tp *testProxy, blocker, pipe, setGet, getIncr, getSelect, mget, slowRead *stConn) {
+	t.Helper()
+	r = redistest.Start(t)
+	if _, err := r.Do("SET", "rr:k", "before"); err != nil {
+		t.Fatal(err)
+	}
+	tp = startProxy(t, cfg, r.Addr)
+	conns := make([]*stConn, 7)
+	for i := range conns {
+		conns[i] = stDial(t, tp.Addr)
+		stExpect(t, conns[i].do("PING"), "PONG")
+	}
+	blocker, pipe, setGet, getIncr, getSelect, mget, slowRead = conns[0], conns[1], conns[2], conns[3], conns[4], conns[5], conns[6]
+	blocker.send(slowScript(1000)...)
+	time.Sleep(50 * time.Millisecond) // the script runs; the rest waits behind it in Redis
+	pipe.write(stCmds([]string{"GET", "rr:k"}, []string{"GET", "rr:k"}, []string{"GET", "rr:k"}))
+	setGet.write(stCmds([]string{"SET", "rr:w", "x"}, []string{"GET", "rr:k"}))
+	getIncr.write(stCmds([]string{"GET", "rr:k"}, []string{"INCR", "rr:n"}))
+	getSelect.write(stCmds([]string{"GET", "rr:k"}, []string{"SELECT", "0"}))
+	mget.send("MGET", "rr:k", "rr:x")
+	slowRead.send("EVAL_RO", "return redis.call('GET', KEYS[1])", "1", "rr:k")
+	time.Sleep(100 * time.Millisecond)
+	r.Kill()
+	return r, tp, blocker, pipe, setGet, getIncr, getSelect, mget, slowRead
 }

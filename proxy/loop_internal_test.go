@@ -464,27 +464,7 @@ func TestGiveBack(t *testing.T) {
 // again.
 func TestReadsInFlightRunAgainAfterTheConnectionDies(t *testing.T) {
 	needEventLoops(t)
-	r := redistest.Start(t)
-	if _, err := r.Do("SET", "rr:k", "before"); err != nil {
-		t.Fatal(err)
-	}
-	tp := startProxy(t, Config{EventLoops: 1, WriteAtOnce: true, HoldTimeout: 20 * time.Second}, r.Addr)
-	conns := make([]*stConn, 7)
-	for i := range conns {
-		conns[i] = stDial(t, tp.Addr)
-		stExpect(t, conns[i].do("PING"), "PONG")
-	}
-	blocker, pipe, setGet, getIncr, getSelect, mget, slowRead := conns[0], conns[1], conns[2], conns[3], conns[4], conns[5], conns[6]
-	blocker.send(slowScript(1000)...)
-	time.Sleep(50 * time.Millisecond) // the script runs; the rest waits behind it in Redis
-	pipe.write(stCmds([]string{"GET", "rr:k"}, []string{"GET", "rr:k"}, []string{"GET", "rr:k"}))
-	setGet.write(stCmds([]string{"SET", "rr:w", "x"}, []string{"GET", "rr:k"}))
-	getIncr.write(stCmds([]string{"GET", "rr:k"}, []string{"INCR", "rr:n"}))
-	getSelect.write(stCmds([]string{"GET", "rr:k"}, []string{"SELECT", "0"}))
-	mget.send("MGET", "rr:k", "rr:x")
-	slowRead.send("EVAL_RO", "return redis.call('GET', KEYS[1])", "1", "rr:k")
-	time.Sleep(100 * time.Millisecond)
-	r.Kill()
+	r, tp, blocker, pipe, setGet, getIncr, getSelect, mget, slowRead := inFlightAtCrash(t, Config{EventLoops: 1, WriteAtOnce: true, HoldTimeout: 20 * time.Second})
 	stExpectLost(t, blocker.read(), "the script in Redis")
 	stExpectLost(t, setGet.read(), "a SET in flight")
 	stExpectLost(t, getIncr.read(), "a GET with an INCR of its client behind it")
