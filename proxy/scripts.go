@@ -161,17 +161,25 @@ func (m *scriptMirror) drop(body string) {
 	}
 }
 
-// run syncs every server when kicked and every scriptCheckEvery.
+// mirrorTarget is the mirror's connection to one server.
+type mirrorTarget struct {
+	c       redis.Conn
+	failing bool // the last sync failed (logged once until it works again)
+}
+
+// run syncs every server when kicked and every scriptCheckEvery, all
+// servers at once, so one that does not answer delays no other.
 func (m *scriptMirror) run(every time.Duration) {
-	conns := make(map[string]redis.Conn)
+	targets := make(map[string]*mirrorTarget)
 	defer func() {
-		for _, c := range conns {
-			c.Close()
+		for _, tg := range targets {
+			if tg.c != nil {
+				tg.c.Close()
+			}
 		}
 	}()
 	tick := time.NewTicker(every)
 	defer tick.Stop()
-	failing := make(map[string]bool) // servers whose last sync failed, logged once
 	for {
 		select {
 		case <-m.done:
@@ -180,48 +188,59 @@ func (m *scriptMirror) run(every time.Duration) {
 		case <-tick.C:
 		}
 		servers, shas, bodies := m.snapshot()
-		for addr, c := range conns {
+		for addr, tg := range targets {
 			if !slices.Contains(servers, addr) {
-				c.Close()
-				delete(conns, addr)
-				delete(failing, addr)
+				if tg.c != nil {
+					tg.c.Close()
+				}
+				delete(targets, addr)
 			}
 		}
 		if len(shas) == 0 {
 			continue
 		}
+		var wg sync.WaitGroup
 		for _, addr := range servers {
-			err := m.sync(conns, addr, shas, bodies)
-			if err != nil {
-				if c := conns[addr]; c != nil {
-					c.Close()
-					delete(conns, addr)
-				}
-				if !failing[addr] {
-					m.p.log.Warn("scripts: could not copy to server; retrying", "server", addr, "err", err)
-				}
-			} else if failing[addr] {
-				m.p.log.Info("scripts: copying to server again", "server", addr)
+			tg := targets[addr]
+			if tg == nil {
+				tg = &mirrorTarget{}
+				targets[addr] = tg
 			}
-			failing[addr] = err != nil
+			wg.Go(func() { m.syncTarget(tg, addr, shas, bodies) })
 		}
+		wg.Wait()
 	}
+}
+
+// syncTarget syncs one server, logging a failure once until it recovers.
+func (m *scriptMirror) syncTarget(tg *mirrorTarget, addr string, shas, bodies []string) {
+	err := m.sync(tg, addr, shas, bodies)
+	switch {
+	case err != nil && !tg.failing:
+		m.p.log.Warn("scripts: could not copy to server; retrying", "server", addr, "err", err)
+	case err == nil && tg.failing:
+		m.p.log.Info("scripts: copying to server again", "server", addr)
+	}
+	if err != nil && tg.c != nil {
+		tg.c.Close()
+		tg.c = nil
+	}
+	tg.failing = err != nil
 }
 
 // sync asks addr which scripts it lacks and loads those, in one round
 // trip each.
-func (m *scriptMirror) sync(conns map[string]redis.Conn, addr string, shas, bodies []string) error {
-	c := conns[addr]
-	if c == nil {
-		var err error
+func (m *scriptMirror) sync(tg *mirrorTarget, addr string, shas, bodies []string) error {
+	if tg.c == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), scriptIOTimeout)
-		c, err = m.p.dialer.control(ctx, addr, scriptIOTimeout)
+		c, err := m.p.dialer.control(ctx, addr, scriptIOTimeout)
 		cancel()
 		if err != nil {
 			return err
 		}
-		conns[addr] = c
+		tg.c = c
 	}
+	c := tg.c
 	args := make([]any, 0, 1+len(shas))
 	args = append(args, "EXISTS")
 	for _, s := range shas {

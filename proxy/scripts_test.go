@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -153,5 +154,45 @@ func TestScriptMirrorIsBounded(t *testing.T) {
 	p.scripts.note([]byte("return 'small'"))
 	if n := testutil.ToFloat64(p.m.scripts); n != 1 {
 		t.Errorf("scripts kept after forget = %v, want 1", n)
+	}
+}
+
+// A server that accepts connections and never answers holds up the copy
+// to that server only: the others get the script at once, not after its
+// timeout (scriptIOTimeout).
+func TestScriptCopyIsNotHeldUpByASilentServer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs redis-server")
+	}
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	go func() {
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // held open, never answered
+		}
+	}()
+	a := redistest.Start(t)
+	b := redistest.Start(t)
+	b.ReplicaOf(a)
+	// The silent server comes first in the list the mirror walks.
+	tp := startProxy(t, Config{}, a.Addr, silent.Addr().String(), b.Addr)
+	c := tp.dial(t)
+	start := time.Now()
+	sha, err := redis.String(c.Do("SCRIPT", "LOAD", scriptGet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stEventually(t, 5*time.Second, "the script copied to the replica", func() bool { return scriptOn(b, sha) })
+	took := time.Since(start)
+	t.Logf("copied to the replica %v after SCRIPT LOAD, with a silent server listed before it", took.Round(time.Millisecond))
+	if took > scriptIOTimeout/2 {
+		t.Errorf("the copy to the replica took %v: it waited for the silent server", took)
 	}
 }
