@@ -30,7 +30,8 @@ const (
 
 // scriptMirror remembers scripts loaded through the proxy and loads them on
 // every server of the topology. The data path only calls note and forget;
-// all I/O happens on the mirror's goroutine, started by the first script.
+// all I/O happens on the mirror's goroutine (started by the first script)
+// and the one it starts per server for each round.
 type scriptMirror struct {
 	p *Proxy
 
