@@ -376,12 +376,12 @@ type dialer struct {
 
 // control opens a redigo connection to addr with the proxy's backend
 // credentials, for the proxy's own commands (COMMAND, SCRIPT LOAD), with
-// io as its read and write timeout.
-func (d *dialer) control(ctx context.Context, addr string, io time.Duration) (redis.Conn, error) {
+// ioTimeout as its read and write timeout.
+func (d *dialer) control(ctx context.Context, addr string, ioTimeout time.Duration) (redis.Conn, error) {
 	opts := []redis.DialOption{
 		redis.DialConnectTimeout(d.timeout),
-		redis.DialReadTimeout(io),
-		redis.DialWriteTimeout(io),
+		redis.DialReadTimeout(ioTimeout),
+		redis.DialWriteTimeout(ioTimeout),
 	}
 	if d.password != "" {
 		opts = append(opts, redis.DialPassword(d.password))

@@ -132,23 +132,18 @@ func (m *scriptMirror) setEvery(d time.Duration) {
 	m.every = d
 }
 
-// snapshot returns the servers and the scripts to copy, sorted by SHA1.
+// snapshot returns the servers and the scripts to copy. setServers
+// replaces the servers slice whole, so it is shared, not copied.
 func (m *scriptMirror) snapshot() (servers []string, shas, bodies []string) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	if len(m.servers) == 0 {
 		return nil, nil, nil
 	}
-	type script struct{ sha, body string }
-	all := make([]script, 0, len(m.shas))
 	for b, s := range m.shas {
-		all = append(all, script{s, b})
+		shas, bodies = append(shas, s), append(bodies, b)
 	}
-	slices.SortFunc(all, func(a, b script) int { return strings.Compare(a.sha, b.sha) })
-	for _, s := range all {
-		shas, bodies = append(shas, s.sha), append(bodies, s.body)
-	}
-	return slices.Clone(m.servers), shas, bodies
+	return m.servers, shas, bodies
 }
 
 // drop forgets a script that no server can compile.
@@ -168,15 +163,21 @@ type mirrorTarget struct {
 	failing bool // the last sync failed (logged once until it works again)
 }
 
+// hangUp closes the connection, if any; the next sync dials again.
+func (tg *mirrorTarget) hangUp() {
+	if tg.c != nil {
+		tg.c.Close()
+		tg.c = nil
+	}
+}
+
 // run syncs every server when kicked and every scriptCheckEvery, all
 // servers at once, so one that does not answer delays no other.
 func (m *scriptMirror) run(every time.Duration) {
 	targets := make(map[string]*mirrorTarget)
 	defer func() {
 		for _, tg := range targets {
-			if tg.c != nil {
-				tg.c.Close()
-			}
+			tg.hangUp()
 		}
 	}()
 	tick := time.NewTicker(every)
@@ -191,9 +192,7 @@ func (m *scriptMirror) run(every time.Duration) {
 		servers, shas, bodies := m.snapshot()
 		for addr, tg := range targets {
 			if !slices.Contains(servers, addr) {
-				if tg.c != nil {
-					tg.c.Close()
-				}
+				tg.hangUp()
 				delete(targets, addr)
 			}
 		}
@@ -222,9 +221,8 @@ func (m *scriptMirror) syncTarget(tg *mirrorTarget, addr string, shas, bodies []
 	case err == nil && tg.failing:
 		m.p.log.Info("scripts: copying to server again", "server", addr)
 	}
-	if err != nil && tg.c != nil {
-		tg.c.Close()
-		tg.c = nil
+	if err != nil {
+		tg.hangUp()
 	}
 	tg.failing = err != nil
 }
