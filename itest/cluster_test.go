@@ -126,9 +126,7 @@ func newCluster(t *testing.T, idx int, scen string) *cluster {
 			}
 		}
 	}
-	c.waitFor(60*time.Second, "appliance ready (proxy-a holds the VIP, redis-a master, redis-b linked)", func() (bool, string) {
-		return c.steady(c.proxyA, c.redisA, c.redisB)
-	})
+	c.waitSteady(60*time.Second, "appliance ready (proxy-a holds the VIP, redis-a master, redis-b linked)")
 	return c
 }
 
@@ -483,6 +481,15 @@ func (c *cluster) waitFor(d time.Duration, what string, cond func() (bool, strin
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// waitSteady waits up to d for the appliance's normal shape (see steady):
+// proxy-a active, redis-a master, redis-b its replica.
+func (c *cluster) waitSteady(d time.Duration, what string) {
+	c.t.Helper()
+	c.waitFor(d, what, func() (bool, string) {
+		return c.steady(c.proxyA, c.redisA, c.redisB)
+	})
 }
 
 // vipHolders are the proxies whose eth0 carries the VIP.

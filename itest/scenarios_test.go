@@ -33,16 +33,42 @@ func resumed(t *testing.T, l *load, what string) {
 	time.Sleep(time.Until(t0.Add(time.Second)))
 }
 
+// phase runs fault, waits until writes resume after it (see resumed; what
+// names the fault there) and returns how clients fared from its start.
+func phase(t *testing.T, l *load, name, what string, fault func()) report {
+	t.Helper()
+	t0 := time.Now()
+	fault()
+	resumed(t, l, what)
+	return l.measure(name, t0, time.Now())
+}
+
+// crashMaster kills redis-a and waits until proxy-a routes to redis-b and
+// writes resume.
+func crashMaster(t *testing.T, c *cluster, l *load) report {
+	t.Helper()
+	return phase(t, l, "kill redis-a → writes resume", "the master crashed", func() {
+		c.kill(c.redisA)
+		c.routedTo(c.proxyA, c.redisB, 20*time.Second)
+	})
+}
+
+// restartProxyA starts proxy-a again after it was killed or stopped and
+// waits until it has taken the VIP back (preempt) and writes resume.
+func restartProxyA(t *testing.T, c *cluster, l *load) report {
+	t.Helper()
+	return phase(t, l, "restart proxy-a → preempts VIP", "proxy-a took the VIP back", func() {
+		c.start(c.proxyA)
+		c.waitSteady(30*time.Second, "proxy-a back and holding the VIP")
+	})
+}
+
 // 1. Master crash (docker kill): the replica is promoted and writes resume
 // through the VIP.
 func TestScenario1MasterCrash(t *testing.T) {
 	c := newCluster(t, 1, "master-crash")
 	l := warmUp(t, c, clientWorkers)
-	t0 := time.Now()
-	c.kill(c.redisA)
-	c.routedTo(c.proxyA, c.redisB, 20*time.Second)
-	resumed(t, l, "the master crashed")
-	ph := l.measure("kill redis-a → writes resume", t0, time.Now())
+	ph := crashMaster(t, c, l)
 	tp, err := c.topology(c.proxyA)
 	if err != nil {
 		t.Fatal(err)
@@ -59,11 +85,7 @@ func TestScenario1MasterCrash(t *testing.T) {
 func TestScenario2OldMasterReturns(t *testing.T) {
 	c := newCluster(t, 2, "old-master")
 	l := warmUp(t, c, clientWorkers)
-	t0 := time.Now()
-	c.kill(c.redisA)
-	c.routedTo(c.proxyA, c.redisB, 20*time.Second)
-	resumed(t, l, "the master crashed")
-	crash := l.measure("kill redis-a → writes resume", t0, time.Now())
+	crash := crashMaster(t, c, l)
 
 	// redis-a restarts with its AOF and no replicaof on its command line:
 	// a master with a stale copy of the data, which the proxy must demote.
@@ -99,20 +121,13 @@ func TestScenario2OldMasterReturns(t *testing.T) {
 func TestScenario3ActiveProxyCrash(t *testing.T) {
 	c := newCluster(t, 3, "proxy-crash")
 	l := warmUp(t, c, clientWorkers)
-	t0 := time.Now()
-	c.kill(c.proxyA)
-	c.holdsVIP(c.proxyB, 15*time.Second)
-	resumed(t, l, "the active proxy crashed")
-	crash := l.measure("kill proxy-a → proxy-b serves", t0, time.Now())
+	crash := phase(t, l, "kill proxy-a → proxy-b serves", "the active proxy crashed", func() {
+		c.kill(c.proxyA)
+		c.holdsVIP(c.proxyB, 15*time.Second)
+	})
 	noFailover(t, c, c.proxyB)
 
-	t1 := time.Now()
-	c.start(c.proxyA)
-	c.waitFor(30*time.Second, "proxy-a back and holding the VIP", func() (bool, string) {
-		return c.steady(c.proxyA, c.redisA, c.redisB)
-	})
-	resumed(t, l, "proxy-a took the VIP back")
-	back := l.measure("restart proxy-a → preempts VIP", t1, time.Now())
+	back := restartProxyA(t, c, l)
 	noFailover(t, c, c.proxyA)
 	if lost := finish(t, c, l, crash, back); lost > 0 {
 		t.Errorf("%d acknowledged writes lost to a proxy crash (Redis was untouched)", lost)
@@ -135,13 +150,7 @@ func TestScenario4ActiveProxyGracefulStop(t *testing.T) {
 	noFailover(t, c, c.proxyB)
 	c.logf("proxy-b held the VIP %v after docker stop was sent", takeover.Round(time.Millisecond))
 
-	t1 := time.Now()
-	c.start(c.proxyA)
-	c.waitFor(30*time.Second, "proxy-a back and holding the VIP", func() (bool, string) {
-		return c.steady(c.proxyA, c.redisA, c.redisB)
-	})
-	resumed(t, l, "proxy-a took the VIP back")
-	back := l.measure("restart proxy-a → preempts VIP", t1, time.Now())
+	back := restartProxyA(t, c, l)
 	if lost := finish(t, c, l, stop, back); lost > 0 {
 		t.Errorf("%d acknowledged writes lost to a graceful proxy stop", lost)
 	}
@@ -274,10 +283,7 @@ func TestScenario7RollingMaintenance(t *testing.T) {
 	var phases []report
 	step := func(name string, f func()) {
 		t.Helper()
-		t0 := time.Now()
-		f()
-		resumed(t, l, name)
-		phases = append(phases, l.measure(name, t0, time.Now()))
+		phases = append(phases, phase(t, l, name, name, f))
 	}
 
 	step("restart replica redis-b", func() {
@@ -306,17 +312,13 @@ func TestScenario7RollingMaintenance(t *testing.T) {
 	step("restart standby proxy-b", func() {
 		c.stop(c.proxyB)
 		c.start(c.proxyB)
-		c.waitFor(30*time.Second, "proxy-b back as BACKUP", func() (bool, string) {
-			return c.steady(c.proxyA, c.redisA, c.redisB)
-		})
+		c.waitSteady(30*time.Second, "proxy-b back as BACKUP")
 	})
 	step("restart active proxy-a", func() {
 		c.stop(c.proxyA)
 		c.holdsVIP(c.proxyB, 10*time.Second)
 		c.start(c.proxyA)
-		c.waitFor(30*time.Second, "proxy-a back and holding the VIP", func() (bool, string) {
-			return c.steady(c.proxyA, c.redisA, c.redisB)
-		})
+		c.waitSteady(30*time.Second, "proxy-a back and holding the VIP")
 	})
 	tp, err := c.topology(c.proxyA)
 	if err != nil {

@@ -30,6 +30,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/redis-proxy/redis-proxy/internal/poll"
 )
 
 const (
@@ -237,22 +239,6 @@ func (tp *netnsTopo) clientNeighMAC() string {
 	return ""
 }
 
-// eventually polls cond every 10ms until it holds or d passes, returning the
-// time it first held.
-func eventually(t *testing.T, d time.Duration, what string, cond func() bool) time.Time {
-	t.Helper()
-	end := time.Now().Add(d)
-	for {
-		if cond() {
-			return time.Now()
-		}
-		if time.Now().After(end) {
-			t.Fatalf("not within %v: %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // clientSend makes the client send one datagram to the VIP, so that its
 // kernel resolves the VIP with ARP.
 func (tp *netnsTopo) clientSend() {
@@ -384,12 +370,12 @@ func startPair(t *testing.T, tp *netnsTopo) (a, b *nodeProc) {
 	e := a.wait(t, 5*time.Second, "role", "MASTER")
 	b.wait(t, time.Second, "role", "BACKUP")
 	t.Logf("a (priority 150) elected master %v after the processes started", time.Unix(0, e.At).Sub(started).Round(time.Millisecond))
-	eventually(t, 2*time.Second, "VIP on a's eth0", func() bool { return tp.holdsVIP("a") })
+	poll.Until(t, 2*time.Second, "VIP on a's eth0", func() bool { return tp.holdsVIP("a") })
 	if tp.holdsVIP("b") {
 		t.Fatal("backup b holds the VIP too")
 	}
 	tp.clientSend()
-	eventually(t, 2*time.Second, "client resolves the VIP to a's MAC", func() bool { return tp.clientNeighMAC() == nsMAC["a"] })
+	poll.Until(t, 2*time.Second, "client resolves the VIP to a's MAC", func() bool { return tp.clientNeighMAC() == nsMAC["a"] })
 	return a, b
 }
 
@@ -411,8 +397,8 @@ func TestNetnsKillTakeover(t *testing.T) {
 	if took > down+400*time.Millisecond || took < down-nsInterval-100*time.Millisecond {
 		t.Errorf("takeover after %v, want within [%v, %v]", took, down-nsInterval, down)
 	}
-	eventually(t, time.Second, "VIP on b's eth0", func() bool { return tp.holdsVIP("b") })
-	seen := eventually(t, time.Second, "client's neighbour entry moves to b's MAC (gratuitous ARP)",
+	poll.Until(t, time.Second, "VIP on b's eth0", func() bool { return tp.holdsVIP("b") })
+	seen := poll.Until(t, time.Second, "client's neighbour entry moves to b's MAC (gratuitous ARP)",
 		func() bool { return tp.clientNeighMAC() == nsMAC["b"] })
 	t.Logf("client neighbour entry showed b's MAC %v after the claim (no client traffic since)", seen.Sub(claimed).Round(time.Millisecond))
 
@@ -423,7 +409,7 @@ func TestNetnsKillTakeover(t *testing.T) {
 	restarted := time.Now()
 	a2 := tp.startNode("a", 150, true) // nopreempt: it must stay backup
 	a2.wait(t, 2*time.Second, "role", "BACKUP")
-	gone := eventually(t, 2*time.Second, "restarted a removes its stale VIP", func() bool { return !tp.holdsVIP("a") })
+	gone := poll.Until(t, 2*time.Second, "restarted a removes its stale VIP", func() bool { return !tp.holdsVIP("a") })
 	t.Logf("restarted a removed its stale VIP %v after starting", gone.Sub(restarted).Round(time.Millisecond))
 	time.Sleep(time.Second)
 	if !tp.holdsVIP("b") || tp.holdsVIP("a") || tp.clientNeighMAC() != nsMAC["b"] {
@@ -434,7 +420,7 @@ func TestNetnsKillTakeover(t *testing.T) {
 	// subscription) removes it well before its 1s periodic check.
 	added := time.Now()
 	tp.ip("-n", tp.a, "addr", "add", nsVIP, "dev", "eth0")
-	gone = eventually(t, 3*time.Second, "backup a removes a VIP added behind its back", func() bool { return !tp.holdsVIP("a") })
+	gone = poll.Until(t, 3*time.Second, "backup a removes a VIP added behind its back", func() bool { return !tp.holdsVIP("a") })
 	t.Logf("stray VIP on the backup removed after %v", gone.Sub(added).Round(time.Millisecond))
 	if gone.Sub(added) > 500*time.Millisecond {
 		t.Errorf("stray VIP removed after %v: the address subscription did not fire", gone.Sub(added))
@@ -478,7 +464,7 @@ func TestNetnsGracefulTakeover(t *testing.T) {
 		t.Errorf("a released because %q, want b's claim", rel.Reason)
 	}
 	// Before waiting for a's process to exit, which takes its own time.
-	seen := eventually(t, time.Second, "client's neighbour entry moves to b's MAC (gratuitous ARP)",
+	seen := poll.Until(t, time.Second, "client's neighbour entry moves to b's MAC (gratuitous ARP)",
 		func() bool { return tp.clientNeighMAC() == nsMAC["b"] })
 	t.Logf("client neighbour entry showed b's MAC %v after the claim", seen.Sub(claimed).Round(time.Millisecond))
 	a.wait(t, 3*time.Second, "exit", "")
@@ -489,14 +475,14 @@ func TestNetnsGracefulTakeover(t *testing.T) {
 	if tp.holdsVIP("a") {
 		t.Fatal("a kept the VIP after a graceful stop")
 	}
-	eventually(t, time.Second, "VIP on b's eth0", func() bool { return tp.holdsVIP("b") })
+	poll.Until(t, time.Second, "VIP on b's eth0", func() bool { return tp.holdsVIP("b") })
 
 	// Someone deletes the VIP from the master: restored at once (netlink
 	// subscription), not at the next 1s periodic check.
 	time.Sleep(300 * time.Millisecond)
 	deleted := time.Now()
 	tp.ip("-n", tp.b, "addr", "del", nsVIP, "dev", "eth0")
-	back := eventually(t, 3*time.Second, "master b restores a deleted VIP", func() bool { return tp.holdsVIP("b") })
+	back := poll.Until(t, 3*time.Second, "master b restores a deleted VIP", func() bool { return tp.holdsVIP("b") })
 	t.Logf("VIP deleted from the master restored after %v", back.Sub(deleted).Round(time.Millisecond))
 	if back.Sub(deleted) > 500*time.Millisecond {
 		t.Errorf("VIP restored after %v: the address subscription did not fire", back.Sub(deleted))

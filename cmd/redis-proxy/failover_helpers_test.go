@@ -11,7 +11,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -26,7 +25,9 @@ import (
 
 	"github.com/gomodule/redigo/redis"
 
+	"github.com/redis-proxy/redis-proxy/internal/poll"
 	"github.com/redis-proxy/redis-proxy/internal/redistest"
+	"github.com/redis-proxy/redis-proxy/internal/writetest"
 	"github.com/redis-proxy/redis-proxy/replication"
 )
 
@@ -145,7 +146,7 @@ func startCluster(t *testing.T, n int, tune func(*Config)) *cluster {
 	c.waitTopology(10*time.Second, "the first server master with every replica linked", func(tv topologyView) bool {
 		return tv.Routing.Master == c.srv[0].Addr && slices.Equal(tv.Routing.Replicas, replicas)
 	})
-	waitFor(t, 10*time.Second, "/healthz 200", func() bool { return c.healthz() == http.StatusOK })
+	poll.Until(t, 10*time.Second, "/healthz 200", func() bool { return c.healthz() == http.StatusOK })
 	return c
 }
 
@@ -240,19 +241,6 @@ func (c *cluster) dial(readTimeout time.Duration) redis.Conn {
 	return conn
 }
 
-// waitFor polls ok every 10ms until it holds, or fails the test after d.
-func waitFor(t *testing.T, d time.Duration, what string, ok func() bool) time.Time {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited %v for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return time.Now()
-}
-
 // roleOf is ROLE asked of a server directly: "master", or "slave" with
 // the master's port and the link state ("connected" once in sync).
 type roleOf struct {
@@ -300,6 +288,14 @@ func waitReplicaOf(t *testing.T, s, m *redistest.Server, d time.Duration) time.T
 	}
 }
 
+// set sets key to value through the proxy.
+func (c *cluster) set(key, value string) {
+	c.t.Helper()
+	if _, err := c.dial(5*time.Second).Do("SET", key, value); err != nil {
+		c.t.Fatalf("SET through the proxy: %v", err)
+	}
+}
+
 // waitInSync waits until replica r has all of master m's replication stream.
 func waitInSync(t *testing.T, r, m *redistest.Server, d time.Duration) {
 	t.Helper()
@@ -316,35 +312,25 @@ func waitInSync(t *testing.T, r, m *redistest.Server, d time.Duration) {
 		}
 		return -1
 	}
-	waitFor(t, d, r.Addr+" in sync with "+m.Addr, func() bool {
+	poll.Until(t, d, r.Addr+" in sync with "+m.Addr, func() bool {
 		mo, ro := offset(m), offset(r)
 		return mo > 0 && mo == ro
 	})
 }
 
 // missing returns the keys that s does not hold with their own name as
-// value (every writer here sets key = value).
+// value (every writer here sets key = value), sorted.
 func missing(t *testing.T, s *redistest.Server, keys []string) []string {
 	t.Helper()
-	conn := s.Dial()
-	var out []string
-	for lo := 0; lo < len(keys); lo += 500 {
-		chunk := keys[lo:min(lo+500, len(keys))]
-		args := make([]any, len(chunk))
-		for i, k := range chunk {
-			args[i] = k
-		}
-		vals, err := redis.Strings(conn.Do("MGET", args...))
-		if err != nil {
-			t.Fatalf("MGET on %s: %v", s.Addr, err)
-		}
-		for i, v := range vals {
-			if v != chunk[i] {
-				out = append(out, chunk[i])
-			}
-		}
+	want := make(map[string]string, len(keys))
+	for _, k := range keys {
+		want[k] = k
 	}
-	return out
+	rb, err := writetest.ReadBack(s.Addr, want)
+	if err != nil {
+		t.Fatalf("on %s: %v", s.Addr, err)
+	}
+	return rb.Lost()
 }
 
 func keysOf(t *testing.T, s *redistest.Server) []string {
@@ -357,235 +343,26 @@ func keysOf(t *testing.T, s *redistest.Server) []string {
 	return keys
 }
 
-// op is one command a test client sent and what became of it.
-type op struct {
-	key  string // for writes: the unique key (and value) written
-	sent time.Time
-	done time.Time
-	err  error // nil: acknowledged with the expected reply
-}
-
-func (o op) latency() time.Duration { return o.done.Sub(o.sent) }
-
-// recorder collects ops from one client goroutine; safe for concurrent use.
-type recorder struct {
-	name string
-	mu   sync.Mutex
-	ops  []op
-}
-
-func (r *recorder) add(o op) {
-	r.mu.Lock()
-	r.ops = append(r.ops, o)
-	r.mu.Unlock()
-}
-
-func (r *recorder) snapshot() []op {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(r.ops)
-}
-
-func acked(ops []op) []op {
-	var out []op
-	for _, o := range ops {
-		if o.err == nil {
-			out = append(out, o)
-		}
-	}
-	return out
-}
-
-func failed(ops []op) []op {
-	var out []op
-	for _, o := range ops {
-		if o.err != nil {
-			out = append(out, o)
-		}
-	}
-	return out
-}
-
-func describe(ops []op, ref time.Time) string {
-	var b strings.Builder
-	for _, o := range ops {
-		fmt.Fprintf(&b, "\n  %s sent %+v after the event, answered after %v: %v", o.key,
-			o.sent.Sub(ref).Round(time.Millisecond), o.latency().Round(time.Millisecond), o.err)
-	}
-	return b.String()
-}
-
-// outage is the longest a client went without an acknowledgement across
-// at: the largest gap between consecutive acknowledgements (in the order
-// they arrived) that ends after at, counting from at if there was none
-// before, and to end if none came after. back is when it ended.
-func outage(ops []op, at, end time.Time) (gap time.Duration, back time.Time) {
-	var dones []time.Time
-	for _, o := range acked(ops) {
-		dones = append(dones, o.done)
-	}
-	slices.SortFunc(dones, time.Time.Compare)
-	prev := at
-	for _, d := range dones {
-		if d.After(at) && d.Sub(prev) > gap {
-			gap, back = d.Sub(prev), d
-		}
-		if d.After(prev) {
-			prev = d
-		}
-	}
-	if end.Sub(prev) > gap {
-		gap, back = end.Sub(prev), end
-	}
-	return gap, back
-}
-
-// maxLatency is the longest wait of a command outstanding at some point
-// in [from, to].
-func maxLatency(ops []op, from, to time.Time) time.Duration {
-	var m time.Duration
-	for _, o := range ops {
-		if !o.sent.After(to) && !o.done.Before(from) && o.latency() > m {
-			m = o.latency()
-		}
-	}
-	return m
-}
-
-// load is a set of client goroutines stopped together.
-type load struct {
-	stop chan struct{}
-	wg   sync.WaitGroup
-}
-
-func newLoad() *load { return &load{stop: make(chan struct{})} }
-
-func (l *load) stopped() bool {
-	select {
-	case <-l.stop:
-		return true
-	default:
-		return false
-	}
-}
-
-// halt stops the clients and waits for each to finish the command it has
-// in flight.
-func (l *load) halt() {
-	select {
-	case <-l.stop:
-	default:
-		close(l.stop)
-	}
-	l.wg.Wait()
-}
-
 // writer runs a client that writes unique keys (key = value = prefix:n)
-// through the proxy until halted, batch commands at a time: 1 is one
+// through the proxy until l stops, batch commands at a time: 1 is one
 // command at a time, more is a pipeline sent in one write. A connection
 // that fails is replaced, as a client library would.
-func (l *load) writer(c *cluster, prefix string, batch int, readTimeout time.Duration) *recorder {
-	rec := &recorder{name: prefix}
-	addr := c.cfg.Listen
-	l.wg.Add(1)
-	go func() {
-		defer l.wg.Done()
-		var conn redis.Conn
-		defer func() {
-			if conn != nil {
-				conn.Close()
-			}
-		}()
-		n := 0
-		for !l.stopped() {
-			if conn == nil {
-				var err error
-				sent := time.Now()
-				conn, err = redis.Dial("tcp", addr, redis.DialConnectTimeout(time.Second), redis.DialReadTimeout(readTimeout))
-				if err != nil {
-					rec.add(op{key: "(dial)", sent: sent, done: time.Now(), err: err})
-					time.Sleep(20 * time.Millisecond)
-					continue
-				}
-			}
-			keys := make([]string, batch)
-			for i := range keys {
-				n++
-				keys[i] = fmt.Sprintf("%s:%d", prefix, n)
-				conn.Send("SET", keys[i], keys[i])
-			}
-			sent := time.Now()
-			ferr := conn.Flush()
-			broken := ferr != nil
-			for _, k := range keys {
-				o := op{key: k, sent: sent}
-				if broken {
-					o.err = ferr
-				} else {
-					v, err := redis.String(conn.Receive())
-					switch {
-					case err != nil:
-						o.err = err
-						var re redis.Error
-						if !errors.As(err, &re) {
-							broken, ferr = true, err
-						}
-					case v != "OK":
-						o.err = fmt.Errorf("SET replied %q", v)
-					}
-				}
-				o.done = time.Now()
-				rec.add(o)
-			}
-			if broken {
-				conn.Close()
-				conn = nil
-			}
-		}
-	}()
+func (c *cluster) writer(l *writetest.Load, prefix string, batch int, readTimeout time.Duration) *writetest.Recorder {
+	rec := &writetest.Recorder{Name: prefix}
+	l.Go(writetest.Client{Addr: c.cfg.Listen, Prefix: prefix, Batch: batch, Timeout: readTimeout, Retry: clientRetry}, rec)
 	return rec
 }
 
 // reader runs a client that GETs key through the proxy, one command at a
-// time, until halted; a reply other than want is an error.
-func (l *load) reader(c *cluster, key, want string, readTimeout time.Duration) *recorder {
-	rec := &recorder{name: "reader"}
-	addr := c.cfg.Listen
-	l.wg.Add(1)
-	go func() {
-		defer l.wg.Done()
-		var conn redis.Conn
-		defer func() {
-			if conn != nil {
-				conn.Close()
-			}
-		}()
-		for !l.stopped() {
-			sent := time.Now()
-			if conn == nil {
-				var err error
-				conn, err = redis.Dial("tcp", addr, redis.DialConnectTimeout(time.Second), redis.DialReadTimeout(readTimeout))
-				if err != nil {
-					rec.add(op{key: "(dial)", sent: sent, done: time.Now(), err: err})
-					time.Sleep(20 * time.Millisecond)
-					continue
-				}
-			}
-			v, err := redis.String(conn.Do("GET", key))
-			o := op{key: key, sent: sent, done: time.Now(), err: err}
-			if err == nil && v != want {
-				o.err = fmt.Errorf("GET %s = %q, want %q", key, v, want)
-			}
-			rec.add(o)
-			var re redis.Error
-			if err != nil && !errors.As(err, &re) {
-				conn.Close()
-				conn = nil
-			}
-		}
-	}()
+// time, until l stops; a reply other than want is an error.
+func (c *cluster) reader(l *writetest.Load, key, want string, readTimeout time.Duration) *writetest.Recorder {
+	rec := &writetest.Recorder{Name: "reader"}
+	l.Go(writetest.Client{Addr: c.cfg.Listen, Key: key, Want: want, Timeout: readTimeout, Retry: clientRetry}, rec)
 	return rec
 }
+
+// clientRetry is how long a test client waits after a failure.
+const clientRetry = 20 * time.Millisecond
 
 // logEvent is one record serve logged, stamped when it was written.
 type logEvent struct {

@@ -26,7 +26,9 @@ import (
 
 	"github.com/gomodule/redigo/redis"
 
+	"github.com/redis-proxy/redis-proxy/internal/poll"
 	"github.com/redis-proxy/redis-proxy/internal/redistest"
+	"github.com/redis-proxy/redis-proxy/internal/writetest"
 	"github.com/redis-proxy/redis-proxy/replication"
 )
 
@@ -76,29 +78,29 @@ func TestFailoverConfigDefaults(t *testing.T) {
 //     descheduled replica can fall behind by whatever the master acked in
 //     that time. The bound asserted, "acknowledged within window before
 //     the crash", is a sanity bound, not a guarantee of the design.
-func checkLost(t *testing.T, name string, ops []op, nw *redistest.Server, crash, promoted time.Time, window time.Duration) int {
+func checkLost(t *testing.T, name string, ops []writetest.Op, nw *redistest.Server, crash, promoted time.Time, window time.Duration) int {
 	t.Helper()
-	ack := acked(ops)
+	ack := writetest.Acked(ops)
 	keys := make([]string, len(ack))
 	for i, o := range ack {
-		keys[i] = o.key
+		keys[i] = o.Key
 	}
 	lost := map[string]bool{}
 	for _, k := range missing(t, nw, keys) {
 		lost[k] = true
 	}
-	var before, lostBefore, lostAfter []op
+	var before, lostBefore, lostAfter []writetest.Op
 	recent := 0
 	for _, o := range ack {
-		if o.done.Before(promoted) {
+		if o.Done.Before(promoted) {
 			before = append(before, o)
-			if !o.done.Before(crash.Add(-window)) {
+			if !o.Done.Before(crash.Add(-window)) {
 				recent++
 			}
-			if lost[o.key] {
+			if lost[o.Key] {
 				lostBefore = append(lostBefore, o)
 			}
-		} else if lost[o.key] {
+		} else if lost[o.Key] {
 			lostAfter = append(lostAfter, o)
 		}
 	}
@@ -106,17 +108,17 @@ func checkLost(t *testing.T, name string, ops []op, nw *redistest.Server, crash,
 		name, len(ack), len(before), len(ack)-len(before), len(lostBefore), len(lostAfter))
 	if len(lostAfter) > 0 {
 		t.Errorf("%s: %d writes acknowledged after the failover to %s are not on it:%s",
-			name, len(lostAfter), nw.Addr, describe(lostAfter, crash))
+			name, len(lostAfter), nw.Addr, writetest.Describe(lostAfter, crash))
 	}
 	if n := len(lostBefore); n > 0 {
 		tail := before[len(before)-n:]
-		if !slices.EqualFunc(tail, lostBefore, func(a, b op) bool { return a.key == b.key }) {
+		if !slices.EqualFunc(tail, lostBefore, func(a, b writetest.Op) bool { return a.Key == b.Key }) {
 			t.Errorf("%s: the lost writes are not the last ones acknowledged before the crash (a replica holds a prefix of the stream):%s",
-				name, describe(lostBefore, crash))
+				name, writetest.Describe(lostBefore, crash))
 		}
 		if n > recent {
 			t.Errorf("%s: %d writes lost, more than the %d acknowledged in the last %v before the crash:%s",
-				name, n, recent, window, describe(lostBefore, crash))
+				name, n, recent, window, writetest.Describe(lostBefore, crash))
 		}
 	}
 	return len(lostBefore) + len(lostAfter)
@@ -124,17 +126,17 @@ func checkLost(t *testing.T, name string, ops []op, nw *redistest.Server, crash,
 
 // expectInFlightErrors checks a client's failed commands: at most max, each
 // sent before the crash was noticed, each saying the outcome is unknown.
-func expectInFlightErrors(t *testing.T, name string, ops []op, crash time.Time, max int) {
+func expectInFlightErrors(t *testing.T, name string, ops []writetest.Op, crash time.Time, max int) {
 	t.Helper()
-	bad := failed(ops)
-	t.Logf("%s: %d commands, %d errors%s", name, len(ops), len(bad), describe(bad, crash))
+	bad := writetest.Failed(ops)
+	t.Logf("%s: %d commands, %d errors%s", name, len(ops), len(bad), writetest.Describe(bad, crash))
 	if len(bad) > max {
 		t.Errorf("%s: %d commands failed, want at most %d (one command at a time: only a write in flight at the crash may fail)", name, len(bad), max)
 	}
 	for _, o := range bad {
-		if o.sent.After(crash.Add(inFlightSlack)) || o.err == nil || !strings.Contains(o.err.Error(), "outcome unknown") {
+		if o.Sent.After(crash.Add(inFlightSlack)) || o.Err == nil || !strings.Contains(o.Err.Error(), "outcome unknown") {
 			t.Errorf("%s: command sent %v after the crash failed with %v; only commands in flight at the crash may fail, with \"outcome unknown\"",
-				name, o.sent.Sub(crash).Round(time.Millisecond), o.err)
+				name, o.Sent.Sub(crash).Round(time.Millisecond), o.Err)
 		}
 	}
 }
@@ -157,9 +159,7 @@ func TestFailoverMasterKilled(t *testing.T) {
 	c := startCluster(t, 3, nil)
 	old := c.srv[0]
 	const readKey = "failover:read"
-	if _, err := c.dial(5*time.Second).Do("SET", readKey, "v"); err != nil {
-		t.Fatalf("SET through the proxy: %v", err)
-	}
+	c.set(readKey, "v")
 	for _, r := range c.srv[1:] {
 		waitInSync(t, r, old, 5*time.Second)
 	}
@@ -170,15 +170,15 @@ func TestFailoverMasterKilled(t *testing.T) {
 		t.Fatalf("SCRIPT LOAD through the proxy: %v", err)
 	}
 	for _, r := range c.srv[1:] {
-		waitFor(t, 5*time.Second, "the script copied to "+r.Addr, func() bool {
+		poll.Until(t, 5*time.Second, "the script copied to "+r.Addr, func() bool {
 			v, err := redis.Ints(r.Do("SCRIPT", "EXISTS", sha))
 			return err == nil && v[0] == 1
 		})
 	}
 
-	l := newLoad()
-	w := l.writer(c, "kill", 1, 10*time.Second)
-	r := l.reader(c, readKey, "v", 10*time.Second)
+	l := writetest.NewLoad()
+	w := c.writer(l, "kill", 1, 10*time.Second)
+	r := c.reader(l, readKey, "v", 10*time.Second)
 	time.Sleep(time.Second)
 
 	crash := time.Now()
@@ -186,17 +186,17 @@ func TestFailoverMasterKilled(t *testing.T) {
 	ev := c.waitRoute(crash, 10*time.Second, "a new master", func(e routeEvent) bool { return e.master != "" && e.master != old.Addr })
 	nw := c.server(ev.master)
 	time.Sleep(time.Second)
-	l.halt()
+	l.Stop()
 	halted := time.Now()
-	wops, rops := w.snapshot(), r.snapshot()
+	wops, rops := w.Ops(), r.Ops()
 
-	gap, back := outage(wops, crash, halted)
+	gap, back := writetest.Outage(wops, crash, halted)
 	t.Logf("master killed: new master %s routed %v after the kill (epoch %d); writes unavailable for %v (longest time without an acknowledgement), acknowledged again %v after the kill",
 		nw.Addr, ev.at.Sub(crash).Round(time.Millisecond), ev.epoch, gap.Round(time.Millisecond), back.Sub(crash).Round(time.Millisecond))
 	if gap > 4*time.Second {
 		t.Errorf("writes were unavailable for %v after the master was killed, want at most 4s (goal 2s)", gap)
 	}
-	rgap, rback := outage(rops, crash, halted)
+	rgap, rback := writetest.Outage(rops, crash, halted)
 	t.Logf("reads unavailable for %v, served again %v after the kill", rgap.Round(time.Millisecond), rback.Sub(crash).Round(time.Millisecond))
 	if rgap > 4*time.Second {
 		t.Errorf("reads unavailable for %v after the master was killed, want at most 4s", rgap)
@@ -229,15 +229,13 @@ func TestFailoverMasterHung(t *testing.T) {
 	c := startCluster(t, 2, fastTimers)
 	old, nw := c.srv[0], c.srv[1]
 	const readKey = "hung:read"
-	if _, err := c.dial(5*time.Second).Do("SET", readKey, "v"); err != nil {
-		t.Fatalf("SET through the proxy: %v", err)
-	}
+	c.set(readKey, "v")
 	waitInSync(t, nw, old, 5*time.Second)
 
-	l := newLoad()
+	l := writetest.NewLoad()
 	// A long read timeout: the client waits as long as the proxy makes it.
-	w := l.writer(c, "hung", 1, 20*time.Second)
-	r := l.reader(c, readKey, "v", 20*time.Second)
+	w := c.writer(l, "hung", 1, 20*time.Second)
+	r := c.reader(l, readKey, "v", 20*time.Second)
 	time.Sleep(500 * time.Millisecond)
 
 	crash := time.Now()
@@ -250,9 +248,9 @@ func TestFailoverMasterHung(t *testing.T) {
 	old.Resume()
 	demoted := waitReplicaOf(t, old, nw, 10*time.Second)
 	time.Sleep(300 * time.Millisecond)
-	l.halt()
+	l.Stop()
 	halted := time.Now()
-	wops, rops := w.snapshot(), r.snapshot()
+	wops, rops := w.Ops(), r.Ops()
 
 	t.Logf("master hung: %s routed %v after SIGSTOP (epoch %d); SIGCONT %v later; old master a connected replica %v after SIGCONT",
 		nw.Addr, ev.at.Sub(crash).Round(time.Millisecond), ev.epoch, resumed.Sub(ev.at).Round(time.Millisecond), demoted.Sub(resumed).Round(time.Millisecond))
@@ -261,21 +259,21 @@ func TestFailoverMasterHung(t *testing.T) {
 	}
 	expectNoRouteTo(t, c, old.Addr, ev.at)
 
-	for _, rec := range []*recorder{w, r} {
-		ops := rec.snapshot()
-		gap, back := outage(ops, crash, halted)
-		t.Logf("%s: unavailable for %v around the hang, served again %v after SIGSTOP", rec.name, gap.Round(time.Millisecond), back.Sub(crash).Round(time.Millisecond))
+	for _, rec := range []*writetest.Recorder{w, r} {
+		ops := rec.Ops()
+		gap, back := writetest.Outage(ops, crash, halted)
+		t.Logf("%s: unavailable for %v around the hang, served again %v after SIGSTOP", rec.Name, gap.Round(time.Millisecond), back.Sub(crash).Round(time.Millisecond))
 		if gap > c.cfg.DownAfter+2*time.Second {
 			t.Errorf("%s: unavailable for %v after the master hung, want at most DownAfter (%v) + 2s, however long the old master stays hung",
-				rec.name, gap.Round(time.Millisecond), c.cfg.DownAfter)
+				rec.Name, gap.Round(time.Millisecond), c.cfg.DownAfter)
 		}
 		// A command sent to the old master before the failover must not be
 		// left waiting for it: it would run there (and be acknowledged) only
 		// when the hung server resumes, after the new master took over.
 		for _, o := range ops {
-			if o.sent.Before(ev.at) && o.done.After(resumed) {
+			if o.Sent.Before(ev.at) && o.Done.After(resumed) {
 				t.Errorf("%s: %s sent %v after SIGSTOP was answered only after SIGCONT, %v later (%v): it waited for the hung old master after the failover",
-					rec.name, o.key, o.sent.Sub(crash).Round(time.Millisecond), o.latency().Round(time.Millisecond), errOrOK(o.err))
+					rec.Name, o.Key, o.Sent.Sub(crash).Round(time.Millisecond), o.Latency().Round(time.Millisecond), errOrOK(o.Err))
 			}
 		}
 	}
@@ -332,22 +330,22 @@ func TestFailoverOldMasterRestarts(t *testing.T) {
 	set("after", 100)
 
 	// A client keeps writing while the old master comes back.
-	l := newLoad()
-	w := l.writer(c, "restart", 1, 10*time.Second)
+	l := writetest.NewLoad()
+	w := c.writer(l, "restart", 1, 10*time.Second)
 	time.Sleep(200 * time.Millisecond)
 	old.Restart()
 	restarted := time.Now()
 	demoted := waitReplicaOf(t, old, nw, 10*time.Second)
 	time.Sleep(200 * time.Millisecond)
-	l.halt()
+	l.Stop()
 	t.Logf("old master restarted (empty: no persistence); a connected replica of %s %v later", nw.Addr, demoted.Sub(restarted).Round(time.Millisecond))
 
-	wops := w.snapshot()
-	if bad := failed(wops); len(bad) > 0 {
-		t.Errorf("writer: %d of %d commands failed while the old master returned:%s", len(bad), len(wops), describe(bad, restarted))
+	wops := w.Ops()
+	if bad := writetest.Failed(wops); len(bad) > 0 {
+		t.Errorf("writer: %d of %d commands failed while the old master returned:%s", len(bad), len(wops), writetest.Describe(bad, restarted))
 	}
-	for _, o := range acked(wops) {
-		keys = append(keys, o.key)
+	for _, o := range writetest.Acked(wops) {
+		keys = append(keys, o.Key)
 	}
 	expectNoRouteTo(t, c, old.Addr, ev.at)
 	waitInSync(t, old, nw, 10*time.Second)
@@ -377,14 +375,12 @@ func TestSwitchoverUnderLoad(t *testing.T) {
 	c := startCluster(t, 2, fastTimers)
 	a, b := c.srv[0], c.srv[1]
 	const readKey = "switch:read"
-	if _, err := c.dial(5*time.Second).Do("SET", readKey, "v"); err != nil {
-		t.Fatalf("SET through the proxy: %v", err)
-	}
-	l := newLoad()
-	recs := []*recorder{
-		l.writer(c, "seq", 1, 10*time.Second),
-		l.writer(c, "pipe", 10, 10*time.Second),
-		l.reader(c, readKey, "v", 10*time.Second),
+	c.set(readKey, "v")
+	l := writetest.NewLoad()
+	recs := []*writetest.Recorder{
+		c.writer(l, "seq", 1, 10*time.Second),
+		c.writer(l, "pipe", 10, 10*time.Second),
+		c.reader(l, readKey, "v", 10*time.Second),
 	}
 	time.Sleep(500 * time.Millisecond)
 
@@ -393,7 +389,7 @@ func TestSwitchoverUnderLoad(t *testing.T) {
 	code, body := c.postSwitchover(b.Addr)
 	t1 := time.Now()
 	if code != http.StatusOK {
-		l.halt()
+		l.Stop()
 		t.Fatalf("POST /switchover?target=%s: %d %s", b.Addr, code, body)
 	}
 	var res1 replication.Result
@@ -408,9 +404,9 @@ func TestSwitchoverUnderLoad(t *testing.T) {
 	// Everything acknowledged so far is on the new master.
 	var upToNow []string
 	for _, rec := range recs[:2] {
-		for _, o := range acked(rec.snapshot()) {
-			if o.done.Before(t1) {
-				upToNow = append(upToNow, o.key)
+		for _, o := range writetest.Acked(rec.Ops()) {
+			if o.Done.Before(t1) {
+				upToNow = append(upToNow, o.Key)
 			}
 		}
 	}
@@ -428,7 +424,7 @@ func TestSwitchoverUnderLoad(t *testing.T) {
 	rc := switchover(c.cfg, a.Addr, &out, &errb)
 	t3 := time.Now()
 	time.Sleep(300 * time.Millisecond)
-	l.halt()
+	l.Stop()
 	if rc != 0 {
 		t.Fatalf("redis-proxy switchover: exit %d: %s", rc, errb.String())
 	}
@@ -444,17 +440,17 @@ func TestSwitchoverUnderLoad(t *testing.T) {
 
 	var keys []string
 	for _, rec := range recs {
-		ops := rec.snapshot()
-		steady := maxLatency(ops, t0.Add(-400*time.Millisecond), t0.Add(-time.Millisecond))
+		ops := rec.Ops()
+		steady := writetest.MaxLatency(ops, t0.Add(-400*time.Millisecond), t0.Add(-time.Millisecond))
 		t.Logf("%s: %d commands; max latency: %v before, %v during the API switchover (held %v), %v during the CLI switchover (held %v)",
-			rec.name, len(ops), steady.Round(time.Microsecond), maxLatency(ops, t0, t1).Round(time.Millisecond), res1.Held.Round(time.Millisecond),
-			maxLatency(ops, t2, t3).Round(time.Millisecond), res2.Held.Round(time.Millisecond))
-		if bad := failed(ops); len(bad) > 0 {
-			t.Errorf("%s: %d of %d commands failed across planned switchovers, want 0:%s", rec.name, len(bad), len(ops), describe(bad, t0))
+			rec.Name, len(ops), steady.Round(time.Microsecond), writetest.MaxLatency(ops, t0, t1).Round(time.Millisecond), res1.Held.Round(time.Millisecond),
+			writetest.MaxLatency(ops, t2, t3).Round(time.Millisecond), res2.Held.Round(time.Millisecond))
+		if bad := writetest.Failed(ops); len(bad) > 0 {
+			t.Errorf("%s: %d of %d commands failed across planned switchovers, want 0:%s", rec.Name, len(bad), len(ops), writetest.Describe(bad, t0))
 		}
-		if rec.name != "reader" {
-			for _, o := range acked(ops) {
-				keys = append(keys, o.key)
+		if rec.Name != "reader" {
+			for _, o := range writetest.Acked(ops) {
+				keys = append(keys, o.Key)
 			}
 		}
 	}
@@ -491,8 +487,8 @@ func TestFailoverAllServersDown(t *testing.T) {
 		cfg.HoldTimeout = time.Second
 	})
 	a, b := c.srv[0], c.srv[1]
-	l := newLoad()
-	w := l.writer(c, "down", 1, 10*time.Second)
+	l := writetest.NewLoad()
+	w := c.writer(l, "down", 1, 10*time.Second)
 	time.Sleep(300 * time.Millisecond)
 
 	crash := time.Now()
@@ -506,21 +502,17 @@ func TestFailoverAllServersDown(t *testing.T) {
 
 	a.Restart()
 	restarted := time.Now()
-	waitFor(t, 10*time.Second, "a write acknowledged after a server came back", func() bool {
-		for _, o := range acked(w.snapshot()) {
-			if o.done.After(restarted) {
-				return true
-			}
-		}
-		return false
+	poll.Until(t, 10*time.Second, "a write acknowledged after a server came back", func() bool {
+		_, ok := writetest.FirstAck(w.Ops(), restarted)
+		return ok
 	})
 	time.Sleep(300 * time.Millisecond)
-	l.halt()
-	ops := w.snapshot()
+	l.Stop()
+	ops := w.Ops()
 
-	var tryAgain, other []op
-	for _, o := range failed(ops) {
-		if strings.HasPrefix(o.err.Error(), "TRYAGAIN") {
+	var tryAgain, other []writetest.Op
+	for _, o := range writetest.Failed(ops) {
+		if strings.HasPrefix(o.Err.Error(), "TRYAGAIN") {
 			tryAgain = append(tryAgain, o)
 		} else {
 			other = append(other, o)
@@ -528,9 +520,9 @@ func TestFailoverAllServersDown(t *testing.T) {
 	}
 	var lat []string
 	for _, o := range tryAgain {
-		lat = append(lat, o.latency().Round(time.Millisecond).String())
-		if o.latency() < c.cfg.HoldTimeout-50*time.Millisecond || o.latency() > c.cfg.HoldTimeout+1500*time.Millisecond {
-			t.Errorf("TRYAGAIN after %v, want about HoldTimeout (%v)", o.latency(), c.cfg.HoldTimeout)
+		lat = append(lat, o.Latency().Round(time.Millisecond).String())
+		if o.Latency() < c.cfg.HoldTimeout-50*time.Millisecond || o.Latency() > c.cfg.HoldTimeout+1500*time.Millisecond {
+			t.Errorf("TRYAGAIN after %v, want about HoldTimeout (%v)", o.Latency(), c.cfg.HoldTimeout)
 		}
 	}
 	t.Logf("all down: %d TRYAGAIN replies, after %s; e.g. %v", len(tryAgain), strings.Join(lat, " "), firstErr(tryAgain))
@@ -539,13 +531,8 @@ func TestFailoverAllServersDown(t *testing.T) {
 	}
 	expectInFlightErrors(t, "writer (other than TRYAGAIN)", other, crash, 1)
 
-	var back time.Time
-	for _, o := range acked(ops) {
-		if o.done.After(restarted) && (back.IsZero() || o.done.Before(back)) {
-			back = o.done
-		}
-	}
-	rec := back.Sub(restarted)
+	back, _ := writetest.FirstAck(ops, restarted)
+	rec := back.Done.Sub(restarted)
 	t.Logf("service back %v after the server restarted", rec.Round(time.Millisecond))
 	if rec > 5*time.Second {
 		t.Errorf("service came back %v after a server restarted, want at most 5s", rec)
@@ -558,11 +545,11 @@ func TestFailoverAllServersDown(t *testing.T) {
 	}
 }
 
-func firstErr(ops []op) error {
+func firstErr(ops []writetest.Op) error {
 	if len(ops) == 0 {
 		return nil
 	}
-	return ops[0].err
+	return ops[0].Err
 }
 
 // 6. A client that sends a command while there is no master (after the
@@ -585,7 +572,7 @@ func TestFailoverClientsWaitNotFail(t *testing.T) {
 
 	// The pipelining client.
 	pipe := c.dial(10 * time.Second)
-	pipeRec := &recorder{name: "pipelined"}
+	pipeRec := &writetest.Recorder{Name: "pipelined"}
 	type pending struct {
 		key  string
 		sent time.Time
@@ -607,7 +594,7 @@ func TestFailoverClientsWaitNotFail(t *testing.T) {
 			pipe.Send("SET", k, k)
 			sent := time.Now()
 			if err := pipe.Flush(); err != nil {
-				pipeRec.add(op{key: k, sent: sent, done: time.Now(), err: err})
+				pipeRec.Add(writetest.Op{Cmd: "SET", Key: k, Value: k, Sent: sent, Done: time.Now(), Err: err})
 				return
 			}
 			sentq <- pending{k, sent}
@@ -620,14 +607,14 @@ func TestFailoverClientsWaitNotFail(t *testing.T) {
 			if err == nil && v != "OK" {
 				err = fmt.Errorf("SET replied %q", v)
 			}
-			pipeRec.add(op{key: p.key, sent: p.sent, done: time.Now(), err: err})
+			pipeRec.Add(writetest.Op{Cmd: "SET", Key: p.key, Value: p.key, Sent: p.sent, Done: time.Now(), Err: err})
 		}
 	}()
 	time.Sleep(300 * time.Millisecond)
 
 	crash := time.Now()
 	old.Kill()
-	held := &recorder{name: "one command per connection"}
+	held := &writetest.Recorder{Name: "one command per connection"}
 	var wg sync.WaitGroup
 	routed := func() (routeEvent, bool) {
 		for _, e := range c.logs.routesSince(crash) {
@@ -649,7 +636,7 @@ func TestFailoverClientsWaitNotFail(t *testing.T) {
 			if err == nil && v != "OK" {
 				err = fmt.Errorf("SET replied %q", v)
 			}
-			held.add(op{key: k, sent: sent, done: time.Now(), err: err})
+			held.Add(writetest.Op{Cmd: "SET", Key: k, Value: k, Sent: sent, Done: time.Now(), Err: err})
 		}(idle[i], fmt.Sprintf("held:%d", i))
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -668,34 +655,34 @@ func TestFailoverClientsWaitNotFail(t *testing.T) {
 	}
 	t.Logf("new master %s routed %v after the kill; \"no master\" routed %v after the kill",
 		nw.Addr, ev.at.Sub(crash).Round(time.Millisecond), noMaster.Sub(crash).Round(time.Millisecond))
-	for _, rec := range []*recorder{held, pipeRec} {
-		ops := rec.snapshot()
+	for _, rec := range []*writetest.Recorder{held, pipeRec} {
+		ops := rec.Ops()
 		var inWindow, inNoMaster int
 		var maxWait time.Duration
 		for _, o := range ops {
-			if o.sent.Before(crash.Add(inFlightSlack)) || !o.sent.Before(ev.at) {
+			if o.Sent.Before(crash.Add(inFlightSlack)) || !o.Sent.Before(ev.at) {
 				continue
 			}
 			inWindow++
-			if !noMaster.IsZero() && !o.sent.Before(noMaster) {
+			if !noMaster.IsZero() && !o.Sent.Before(noMaster) {
 				inNoMaster++
 			}
 			switch {
-			case o.err != nil:
+			case o.Err != nil:
 				t.Errorf("%s: %s sent %v after the kill, before the new master was routed, failed after %v: %v",
-					rec.name, o.key, o.sent.Sub(crash).Round(time.Millisecond), o.latency().Round(time.Millisecond), o.err)
-			case o.done.Before(promoted):
-				t.Errorf("%s: %s sent while there was no master was acknowledged %v before the new master was promoted", rec.name, o.key, promoted.Sub(o.done))
+					rec.Name, o.Key, o.Sent.Sub(crash).Round(time.Millisecond), o.Latency().Round(time.Millisecond), o.Err)
+			case o.Done.Before(promoted):
+				t.Errorf("%s: %s sent while there was no master was acknowledged %v before the new master was promoted", rec.Name, o.Key, promoted.Sub(o.Done))
 			}
-			maxWait = max(maxWait, o.latency())
+			maxWait = max(maxWait, o.Latency())
 		}
 		t.Logf("%s: %d commands sent between the kill (+%v) and the new master, %d of them after \"no master\" was routed; all answered after the promotion, longest wait %v",
-			rec.name, inWindow, inFlightSlack, inNoMaster, maxWait.Round(time.Millisecond))
+			rec.Name, inWindow, inFlightSlack, inNoMaster, maxWait.Round(time.Millisecond))
 		if inWindow < 5 {
-			t.Errorf("%s: only %d commands were sent while there was no master; the test did not test much", rec.name, inWindow)
+			t.Errorf("%s: only %d commands were sent while there was no master; the test did not test much", rec.Name, inWindow)
 		}
-		expectInFlightErrors(t, rec.name, ops, crash, 1)
-		checkLost(t, rec.name, ops, nw, crash, promoted, c.cfg.DownAfter)
+		expectInFlightErrors(t, rec.Name, ops, crash, 1)
+		checkLost(t, rec.Name, ops, nw, crash, promoted, c.cfg.DownAfter)
 	}
 }
 

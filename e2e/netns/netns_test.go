@@ -17,8 +17,8 @@
 //	VIP      10.77.0.100/24, held by the VRRP MASTER
 //
 // The client sets a unique key and reads it back through the VIP every 5 ms
-// (200 ms timeout per command, a new connection after any error) and
-// reports every command as a JSON line. Each scenario (SIGKILL, SIGTERM,
+// (200 ms timeout per command, a new connection after a transport error)
+// and reports every command as a JSON line. Each scenario (SIGKILL, SIGTERM,
 // and SIGKILL again with the client's ARP entry watched in detail) signals
 // the active proxy and measures, from the signal, the first successful
 // command served by the new holder; checks that the client's neighbour entry
@@ -54,6 +54,9 @@ import (
 	"time"
 
 	"github.com/gomodule/redigo/redis"
+
+	"github.com/redis-proxy/redis-proxy/internal/poll"
+	"github.com/redis-proxy/redis-proxy/internal/writetest"
 )
 
 const (
@@ -111,91 +114,31 @@ func TestMain(m *testing.M) {
 
 // --- helpers run inside the namespaces (this binary, re-executed) ---
 
-// opRecord is one client command, as the client helper prints it.
-type opRecord struct {
-	Op  string `json:"op"`            // SET or GET
-	Key string `json:"k"`             //
-	Val string `json:"v,omitempty"`   // the value set, or expected back
-	S   int64  `json:"s"`             // start, Unix ns (including a dial)
-	E   int64  `json:"e"`             // end, Unix ns
-	Err string `json:"err,omitempty"` // empty: success
-}
-
 // helperClient writes and reads unique keys through addr until its stdin
-// closes, printing one opRecord per command.
+// closes, printing each command as a JSON writetest.Op. A round (SET, then
+// GET of the key) starts every opPace; each dial and command has opTimeout.
 func helperClient(addr string) int {
-	stop := make(chan struct{})
+	ctx, stop := context.WithCancel(context.Background())
 	go func() {
 		io.Copy(io.Discard, os.Stdin)
-		close(stop)
+		stop()
 	}()
 	w := bufio.NewWriter(os.Stdout)
 	enc := json.NewEncoder(w)
-	emit := func(r opRecord) {
-		enc.Encode(r)
+	c := writetest.Client{Addr: addr, Prefix: fmt.Sprintf("netns:%d", time.Now().UnixNano()), ReadBack: true,
+		DialTimeout: opTimeout, Timeout: opTimeout, Pace: opPace}
+	c.Run(ctx, func(o writetest.Op) {
+		enc.Encode(o)
 		w.Flush()
-	}
-	prefix := fmt.Sprintf("netns:%d", time.Now().UnixNano())
-	var c redis.Conn
-	for i := 0; ; i++ {
-		select {
-		case <-stop:
-			if c != nil {
-				c.Close()
-			}
-			return 0
-		default:
-		}
-		iter := time.Now()
-		began := iter
-		key := fmt.Sprintf("%s:%d", prefix, i)
-		val := strconv.FormatInt(began.UnixNano(), 10)
-		fail := func(op string, err error) {
-			emit(opRecord{Op: op, Key: key, Val: val, S: began.UnixNano(), E: time.Now().UnixNano(), Err: err.Error()})
-			if c != nil {
-				c.Close()
-				c = nil
-			}
-		}
-		if c == nil {
-			var err error
-			c, err = redis.Dial("tcp", addr, redis.DialConnectTimeout(opTimeout),
-				redis.DialReadTimeout(opTimeout), redis.DialWriteTimeout(opTimeout))
-			if err != nil {
-				c = nil
-				fail("SET", fmt.Errorf("dial: %w", err))
-				time.Sleep(time.Until(iter.Add(opPace)))
-				continue
-			}
-		}
-		if reply, err := redis.String(c.Do("SET", key, val)); err != nil || reply != "OK" {
-			if err == nil {
-				err = fmt.Errorf("reply %q", reply)
-			}
-			fail("SET", err)
-			time.Sleep(time.Until(iter.Add(opPace)))
-			continue
-		}
-		emit(opRecord{Op: "SET", Key: key, Val: val, S: began.UnixNano(), E: time.Now().UnixNano()})
-		began = time.Now()
-		if got, err := redis.String(c.Do("GET", key)); err != nil || got != val {
-			if err == nil {
-				err = fmt.Errorf("read back %q, want %q", got, val)
-			}
-			fail("GET", err)
-		} else {
-			emit(opRecord{Op: "GET", Key: key, Val: val, S: began.UnixNano(), E: time.Now().UnixNano()})
-		}
-		time.Sleep(time.Until(iter.Add(opPace)))
-	}
+	})
+	return 0
 }
 
 // readback is what the redis helper reports in "readback" mode.
 type readback struct {
-	Roles      map[string]string `json:"roles"` // addr → master, slave, or the error
-	Master     string            `json:"master"`
-	Missing    []string          `json:"missing"`
-	Mismatched []string          `json:"mismatched"`
+	Roles  map[string]string `json:"roles"` // addr → master, slave, or the error
+	Master string            `json:"master"`
+	writetest.Readback
 }
 
 // helperRedis, in the redis namespace: "wait" waits until the master
@@ -255,37 +198,10 @@ func helperRedis(mode string) int {
 			json.NewEncoder(os.Stdout).Encode(rb)
 			return 0
 		}
-		c, err := dial(rb.Master)
-		if err != nil {
+		var err error
+		if rb.Readback, err = writetest.ReadBack(rb.Master, want); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
-		}
-		defer c.Close()
-		keys := make([]string, 0, len(want))
-		for k := range want {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for len(keys) > 0 {
-			n := min(len(keys), 500)
-			batch := keys[:n]
-			keys = keys[n:]
-			args := make([]any, len(batch))
-			for i, k := range batch {
-				args[i] = k
-			}
-			vals, err := redis.Values(c.Do("MGET", args...))
-			if err != nil {
-				fmt.Fprintln(os.Stderr, "MGET:", err)
-				return 1
-			}
-			for i, v := range vals {
-				if v == nil {
-					rb.Missing = append(rb.Missing, batch[i])
-				} else if s, _ := redis.String(v, nil); s != want[batch[i]] {
-					rb.Mismatched = append(rb.Mismatched, batch[i])
-				}
-			}
 		}
 		json.NewEncoder(os.Stdout).Encode(rb)
 		return 0
@@ -620,19 +536,11 @@ func (tp *topo) checkAlive() {
 // eventually polls cond every 10 ms until it holds or d passes, checking
 // that no process died behind the test's back.
 func (tp *topo) eventually(d time.Duration, what string, cond func() bool) time.Time {
-	t := tp.t
-	t.Helper()
-	end := time.Now().Add(d)
-	for {
+	tp.t.Helper()
+	return poll.Until(tp.t, d, what, func() bool {
 		tp.checkAlive()
-		if cond() {
-			return time.Now()
-		}
-		if time.Now().After(end) {
-			t.Fatalf("not within %v: %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return cond()
+	})
 }
 
 // --- the client ---
@@ -642,9 +550,7 @@ type client struct {
 	p     *proc
 	stdin io.WriteCloser
 	read  chan struct{} // closed when stdout is consumed
-
-	mu  sync.Mutex
-	ops []opRecord
+	rec   writetest.Recorder
 }
 
 func (tp *topo) startClient() *client {
@@ -665,11 +571,9 @@ func (tp *topo) startClient() *client {
 		defer close(c.read)
 		sc := bufio.NewScanner(pr)
 		for sc.Scan() {
-			var r opRecord
-			if json.Unmarshal(sc.Bytes(), &r) == nil && r.Op != "" {
-				c.mu.Lock()
-				c.ops = append(c.ops, r)
-				c.mu.Unlock()
+			var o writetest.Op
+			if json.Unmarshal(sc.Bytes(), &o) == nil && o.Cmd != "" {
+				c.rec.Add(o)
 			} else {
 				c.p.Write(append(sc.Bytes(), '\n'))
 			}
@@ -682,32 +586,20 @@ func (tp *topo) startClient() *client {
 	return c
 }
 
-func (c *client) snapshot() []opRecord {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return slices.Clone(c.ops)
-}
-
 // firstSuccessAfter is the first successful command that started at or
 // after t0 (a command started before the signal may have been answered by
 // the old holder).
-func (c *client) firstSuccessAfter(t0 time.Time) (opRecord, bool) {
-	for _, r := range c.snapshot() {
-		if r.Err == "" && r.S >= t0.UnixNano() {
-			return r, true
+func (c *client) firstSuccessAfter(t0 time.Time) (writetest.Op, bool) {
+	for _, o := range c.rec.Ops() {
+		if o.Err == nil && !o.Sent.Before(t0) {
+			return o, true
 		}
 	}
-	return opRecord{}, false
+	return writetest.Op{}, false
 }
 
 func (c *client) successesAfter(t0 time.Time) int {
-	n := 0
-	for _, r := range c.snapshot() {
-		if r.Err == "" && r.S >= t0.UnixNano() {
-			n++
-		}
-	}
-	return n
+	return c.rec.Count(func(o writetest.Op) bool { return o.Err == nil && !o.Sent.Before(t0) })
 }
 
 func (c *client) waitSuccesses(t *testing.T, t0 time.Time, n int, d time.Duration, what string) {
@@ -741,23 +633,20 @@ type stats struct {
 	mismatches         int
 }
 
-func summarize(ops []opRecord, from, to time.Time) stats {
-	s := stats{acked: map[string]string{}, byKind: map[string]int{}}
-	for _, r := range ops {
-		if r.Op == "SET" && r.Err == "" {
-			s.acked[r.Key] = r.Val
-		}
-		if r.S < from.UnixNano() || r.S > to.UnixNano() {
+func summarize(ops []writetest.Op, from, to time.Time) stats {
+	s := stats{acked: writetest.AckedWrites(ops), byKind: map[string]int{}}
+	for _, o := range ops {
+		if o.Sent.Before(from) || o.Sent.After(to) {
 			continue
 		}
 		switch {
-		case r.Err != "":
+		case o.Err != nil:
 			s.errors++
-			s.byKind[errKind(r.Err)]++
-			if strings.Contains(r.Err, "read back") {
+			s.byKind[errKind(o.Err.Error())]++
+			if o.Stale() {
 				s.mismatches++
 			}
-		case r.Op == "SET":
+		case o.Cmd == "SET":
 			s.sets++
 		default:
 			s.gets++
@@ -786,20 +675,6 @@ func kinds(m map[string]int) string {
 		fmt.Fprintf(&b, "%s×%d ", k, m[k])
 	}
 	return strings.TrimSpace(b.String())
-}
-
-// longestGap is the longest time in [from, to] without a successful command
-// completing.
-func longestGap(ops []opRecord, from, to time.Time) time.Duration {
-	last, gap := from.UnixNano(), int64(0)
-	for _, r := range ops {
-		if r.Err != "" || r.E < from.UnixNano() || r.E > to.UnixNano() {
-			continue
-		}
-		gap = max(gap, r.E-last)
-		last = r.E
-	}
-	return time.Duration(max(gap, to.UnixNano()-last))
 }
 
 // --- observation of changes ---
@@ -1019,16 +894,16 @@ func runScenario(t *testing.T, bin string, sc scenario) {
 	if vipOnB.Before(claim) {
 		claim = vipOnB
 	}
-	var first opRecord
+	var first writetest.Op
 	tp.eventually(5*time.Second, "a successful command through the VIP after proxy-b's claim", func() bool {
 		var ok bool
 		first, ok = cl.firstSuccessAfter(claim)
 		return ok
 	})
-	res.took = time.Unix(0, first.E).Sub(fault)
-	if early, ok := cl.firstSuccessAfter(fault); ok && early.S < first.S {
+	res.took = first.Done.Sub(fault)
+	if early, ok := cl.firstSuccessAfter(fault); ok && early.Sent.Before(first.Sent) {
 		t.Logf("proxy-a still answered a command started %+dms after the signal (ended %+dms)",
-			time.Unix(0, early.S).Sub(fault).Milliseconds(), time.Unix(0, early.E).Sub(fault).Milliseconds())
+			early.Sent.Sub(fault).Milliseconds(), early.Done.Sub(fault).Milliseconds())
 	}
 	cl.waitSuccesses(t, fault, 100, 5*time.Second, "after the fault")
 
@@ -1040,8 +915,8 @@ func runScenario(t *testing.T, bin string, sc scenario) {
 	moved, _ := neighTL.first(fault, func(v string) bool { return strings.HasPrefix(v, macOf("proxy-b")+" ") })
 	res.arpMoved = moved.Sub(claim)
 	t.Logf("%s of proxy-a: first successful command through the new holder %v after the signal (goal ≤ %v, asserted ≤ %v): %s %s started %+dms, ended %+dms",
-		sc.name, res.took.Round(time.Millisecond), sc.goal, sc.limit, first.Op, first.Key,
-		time.Unix(0, first.S).Sub(fault).Milliseconds(), time.Unix(0, first.E).Sub(fault).Milliseconds())
+		sc.name, res.took.Round(time.Millisecond), sc.goal, sc.limit, first.Cmd, first.Key,
+		first.Sent.Sub(fault).Milliseconds(), first.Done.Sub(fault).Milliseconds())
 	t.Logf("proxy-b claimed %v after the signal (log), VIP seen on its eth0 at %+dms: %s",
 		res.claimed.Round(time.Millisecond), vipOnB.Sub(fault).Milliseconds(), strings.TrimSpace(claimLine))
 	t.Logf("client neighbour entry for %s (ms from the signal): %s", vipAddr, neighTL.since(fault, fault))
@@ -1053,24 +928,25 @@ func runScenario(t *testing.T, bin string, sc scenario) {
 		t.Errorf("client's entry moved %v after proxy-b's claim, want ≤ 500ms (the gratuitous ARP)", res.arpMoved)
 	}
 
-	ops := cl.snapshot()
-	var failed []opRecord
+	ops := cl.rec.Ops()
+	var failed []writetest.Op
 	byKind := map[string]int{}
-	for _, r := range ops {
-		if r.Err != "" && r.E >= fault.UnixNano() && r.S < first.S {
-			failed = append(failed, r)
-			byKind[errKind(r.Err)]++
+	for _, o := range ops {
+		if o.Err != nil && !o.Done.Before(fault) && o.Sent.Before(first.Sent) {
+			failed = append(failed, o)
+			byKind[errKind(o.Err.Error())]++
 		}
 	}
 	res.errors, res.kinds = len(failed), kinds(byKind)
-	gap := longestGap(ops, fault.Add(-time.Second), time.Unix(0, first.E))
+	// The longest time without a successful command completing.
+	gap, _ := writetest.Outage(ops, fault.Add(-time.Second), first.Done)
 	res.gap = gap
 	t.Logf("client: longest time without a successful command around the takeover %v; %d failed commands (ended after the signal, started before that success): %s",
 		gap.Round(time.Millisecond), len(failed), res.kinds)
 	for i, r := range failed {
 		if i < 3 || i >= len(failed)-3 {
-			t.Logf("  %s started %+dms ended %+dms: %s", r.Op,
-				time.Unix(0, r.S).Sub(fault).Milliseconds(), time.Unix(0, r.E).Sub(fault).Milliseconds(), r.Err)
+			t.Logf("  %s started %+dms ended %+dms: %s", r.Cmd,
+				r.Sent.Sub(fault).Milliseconds(), r.Done.Sub(fault).Milliseconds(), r.Err)
 		} else if i == 3 {
 			t.Logf("  ...")
 		}
@@ -1133,9 +1009,9 @@ func runScenario(t *testing.T, bin string, sc scenario) {
 		back, _ := neighTL.first(restart, func(v string) bool { return strings.HasPrefix(v, macOf("proxy-a")+" ") })
 		cl.waitSuccesses(t, time.Now(), 50, 5*time.Second, "after proxy-a took the VIP back")
 		time.Sleep(200 * time.Millisecond)
-		ops := cl.snapshot()
+		ops := cl.rec.Ops()
 		pst := summarize(ops, restart, time.Now())
-		gap := longestGap(ops, restart, time.Now())
+		gap, _ := writetest.Outage(ops, restart, time.Now())
 		if ready, _, ok := logTime(a2, "command table loaded", restart); ok {
 			t.Logf("restarted proxy-a loaded its command table %v after start, %+dms from its claim",
 				ready.Sub(restart).Round(time.Millisecond), ready.Sub(reclaim).Milliseconds())
@@ -1154,7 +1030,7 @@ func runScenario(t *testing.T, bin string, sc scenario) {
 	cancel()
 	<-neighTL.done
 	<-vipB.done
-	ops = cl.snapshot()
+	ops = cl.rec.Ops()
 	all := summarize(ops, clientStart, time.Now())
 	res.total, res.acked = all.errors, len(all.acked)
 	if all.mismatches > 0 {

@@ -1,0 +1,37 @@
+// Package poll waits in tests for a condition that something else makes
+// true: a failover to be routed, a replica to catch up, a process to take
+// an address. It polls, because what it waits for is seen from outside
+// (an admin API, a log, ROLE, an interface), with no event to wait on.
+//
+// Until fails the test when the condition does not hold in time, so it
+// must run on the test's goroutine:
+//
+//	at := poll.Until(t, 10*time.Second, "the replica promoted", func() bool {
+//		r, err := role(replica)
+//		return err == nil && r == "master"
+//	})
+package poll
+
+import (
+	"testing"
+	"time"
+)
+
+// Interval is how often Until asks.
+const Interval = 10 * time.Millisecond
+
+// Until asks cond every Interval until it holds, and returns when it first
+// did; if it has not held after d, it fails t with "not within d: what".
+func Until(t testing.TB, d time.Duration, what string, cond func() bool) time.Time {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		if cond() {
+			return time.Now()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %v: %s", d, what)
+		}
+		time.Sleep(Interval)
+	}
+}
