@@ -1,0 +1,275 @@
+package command
+
+import (
+	"crypto/subtle"
+	"strconv"
+	"strings"
+
+	"github.com/redis-proxy/redis-proxy/proxy/internal/resp"
+)
+
+// The commands about the client's connection itself: authentication, the
+// protocol, the name, and the CLIENT subcommands the proxy answers.
+
+func (c *classifier) auth() {
+	args := c.args
+	switch {
+	case len(args) == 2 && c.env.Password == "":
+		c.err(errNoPassword)
+	case len(args) == 2:
+		c.checkPassword(args[1])
+	case len(args) == 3 && strings.EqualFold(string(args[1]), "default"):
+		c.checkPassword(args[2])
+	case len(args) == 3:
+		// Another ACL user: only Redis can say, on a connection of its own.
+		c.d.Op = OpAuthUser
+		c.dedicated()
+	case len(args) > 3:
+		c.err("ERR syntax error")
+	default: // (the table's arity says at least 2; a table may be odd)
+		c.err(wrongArgs("auth"))
+	}
+}
+
+func (c *classifier) checkPassword(pw []byte) {
+	if !c.passwordOK(pw) {
+		c.err(errWrongPass)
+		return
+	}
+	c.st.Authed = true
+	c.ok()
+}
+
+func (c *classifier) passwordOK(pw []byte) bool {
+	want := c.env.Password
+	return want == "" || subtle.ConstantTimeCompare(pw, []byte(want)) == 1
+}
+
+// helloArgs is HELLO [protover [AUTH user pass] [SETNAME name]].
+type helloArgs struct {
+	proto      int // 0: not given
+	user, pass []byte
+	hasAuth    bool // user and pass given (either may be empty, or nil)
+	name       []byte
+	hasName    bool
+}
+
+// parseHello reads HELLO's arguments, or returns Redis's error for them.
+func parseHello(args [][]byte) (h helloArgs, msg string) {
+	j := 1
+	if len(args) > 1 {
+		n, err := strconv.Atoi(string(args[1]))
+		if err != nil {
+			return h, "ERR Protocol version is not an integer or out of range"
+		}
+		if n != 2 && n != 3 {
+			return h, "NOPROTO unsupported protocol version"
+		}
+		h.proto, j = n, 2
+	}
+	for ; j < len(args); j++ {
+		opt := strings.ToLower(string(args[j]))
+		switch {
+		case opt == "auth" && j+2 < len(args):
+			h.user, h.pass, h.hasAuth = args[j+1], args[j+2], true
+			j += 2
+		case opt == "setname" && j+1 < len(args):
+			h.name, h.hasName = args[j+1], true
+			j++
+		default:
+			return h, "ERR Syntax error in HELLO option '" + string(args[j]) + "'"
+		}
+	}
+	return h, ""
+}
+
+// hello checks the proxy's own password and keeps the name; the server
+// sees HELLO with the protocol (and an ACL user's credentials, which only
+// it can check). RESP3 needs a tunnel: replies and pushes take RESP3
+// shapes.
+func (c *classifier) hello() {
+	h, msg := parseHello(c.args)
+	if msg != "" {
+		c.err(msg)
+		return
+	}
+	aclUser := h.hasAuth && !strings.EqualFold(string(h.user), "default")
+	if h.hasAuth && !aclUser {
+		if !c.passwordOK(h.pass) {
+			c.err(errWrongPass)
+			return
+		}
+		c.st.Authed = true
+	}
+	switch {
+	case !c.st.Authed && !aclUser:
+		c.err(errHelloNoAuth)
+		return
+	case h.hasName && !validClientName(h.name):
+		c.err(errClientName)
+		return
+	case h.hasName:
+		c.st.Name = string(h.name)
+	}
+	fwd := []string{"HELLO"}
+	if h.proto != 0 {
+		fwd = append(fwd, strconv.Itoa(h.proto))
+	}
+	if aclUser {
+		fwd = append(fwd, "AUTH", string(h.user), string(h.pass))
+		c.d.Op = OpAuthUser
+	}
+	c.d.Raw = resp.AppendCommand(nil, fwd...)
+	switch {
+	case h.proto == 3 && !aclUser:
+		c.tunnel()
+	case c.st.Conn == Tunnel || c.st.Tx.InMulti:
+	case h.proto == 3:
+		c.d.Kind = Open
+	case aclUser:
+		c.dedicated()
+	}
+}
+
+// client handles the CLIENT subcommands that concern the connection itself.
+func (c *classifier) client() {
+	switch c.d.Info.Special {
+	case ClientID:
+		c.d.Kind = Local
+		c.dst = resp.AppendInt(c.dst, c.st.ID)
+	case ClientUnblock:
+		c.unblock()
+	case ClientGetName:
+		c.getName()
+	case ClientSetName:
+		c.setName()
+	case ClientReply:
+		c.clientReply()
+	case ClientTracking:
+		// Tracking is only ever on in a tunnel: off is already true.
+		if c.st.Conn != Tunnel && len(c.args) == 3 && strings.EqualFold(string(c.args[2]), "off") {
+			c.ok()
+			return
+		}
+		c.tunnel()
+	case ClientNoEvict:
+		c.tunnel()
+	}
+}
+
+func (c *classifier) getName() {
+	if c.st.Conn == Tunnel {
+		// The tunnel's server was given the name and sees every SETNAME
+		// since, with Redis's own transaction semantics.
+		return
+	}
+	name := c.st.Name
+	if c.st.Tx.HasQueuedName { // queued in this transaction, runs before
+		name = c.st.Tx.QueuedName
+	}
+	c.d.Kind = Local
+	if name == "" {
+		c.dst = append(c.dst, resp.Null...)
+	} else {
+		c.dst = resp.AppendBulkString(c.dst, name)
+	}
+}
+
+func (c *classifier) setName() {
+	n := len(c.args)
+	switch {
+	case c.st.Conn == Tunnel:
+		// Forwarded: the server names its connection (or refuses); the
+		// proxy follows outside a transaction (inside, EXEC decides).
+		if n == 3 && validClientName(c.args[2]) && !c.st.Tx.InMulti {
+			c.st.Name = string(c.args[2])
+		}
+		return
+	case n != 3: // (the table's arity says 3; a table may be odd)
+		c.err(wrongArgs("client|setname"))
+		return
+	}
+	name := c.args[2]
+	switch {
+	case !validClientName(name):
+		c.err(errClientName)
+	case c.st.Tx.InMulti:
+		c.st.Tx.QueuedName, c.st.Tx.HasQueuedName = string(name), true // Redis names the client when EXEC runs it
+		c.ok()
+	default:
+		c.st.Name = string(name)
+		c.ok()
+	}
+}
+
+func (c *classifier) clientReply() {
+	switch {
+	case c.st.Conn == Tunnel:
+	case len(c.args) > 2 && strings.EqualFold(string(c.args[2]), "on"):
+		c.ok()
+	case c.st.Tx.InMulti:
+		// Redis answers EXEC with a truncated array then; refuse.
+		c.refuse("ERR redis-proxy: CLIENT REPLY is not supported inside MULTI")
+	default:
+		c.d.Kind = Open
+	}
+}
+
+// unblock handles CLIENT UNBLOCK id: the id is the proxy's (what CLIENT ID
+// answered); a blocked client is a tunnel, whose server-side id is known.
+func (c *classifier) unblock() {
+	args := c.args
+	if len(args) < 3 || len(args) > 4 { // (the table's arity says at least 3; a table may be odd)
+		c.err(wrongArgs("client|unblock"))
+		return
+	}
+	id, ok := resp.ParseInt(args[2])
+	if !ok {
+		c.err(errNotInteger)
+		return
+	}
+	var backend int64
+	found := false
+	if c.env.TunnelID != nil {
+		backend, found = c.env.TunnelID(id)
+	}
+	if !found {
+		c.d.Kind = Local
+		c.dst = resp.AppendInt(c.dst, 0)
+		return
+	}
+	fwd := []string{"CLIENT", "UNBLOCK", strconv.FormatInt(backend, 10)}
+	if len(args) == 4 {
+		fwd = append(fwd, string(args[3]))
+	}
+	c.d.Raw = resp.AppendCommand(nil, fwd...)
+}
+
+// unsubscribed answers (P|S)UNSUBSCRIBE for a client with no
+// subscriptions, as Redis does: one message per channel named, or one with
+// a null channel.
+func (c *classifier) unsubscribed() {
+	c.d.Kind = Local
+	name := c.d.Info.Name
+	if len(c.args) == 1 {
+		c.dst = append(c.dst, "*3\r\n"...)
+		c.dst = resp.AppendBulkString(c.dst, name)
+		c.dst = append(c.dst, "$-1\r\n:0\r\n"...)
+		return
+	}
+	for _, ch := range c.args[1:] {
+		c.dst = append(c.dst, "*3\r\n"...)
+		c.dst = resp.AppendBulkString(c.dst, name)
+		c.dst = resp.AppendBulk(c.dst, ch)
+		c.dst = append(c.dst, ":0\r\n"...)
+	}
+}
+
+func validClientName(b []byte) bool {
+	for _, c := range b {
+		if c < '!' || c > '~' {
+			return false
+		}
+	}
+	return true
+}
