@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -11,9 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"time"
 
-	"github.com/gomodule/redigo/redis"
+	"github.com/redis-proxy/redis-proxy/proxy/internal/resp"
 )
 
 // request is one client's batch of commands for one backend connection.
@@ -64,7 +62,7 @@ func (r *request) fail(err error, addr string) {
 // reply msg (without its leading '-').
 func (r *request) failWith(msg string) {
 	for len(r.isErr) < len(r.cmds) {
-		r.out = appendError(r.out, msg)
+		r.out = resp.AppendError(r.out, msg)
 		r.isErr = append(r.isErr, true)
 	}
 	r.done <- struct{}{}
@@ -93,7 +91,7 @@ const (
 type backendConn struct {
 	addr string
 	nc   net.Conn
-	rr   replyReader
+	rr   resp.Reader
 
 	mu      sync.Mutex
 	queue   []*request
@@ -118,7 +116,7 @@ func newBackendConn(addr string, nc net.Conn, br *bufio.Reader, onFail func(*bac
 		onFail:   onFail,
 		addr:     addr,
 		nc:       nc,
-		rr:       replyReader{br: br},
+		rr:       resp.Reader{R: br},
 		wake:     make(chan struct{}, 1),
 		inflight: make(chan *request, 2*maxBatch),
 		dead:     make(chan struct{}),
@@ -309,7 +307,7 @@ func (b *backendConn) readLoop() {
 		// Wait for bytes (or EOF) before taking a request, so a connection
 		// the server closes while idle is noticed at once and no request is
 		// ever sent on it afterwards.
-		if _, err = b.rr.br.Peek(1); err != nil {
+		if _, err = b.rr.R.Peek(1); err != nil {
 			break
 		}
 		var r *request
@@ -327,7 +325,7 @@ func (b *backendConn) readLoop() {
 		for len(r.isErr) < len(r.cmds) {
 			if r.overflow {
 				// The client is being dropped; keep the stream aligned.
-				b.scratch, _, err = b.rr.appendValue(b.scratch[:0], 1)
+				b.scratch, _, err = b.rr.AppendValue(b.scratch[:0], 1)
 				if err != nil {
 					break
 				}
@@ -336,7 +334,7 @@ func (b *backendConn) readLoop() {
 			}
 			start := len(r.out)
 			var over bool
-			r.out, over, err = b.rr.appendValue(r.out, r.limit)
+			r.out, over, err = b.rr.AppendValue(r.out, r.limit)
 			if err != nil {
 				r.out = r.out[:start]
 				break
@@ -366,93 +364,11 @@ func (b *backendConn) readLoop() {
 	}
 }
 
-// dialer opens authenticated connections to Redis servers.
-type dialer struct {
-	timeout  time.Duration
-	username string
-	password string
-	name     string // CLIENT SETNAME, so operators can tell proxy connections apart
-}
-
-// control opens a redigo connection to addr with the proxy's backend
-// credentials, for the proxy's own commands (COMMAND, SCRIPT LOAD), with
-// ioTimeout as its read and write timeout.
-func (d *dialer) control(ctx context.Context, addr string, ioTimeout time.Duration) (redis.Conn, error) {
-	opts := []redis.DialOption{
-		redis.DialConnectTimeout(d.timeout),
-		redis.DialReadTimeout(ioTimeout),
-		redis.DialWriteTimeout(ioTimeout),
+// appendLost appends the reply to a command whose connection to addr
+// failed before its reply arrived.
+func appendLost(dst []byte, addr string, err error) []byte {
+	if err == nil {
+		return fmt.Appendf(dst, "-ERR redis-proxy: connection to %s lost, outcome unknown\r\n", addr)
 	}
-	if d.password != "" {
-		opts = append(opts, redis.DialPassword(d.password))
-		if d.username != "" {
-			opts = append(opts, redis.DialUsername(d.username))
-		}
-	}
-	return redis.DialContext(ctx, "tcp", addr, opts...)
-}
-
-// dial connects to addr and runs the handshake (AUTH, and for a shared
-// connection CLIENT SETNAME) in one round trip. Dedicated connections stay
-// unnamed, like a fresh client's. The caller owns the returned connection.
-func (d *dialer) dial(ctx context.Context, addr string, shared bool) (net.Conn, *bufio.Reader, error) {
-	nd := net.Dialer{Timeout: d.timeout, KeepAlive: 15 * time.Second}
-	nc, err := nd.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return nil, nil, fmt.Errorf("dial %s: %w", addr, err)
-	}
-	var hs []byte
-	n := 0
-	if d.password != "" {
-		if d.username != "" {
-			hs = appendCommand(hs, "AUTH", d.username, d.password)
-		} else {
-			hs = appendCommand(hs, "AUTH", d.password)
-		}
-		n++
-	}
-	if d.name != "" && shared {
-		hs = appendCommand(hs, "CLIENT", "SETNAME", d.name)
-		n++
-	}
-	br := bufio.NewReaderSize(nc, 32<<10)
-	if n == 0 {
-		return nc, br, nil
-	}
-	nc.SetDeadline(time.Now().Add(d.timeout))
-	if _, err := nc.Write(hs); err != nil {
-		nc.Close()
-		return nil, nil, fmt.Errorf("handshake with %s: %w", addr, err)
-	}
-	rr := replyReader{br: br}
-	var buf []byte
-	for i := 0; i < n; i++ {
-		buf, _, err = rr.appendValue(buf[:0], 4096)
-		if err != nil {
-			nc.Close()
-			return nil, nil, fmt.Errorf("handshake with %s: %w", addr, err)
-		}
-		if buf[0] == '-' {
-			nc.Close()
-			return nil, nil, fmt.Errorf("handshake with %s: %s", addr, trimCRLF(buf[1:]))
-		}
-	}
-	nc.SetDeadline(time.Time{})
-	return nc, br, nil
-}
-
-// appendCommand encodes args as a RESP array of bulk strings.
-func appendCommand(dst []byte, args ...string) []byte {
-	dst = fmt.Appendf(dst, "*%d\r\n", len(args))
-	for _, a := range args {
-		dst = fmt.Appendf(dst, "$%d\r\n%s\r\n", len(a), a)
-	}
-	return dst
-}
-
-func trimCRLF(b []byte) string {
-	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r') {
-		b = b[:len(b)-1]
-	}
-	return string(b)
+	return fmt.Appendf(dst, "-ERR redis-proxy: connection to %s lost, outcome unknown (%v)\r\n", addr, err)
 }

@@ -1,24 +1,59 @@
-// Package proxy is redis-proxy's data path: a RESP server (redcon) that
-// makes one Redis master and its replicas look like a single Redis.
+// Package proxy is redis-proxy's data path: a RESP server that makes one
+// Redis master and its replicas look like a single Redis.
 //
-// Stateless commands from many clients are multiplexed over a small pool of
-// shared connections per server: a client's pipeline goes to the backend
-// as one write, the raw RESP bytes are forwarded unchanged, and replies are
-// matched to requests by order. Commands are classified by the server's own
-// COMMAND table (re-read when the master changes); unknown or renamed
-// commands go to the master.
+// # One protocol core, two ways to serve a client
 //
-// Sessions with server-side state get a dedicated connection: a transaction
-// (MULTI/WATCH), a non-zero database, or an ACL user hold it until the
-// state is gone; blocking commands, pub/sub, MONITOR, CLIENT REPLY/TRACKING
-// and RESP3 (HELLO 3) turn the session into a tunnel to a dedicated
-// connection for the rest of its life. Commands that would break the
+// Every client's bytes are read with one request parser
+// (internal/resp.Parser: limits checked in the same pass, inline commands
+// split as Redis splits them), every command is classified by one pure
+// classifier (internal/command.Classify, over the server's own COMMAND
+// table and the session's state, as a value), and every server reply is
+// framed by one reply scanner (internal/resp.ReplyScanner). Two ways of
+// serving clients are built on that core:
+//
+//   - Event loops (Linux; Config.EventLoops, default 1): one goroutine
+//     locked to a thread waits in epoll on client sockets and on the
+//     loop's own shared server connections. A client's commands go into
+//     the server connection's write buffer and the replies straight back
+//     into the client's: no goroutine is woken per request. Clients start
+//     here, and stay while their commands need no connection of their own
+//     (loop_*_linux.go).
+//   - A goroutine per client (gclient.go): every client when there are no
+//     event loops, and a client an event loop hands over at its first
+//     command that needs a dedicated connection — a transaction sent a
+//     command at a time, WATCH, SELECT n, an ACL user's AUTH (a pinned
+//     connection, pinned.go, until the state ends), or a blocking command,
+//     SUBSCRIBE, MONITOR, RESP3, CLIENT TRACKING (a tunnel for the rest
+//     of its life, tunnel.go). Stateless commands there go over shared
+//     connections too (pooled.go, backend.go). After 16 batches in a row
+//     without a dedicated connection the client goes back to a loop.
+//
+// A transaction a client sends whole (MULTI through EXEC) whose commands
+// concern no connection state runs on a loop's shared connection as one
+// block (loop_tx_linux.go).
+//
+// # Routing
+//
+// Commands are routed by the server's own COMMAND table, re-read when
+// the master changes: read-only commands may go to replicas (ReadFrom),
+// renamed or unknown ones go to the master. Commands that would break the
 // managed topology (REPLICAOF, FAILOVER, SHUTDOWN, SYNC, CONFIG SET of
-// replication settings) are refused.
+// replication settings) are refused. Routing follows the
+// replication.Topology given with SetTopology. While no master is known,
+// commands wait (HoldTimeout, bounded by MaxHeld) and then get a TRYAGAIN
+// error; they never go to a guessed server. Reads in flight on a
+// connection that dies may run again (rerun.go).
 //
-// Routing follows a replication.Topology given with SetTopology. While no
-// master is known, commands wait (HoldTimeout, bounded by MaxHeld) and then
-// get a TRYAGAIN error; they never go to a guessed server.
+// # Who calls what
+//
+// Proxy's exported methods are safe from any goroutine. A client's
+// session (session.go) is owned by exactly one goroutine at a time: its
+// event loop's, or its own on the goroutine path, and a hand-off passes it
+// whole. An event loop's state is touched only on its goroutine; other
+// goroutines reach it through evloop.post. A pool (pool.go) is shared;
+// its shared connections take requests from any goroutine (backendConn
+// .send); a dedicated connection belongs to the one session that acquired
+// it until released.
 //
 // Typical use:
 //

@@ -2,14 +2,14 @@
 
 package proxy
 
-// Tests of the event loop's pieces: busy polling, coalescing, the
-// line-at-a-time parser and the command lookup cache.
+// Tests of the event loop's pieces: busy polling, coalescing, running
+// again after a connection dies, returning to the loop, and a benchmark of
+// the per-command work.
 
 import (
 	"bytes"
 	"encoding/hex"
 	"fmt"
-	"math/rand"
 	"net"
 	"os"
 	"slices"
@@ -21,7 +21,10 @@ import (
 	"github.com/gomodule/redigo/redis"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
+
 	"github.com/redis-proxy/redis-proxy/internal/redistest"
+	"github.com/redis-proxy/redis-proxy/proxy/internal/command"
+	"github.com/redis-proxy/redis-proxy/proxy/internal/resp"
 )
 
 // TestSpinningDecision: a loop polls only with busy polling on, for one or
@@ -93,109 +96,48 @@ func TestBusyPollPollsThenSleeps(t *testing.T) {
 	}
 }
 
-// TestParsePlainMatchesParseMultibulk: whatever the line-at-a-time parser
-// accepts, the careful one parses the same way (same length, same
-// arguments); what it refuses is left to the careful one.
-func TestParsePlainMatchesParseMultibulk(t *testing.T) {
-	r := rand.New(rand.NewSource(20261130))
-	var plain, careful evloop
-	accepted := 0
-	for iter := 0; iter < 20000; iter++ {
-		args := make([]string, 1+r.Intn(6))
-		for a := range args {
-			arg := make([]byte, r.Intn(20))
-			for k := range arg {
-				arg[k] = byte(r.Intn(256))
-			}
-			args[a] = string(arg)
-		}
-		b := stCmd(args...)
-		for flips := r.Intn(3); flips > 0; flips-- {
-			b[r.Intn(len(b))] = "*$\r\n0-9x"[r.Intn(8)]
-		}
-		b = b[:len(b)-r.Intn(3)] // sometimes incomplete
-		pc, pn := plain.parsePlain(b)
-		if pn == 0 {
-			continue
-		}
-		accepted++
-		cc, cn, cerr := careful.parseMultibulk(b)
-		if cerr != "" || cn != pn || !slices.EqualFunc(pc.Args, cc.Args, bytes.Equal) || !bytes.Equal(pc.Raw, cc.Raw) {
-			t.Fatalf("%q: line at a time %d %q; careful %d %q %q", b, pn, pc.Args, cn, cc.Args, cerr)
-		}
-	}
-	if accepted < 1000 {
-		t.Fatalf("only %d of 20000 commands took the line-at-a-time path", accepted)
-	}
-}
-
-// BenchmarkParseAndLookup parses what redis-benchmark -P 16 sends for SET
-// and looks each command up, as the event loop does per command.
-func BenchmarkParseAndLookup(b *testing.B) {
+// BenchmarkParseAndClassify parses what redis-benchmark -P 16 sends for
+// SET and classifies each command, as the event loop does per command
+// before it queues it: the request parser, the lookup cache and the
+// classifier, with a table of Redis's size.
+func BenchmarkParseAndClassify(b *testing.B) {
 	var chunk []byte
 	for i := 0; i < 16; i++ {
 		chunk = append(chunk, "*3\r\n$3\r\nSET\r\n$16\r\nkey:__rand_int__\r\n$3\r\nxxx\r\n"...)
 	}
-	info := &cmdInfo{name: "set", arity: -3}
-	tbl := &cmdTable{cmds: map[string]*cmdInfo{"set": info}, unknown: &cmdInfo{name: "unknown"}}
-	for i := 0; i < 240; i++ { // a table of Redis's size
-		tbl.cmds["cmd"+strconv.Itoa(i)] = &cmdInfo{}
+	entry := func(name string, arity int64, flags ...any) []any {
+		return []any{[]byte(name), arity, flags, int64(1), int64(1), int64(1), []any{}, []any{}, []any{}, []any{}}
 	}
-	var l evloop
-	var lc lookupCache
+	reply := []any{entry("set", -3, []byte("write"))}
+	for i := 0; i < 240; i++ {
+		reply = append(reply, entry("cmd"+strconv.Itoa(i), 2, []byte("readonly")))
+	}
+	p, err := New(Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	tbl, err := command.Build("bench", reply, p.m.commandCounters)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := &session{p: p}
+	s.st.Authed = true
+	var parser resp.Parser
+	var local []byte
+	b.ReportAllocs()
 	for b.Loop() {
 		for buf := chunk; len(buf) > 0; {
-			cmd, n, perr := l.parseCommand(buf)
-			if n == 0 || perr != "" {
+			cmd, n, err := parser.Next(buf)
+			if n == 0 || err != nil {
 				b.Fatal("parse failed")
 			}
-			if lc.lookup(tbl, cmd.Args) != info {
-				b.Fatal("lookup failed")
+			d, l := s.decide(tbl, cmd, local[:0])
+			if d.Kind != command.Forward || d.Info.Name != "set" {
+				b.Fatalf("decided %v for %s", d.Kind, d.Info.Name)
 			}
+			s.commit(&d, cmd.Args)
+			local = l
 			buf = buf[n:]
-		}
-	}
-}
-
-// TestLookupCache: the cache answers what the table answers: subcommands
-// of the same container differ, another spelling or a new table is looked
-// up again, and names longer than the cache still resolve.
-func TestLookupCache(t *testing.T) {
-	setname, getname := &cmdInfo{name: "client|setname"}, &cmdInfo{name: "client|getname"}
-	client := &cmdInfo{name: "client", subs: map[string]*cmdInfo{"setname": setname, "getname": getname}}
-	get := &cmdInfo{name: "get"}
-	long := &cmdInfo{name: "averyverylongcommandname"}
-	t1 := &cmdTable{cmds: map[string]*cmdInfo{"client": client, "get": get, long.name: long}, unknown: &cmdInfo{name: "unknown"}}
-	get2 := &cmdInfo{name: "get"}
-	t2 := &cmdTable{cmds: map[string]*cmdInfo{"get": get2}, unknown: &cmdInfo{name: "unknown"}}
-	args := func(s ...string) [][]byte {
-		var a [][]byte
-		for _, x := range s {
-			a = append(a, []byte(x))
-		}
-		return a
-	}
-	var c lookupCache
-	for i, tc := range []struct {
-		t    *cmdTable
-		args [][]byte
-		want *cmdInfo
-	}{
-		{t1, args("CLIENT", "SETNAME", "x"), setname},
-		{t1, args("CLIENT", "GETNAME"), getname},
-		{t1, args("CLIENT", "getname"), getname},
-		{t1, args("CLIENT"), client},
-		{t1, args("client", "SetName", "y"), setname},
-		{t1, args("GET", "k"), get},
-		{t1, args("GET", "k"), get},
-		{t2, args("GET", "k"), get2}, // a refreshed table
-		{t2, args("CLIENT", "GETNAME"), t2.unknown},
-		{t1, args("AVERYVERYLONGCOMMANDNAME"), long},
-		{t1, args("nosuch"), t1.unknown},
-		{t1, args("GET", "k"), get},
-	} {
-		if got := c.lookup(tc.t, tc.args); got != tc.want {
-			t.Errorf("%d: lookup %q = %s, want %s", i, tc.args, got.name, tc.want.name)
 		}
 	}
 }
@@ -336,7 +278,7 @@ func TestCoalescingHoldsRequestsBehindAnUnansweredWrite(t *testing.T) {
 // ones once they are many and at least half, and nothing otherwise; the
 // written mark moves with them.
 func TestWaitersCompact(t *testing.T) {
-	infos := make([]cmdInfo, 5000)
+	infos := make([]command.Info, 5000)
 	mk := func(n, head, sent int) *lconn {
 		b := &lconn{head: head, sent: sent}
 		for i := 0; i < n; i++ {
@@ -356,7 +298,7 @@ func TestWaitersCompact(t *testing.T) {
 	} {
 		b := mk(tc.n, tc.head, tc.sent)
 		first := b.waiters[tc.head:]
-		var want *cmdInfo
+		var want *command.Info
 		if len(first) > 0 {
 			want = first[0].info
 		}
@@ -415,10 +357,10 @@ func TestCoalescedRequestsRunAgainAfterTheConnectionDies(t *testing.T) {
 // replies; nothing of a client that is gone or has a reply of the proxy's
 // own queued behind.
 func TestGiveBack(t *testing.T) {
-	get := &cmdInfo{name: "get", flags: flagReadonly | flagFast}
-	set := &cmdInfo{name: "set", flags: flagWrite}
-	keys := &cmdInfo{name: "keys", flags: flagReadonly}
-	multi := &cmdInfo{name: "multi"}
+	get := &command.Info{Name: "get", Flags: command.Readonly | command.Fast}
+	set := &command.Info{Name: "set", Flags: command.Write}
+	keys := &command.Info{Name: "keys", Flags: command.Readonly}
+	multi := &command.Info{Name: "multi"}
 	a, b := &lclient{}, &lclient{}
 	retried := &lclient{retried: true}
 	gone := &lclient{dead: true}
@@ -529,10 +471,11 @@ func loopClients(t *testing.T, tp *testProxy) int {
 // A client moved off the event loop by WATCH (or an interactive MULTI)
 // goes back to it after loopReturnAfter batches without a dedicated
 // connection, and the next WATCH moves it off again; its replies are
-// those of Redis throughout. It is not moved back while a request of it
-// is only partly read (it would be left behind in redcon's reader), nor
-// while it holds a dedicated connection (here: a database other than 0),
-// nor after an inline command.
+// those of Redis throughout. It is not moved back while it holds a
+// dedicated connection (here: a database other than 0). It goes back with
+// what it sent and the proxy has not run yet (here: half a request, which
+// the loop completes), and after inline commands (the parser is the same
+// on both paths).
 func TestClientReturnsToTheLoop(t *testing.T) {
 	needEventLoops(t)
 	r := redistest.Start(t)
@@ -561,18 +504,14 @@ func TestClientReturnsToTheLoop(t *testing.T) {
 	for i := 2; i < loopReturnAfter; i++ {
 		stExpect(t, c.do("GET", "ret:n"), `"2"`)
 	}
-	// A PING and half a SET in one write: the batch (the PING) ends with
-	// a request half read, so the client stays.
+	// A PING and half a SET in one write: the batch (the PING) is the
+	// last before the return, and the half request goes with the client.
 	set := stCmd("SET", "ret:s", "whole")
 	c.write(append(stCmd("PING"), set[:9]...))
 	stExpect(t, c.read(), "PONG")
-	time.Sleep(20 * time.Millisecond)
-	if _, back := moves(); back != 0 {
-		t.Fatalf("moved back to the loop with half a request read")
-	}
+	stEventually(t, 5*time.Second, "the client back on the loop", func() bool { return loopClients(t, tp) == 1 })
 	c.write(set[9:])
 	stExpect(t, c.read(), "OK")
-	stEventually(t, 5*time.Second, "the client back on the loop", func() bool { return loopClients(t, tp) == 1 })
 	if off, back := moves(); off != 1 || back != 1 {
 		t.Fatalf("%d moves off the loop, %d back; want 1 and 1", off, back)
 	}
@@ -602,29 +541,30 @@ func TestClientReturnsToTheLoop(t *testing.T) {
 	}
 	stExpect(t, c.do("GET", "ret:n"), `"4"`)
 
-	// A client that sent an inline command stays off the loop (redcon
-	// re-encodes those, so what it holds of the client cannot be told).
+	// A client that sends inline commands goes back too.
 	in := stDial(t, tp.Addr)
 	in.write([]byte("WATCH ret:n\r\n"))
 	stExpect(t, in.read(), "OK")
 	stExpect(t, in.do("UNWATCH"), "OK")
-	for range 2 * loopReturnAfter {
-		stExpect(t, in.do("GET", "ret:n"), `"4"`)
+	for range loopReturnAfter {
+		in.write([]byte("GET ret:n\r\n"))
+		stExpect(t, in.read(), `"4"`)
 	}
-	if off, back := moves(); off != 3 || back != 2 {
-		t.Fatalf("%d moves off the loop, %d back; want 3 and 2 (no return after an inline command)", off, back)
+	stEventually(t, 5*time.Second, "the inline client back on the loop", func() bool { return loopClients(t, tp) == 2 })
+	if off, back := moves(); off != 3 || back != 3 {
+		t.Fatalf("%d moves off the loop, %d back; want 3 and 3", off, back)
 	}
+	in.write([]byte("GET ret:n\r\n"))
+	stExpect(t, in.read(), `"4"`)
 }
 
-// redcon keeps part of a client's input in its reader between batches:
-// of the three writes of testdata/redcon-split.hex (from a differential
-// run; the first moves the client off the loop at its MULTI), redcon
-// reads the last only as far as its buffer has room and hands over its 8
-// commands in two batches, 5 and 3. A client moved back to the loop after
-// the first batch would lose the rest. With a return tried after every
-// batch, every reply must equal Redis's, and the client must still go
-// back to the loop.
-func TestClientReturnsOnlyWithNothingLeftInRedcon(t *testing.T) {
+// The three writes of testdata/redcon-split.hex (from a differential run;
+// the first moves the client off the loop at its MULTI) once found a
+// client moved back to the loop while the goroutine path's reader (redcon
+// then) still held some of its commands, which were lost. With a return
+// tried after every batch, every reply must equal Redis's, and the client
+// must still go back to the loop.
+func TestClientReturnsWithWhatItSent(t *testing.T) {
 	needEventLoops(t)
 	text, err := os.ReadFile("testdata/redcon-split.hex")
 	if err != nil {

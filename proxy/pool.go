@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/redis-proxy/redis-proxy/proxy/internal/resp"
 )
 
 // Redial backoff of a pool slot whose connection failed.
@@ -172,7 +174,7 @@ func (p *pool) close() {
 type dedicated struct {
 	p  *pool
 	nc net.Conn
-	rr replyReader
+	rr resp.Reader
 }
 
 // acquire returns a dedicated connection: a clean spare if one is alive,
@@ -199,7 +201,7 @@ func (p *pool) acquire(ctx context.Context) (*dedicated, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &dedicated{p: p, nc: nc, rr: replyReader{br: br}}
+	d := &dedicated{p: p, nc: nc, rr: resp.Reader{R: br}}
 	p.track(d)
 	return d, nil
 }
@@ -216,7 +218,7 @@ func (p *pool) release(d *dedicated, clean bool) {
 	p.mu.Lock()
 	_, mine := p.pinned[d]
 	delete(p.pinned, d)
-	if clean && mine && p.ctx.Err() == nil && len(p.spares) < maxSpares && d.rr.br.Buffered() == 0 {
+	if clean && mine && p.ctx.Err() == nil && len(p.spares) < maxSpares && d.rr.R.Buffered() == 0 {
 		p.spares = append(p.spares, d)
 		p.mu.Unlock()
 		return
@@ -246,7 +248,7 @@ func (p *pool) closePinned() {
 // dropped. (A read deadline in the past cannot tell: Go fails such a read
 // before looking at the socket.)
 func (d *dedicated) idleAlive() bool {
-	if d.rr.br.Buffered() > 0 {
+	if d.rr.R.Buffered() > 0 {
 		return false
 	}
 	sc, ok := d.nc.(syscall.Conn)

@@ -12,197 +12,32 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/tidwall/redcon"
-
+	"github.com/redis-proxy/redis-proxy/proxy/internal/command"
+	"github.com/redis-proxy/redis-proxy/proxy/internal/resp"
 	"github.com/redis-proxy/redis-proxy/replication"
 )
 
-// ReadFrom says where read-only commands go.
-type ReadFrom int
-
-const (
-	// ReadFromMaster sends every command to the master.
-	ReadFromMaster ReadFrom = iota
-	// ReadFromReplicas sends read-only commands outside transactions
-	// round-robin to replicas whose link is up, and to the master when
-	// there is none.
-	ReadFromReplicas
-)
-
-func (r ReadFrom) String() string {
-	if r == ReadFromReplicas {
-		return "replicas"
-	}
-	return "master"
-}
-
-// ParseReadFrom parses "master" or "replicas".
-func ParseReadFrom(s string) (ReadFrom, error) {
-	switch s {
-	case "master", "":
-		return ReadFromMaster, nil
-	case "replicas":
-		return ReadFromReplicas, nil
-	}
-	return 0, fmt.Errorf("read-from %q: want master or replicas", s)
-}
-
-// Config configures a Proxy. The zero value of every field is usable.
-type Config struct {
-	// PoolSize is the number of shared connections to each Redis server:
-	// one per event loop, the rest (at least one) for sessions served by
-	// goroutines. If zero, 2 is used.
-	PoolSize int
-	// MaxClients bounds client connections; past it new clients get
-	// Redis's "max number of clients reached" error. If zero, 10000.
-	MaxClients int
-	// MaxPinned bounds dedicated backend connections held by stateful
-	// sessions (transactions, blocking commands, pub/sub, ...); past it
-	// such a command gets an error. If zero, 1000.
-	MaxPinned int
-	// ClientPassword, if set, must be given with AUTH (or HELLO ... AUTH)
-	// before any other command, as with Redis's requirepass.
-	ClientPassword string
-	// BackendUsername and BackendPassword are the proxy's own credentials
-	// for the Redis servers.
-	BackendUsername string
-	BackendPassword string
-	// ReadFrom is where read-only commands go. The zero value is master.
-	ReadFrom ReadFrom
-	// MaxBulk bounds one bulk string in a request, in bytes, as Redis's
-	// proto-max-bulk-len. If zero, 512 MiB.
-	MaxBulk int64
-	// MaxOutput bounds the replies buffered for one client, in bytes; a
-	// client whose pending replies pass it is disconnected. If zero, 256 MiB.
-	MaxOutput int
-	// IdleTimeout closes a client that sends nothing for this long (not
-	// subscribers or blocked clients). If zero, clients are never closed
-	// for being idle.
-	IdleTimeout time.Duration
-	// WriteTimeout disconnects a client that does not read its replies for
-	// this long. If zero, 60s.
-	WriteTimeout time.Duration
-	// HoldTimeout is how long commands wait for a master (during a
-	// failover, or before one is known) before getting an error. If zero, 5s.
-	HoldTimeout time.Duration
-	// MaxHeld bounds the sessions waiting for a master at once; past it,
-	// commands get an error at once. If zero, 10000.
-	MaxHeld int
-	// DialTimeout bounds connecting and authenticating to Redis. If zero, 1s.
-	DialTimeout time.Duration
-	// EventLoops is the number of event loops (threads) serving clients
-	// whose commands are stateless; each has its own shared connection to
-	// each server. A client that needs a dedicated connection moves to a
-	// goroutine of its own. -1 serves every client with its own goroutine
-	// from the start. If zero, 1. (Event loops exist on Linux only.)
-	EventLoops int
-	// BusyPoll is how long an event loop serving one or two clients keeps
-	// polling for their next command, or Redis's reply, before it sleeps:
-	// it trades up to that much CPU per request for a lower latency. If
-	// zero, 100µs; negative: never.
-	BusyPoll time.Duration
-	// WriteAtOnce makes an event loop send every request to Redis as soon
-	// as it has read it. By default, while more than eight of a loop's
-	// clients await replies, requests for a connection whose last write is
-	// not yet answered wait for those replies and go out together in one
-	// write: less CPU in Redis and the proxy per request, for a wait of at
-	// most one round trip to Redis (long when Redis is across a slow link,
-	// where WriteAtOnce is the better choice).
-	WriteAtOnce bool
-	// Logger receives the proxy's logs. If nil, nothing is logged.
-	Logger *slog.Logger
-	// Registerer, if set, gets the proxy's Prometheus collectors.
-	Registerer prometheus.Registerer
-}
-
-func (c *Config) setDefaults() error {
-	def := func(v *int, d int) {
-		if *v == 0 {
-			*v = d
-		}
-	}
-	def(&c.PoolSize, 2)
-	def(&c.MaxClients, 10000)
-	def(&c.MaxPinned, 1000)
-	def(&c.MaxOutput, 256<<20)
-	def(&c.MaxHeld, 10000)
-	def(&c.EventLoops, 1)
-	if c.EventLoops < 0 || !loopsSupported {
-		c.EventLoops = 0
-	}
-	if c.MaxBulk == 0 {
-		c.MaxBulk = 512 << 20
-	}
-	if c.WriteTimeout == 0 {
-		c.WriteTimeout = 60 * time.Second
-	}
-	if c.HoldTimeout == 0 {
-		c.HoldTimeout = 5 * time.Second
-	}
-	if c.DialTimeout == 0 {
-		c.DialTimeout = time.Second
-	}
-	if c.BusyPoll == 0 {
-		c.BusyPoll = 100 * time.Microsecond
-	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	switch {
-	case c.PoolSize < 0 || c.PoolSize > 64:
-		return fmt.Errorf("pool size %d: want 1 to 64", c.PoolSize)
-	case c.EventLoops > 64:
-		return fmt.Errorf("event loops %d: want -1 to 64", c.EventLoops)
-	case c.BusyPoll > 10*time.Millisecond:
-		return fmt.Errorf("busy poll %s: want at most 10ms", c.BusyPoll)
-	case c.MaxClients < 0, c.MaxPinned < 0, c.MaxOutput < 0, c.MaxHeld < 0, c.MaxBulk < 0:
-		return errors.New("limits must not be negative")
-	case c.IdleTimeout < 0, c.WriteTimeout < 0, c.HoldTimeout < 0, c.DialTimeout < 0:
-		return errors.New("timeouts must not be negative")
-	case c.BackendUsername != "" && c.BackendPassword == "":
-		return errors.New("a backend username needs a backend password")
-	}
-	return nil
-}
-
-// routes is what sessions route by: an immutable snapshot, replaced as a
-// whole when the topology, the command table or a pool's readiness changes.
-// changed is closed when the snapshot is replaced, which wakes held sessions.
-type routes struct {
-	topo     replication.Topology
-	master   *pool
-	replicas []*pool
-	table    *cmdTable
-	paused   bool // a planned switchover: hold new commands
-	changed  chan struct{}
-}
-
-// ready reports whether commands can be routed now.
-func (r *routes) ready() bool { return r.master != nil && r.table != nil && !r.paused }
-
 // Proxy is a RESP proxy in front of one Redis master and its replicas.
 // Create it with New, give it a topology with SetTopology, and Serve a
-// listener. It owns every backend connection; Close ends them.
+// listener. It owns every backend connection; Close ends them. Its
+// methods are safe to call from any goroutine.
 type Proxy struct {
 	cfg    Config
 	log    *slog.Logger
 	m      *metrics
 	dialer *dialer
+	env    command.Env // what the classifier reads besides the session
 
-	mu     sync.Mutex // serialises topology changes and pools
-	paused bool       // Pause was called and Resume not yet
-	pools  map[string]*pool
-	routes atomic.Pointer[routes]
-	srv    *redcon.Server
-	ln     net.Listener
-	loops  []*evloop
+	mu      sync.Mutex // serialises topology changes and pools
+	paused  bool       // Pause was called and Resume not yet
+	pools   map[string]*pool
+	routes  atomic.Pointer[routes]
+	ln      net.Listener
+	serving bool
+	loops   []*evloop
 	// loopsv is loops for those who may not take mu (pools call in with
 	// mu held).
 	loopsv atomic.Pointer[[]*evloop]
-	// handoffs feeds redcon the clients served by a goroutine each: new
-	// ones when there are no event loops, and those a loop hands over.
-	handoffs *chanListener
 	// returnAfter is loopReturnAfter (tests lower it).
 	returnAfter atomic.Int64
 	closed      bool
@@ -210,9 +45,11 @@ type Proxy struct {
 	// lastMaster is the pool of the last master published, kept across a
 	// topology with no master (as a failover or switchover publishes).
 	lastMaster *pool
+	// conns are the goroutine path's client connections, closed by Close.
+	conns sync.Map
 
 	clients atomic.Int64
-	active  atomic.Int64 // batches between routing and their last reply
+	flight  inflight
 	pinned  atomic.Int64
 	held    atomic.Int64
 	nextID  atomic.Int64
@@ -224,10 +61,12 @@ type Proxy struct {
 
 // New validates cfg and returns a Proxy with no topology yet: until
 // SetTopology names a master, client commands are held and then refused.
+// An invalid cfg gets a *config.FieldError naming the field.
 func New(cfg Config) (*Proxy, error) {
-	if err := cfg.setDefaults(); err != nil {
-		return nil, fmt.Errorf("proxy config: %w", err)
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
+	cfg = cfg.withDefaults()
 	p := &Proxy{
 		cfg: cfg,
 		log: cfg.Logger,
@@ -240,28 +79,39 @@ func New(cfg Config) (*Proxy, error) {
 		},
 		pools: make(map[string]*pool),
 	}
+	p.env = command.Env{
+		Password:     cfg.ClientPassword,
+		ReadReplicas: cfg.ReadFrom == ReadFromReplicas,
+		TunnelID:     p.tunnelID,
+	}
 	p.routes.Store(&routes{changed: make(chan struct{})})
 	p.returnAfter.Store(loopReturnAfter)
 	p.scripts = newScriptMirror(p)
 	return p, nil
 }
 
-// Serve accepts clients on ln until Close. It returns nil after Close.
-func (p *Proxy) Serve(ln net.Listener) error {
-	srv := redcon.NewServer("", p.handle, p.accept, p.closedConn)
-	if p.cfg.IdleTimeout > 0 {
-		srv.SetIdleClose(p.cfg.IdleTimeout)
+// tunnelID returns the server's id for the tunnel connection of the client
+// the proxy knows as id.
+func (p *Proxy) tunnelID(id int64) (int64, bool) {
+	v, ok := p.tunnels.Load(id)
+	if !ok {
+		return 0, false
 	}
+	return v.(int64), true
+}
+
+// Serve accepts clients on ln until Close, and closes ln then. It returns
+// nil after Close.
+func (p *Proxy) Serve(ln net.Listener) error {
 	p.mu.Lock()
-	if p.closed || p.srv != nil {
+	if p.closed || p.serving {
 		p.mu.Unlock()
-		if p.srv != nil {
+		if p.serving {
 			return errors.New("proxy: Serve called twice")
 		}
 		return nil
 	}
-	p.srv, p.ln = srv, ln
-	p.handoffs = newChanListener(ln.Addr())
+	p.serving, p.ln = true, ln
 	for i := 0; i < p.cfg.EventLoops; i++ {
 		l, err := newEvloop(p)
 		if err != nil {
@@ -277,7 +127,6 @@ func (p *Proxy) Serve(ln net.Listener) error {
 		p.eachLoop(func(l *evloop) { l.conn(pl) })
 	}
 	p.mu.Unlock()
-	go srv.Serve(p.handoffs)
 	err := p.acceptLoop(ln)
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -287,8 +136,8 @@ func (p *Proxy) Serve(ln net.Listener) error {
 	return err
 }
 
-// acceptLoop accepts clients and gives each to an event loop, or to redcon
-// when there are none.
+// acceptLoop accepts clients and gives each to an event loop, or to a
+// goroutine of its own when there are none.
 func (p *Proxy) acceptLoop(ln net.Listener) error {
 	var delay time.Duration
 	for {
@@ -310,19 +159,35 @@ func (p *Proxy) acceptLoop(ln net.Listener) error {
 		}
 		if n := uint64(len(p.loops)); n > 0 {
 			l := p.loops[p.nloop.Add(1)%n]
-			if err := l.adopt(nc, s); err != nil {
+			if err := l.adopt(nc, s, nil, p.newParser()); err != nil {
 				p.log.Warn("client not adopted by the event loop", "err", err)
 				s.end()
 			}
 			continue
 		}
-		lc := &limitConn{Conn: nc, scan: reqScanner{maxBulk: p.cfg.MaxBulk, unauth: !s.authed}, sess: s}
-		s.scan = &lc.scan
-		if !p.handoffs.push(lc) {
-			nc.Close()
-			s.end()
-		}
+		p.goServe(s, nc, nil, p.newParser(), "")
 	}
+}
+
+// newParser returns a request parser with the configured limits.
+func (p *Proxy) newParser() resp.Parser { return resp.Parser{MaxBulk: p.cfg.MaxBulk} }
+
+// goServe serves the client on a goroutine of its own (see
+// serveGoroutine), unless the proxy is closed.
+func (p *Proxy) goServe(s *session, nc net.Conn, in []byte, parser resp.Parser, protoErr string) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		nc.Close()
+		s.end()
+		return
+	}
+	p.conns.Store(nc, struct{}{})
+	p.mu.Unlock()
+	go func() {
+		defer p.conns.Delete(nc)
+		p.serveGoroutine(s, nc, in, parser, protoErr)
+	}()
 }
 
 // newSession counts a new client and returns its session, or refuses it
@@ -340,11 +205,10 @@ func (p *Proxy) newSession(nc net.Conn) *session {
 	}
 	p.m.clients.Inc()
 	p.m.clientsTotal.Inc()
-	return &session{
-		p:      p,
-		id:     p.nextID.Add(1),
-		authed: p.cfg.ClientPassword == "",
-	}
+	s := &session{p: p}
+	s.st.ID = p.nextID.Add(1)
+	s.st.Authed = p.cfg.ClientPassword == ""
+	return s
 }
 
 // Close stops serving, disconnects every client and closes every backend
@@ -357,7 +221,7 @@ func (p *Proxy) Close() error {
 	}
 	p.closed = true
 	p.scripts.close()
-	srv, ln, loops := p.srv, p.ln, p.loops
+	ln, loops := p.ln, p.loops
 	for _, pl := range p.pools {
 		pl.close()
 	}
@@ -368,9 +232,10 @@ func (p *Proxy) Close() error {
 	for _, l := range loops {
 		l.stop()
 	}
-	if srv != nil {
-		return srv.Close()
-	}
+	p.conns.Range(func(nc, _ any) bool {
+		nc.(net.Conn).Close()
+		return true
+	})
 	return nil
 }
 
@@ -451,11 +316,11 @@ func (p *Proxy) Pause(ctx context.Context) error {
 	p.setPaused(true)
 	t := time.NewTicker(200 * time.Microsecond)
 	defer t.Stop()
-	for p.active.Load() > 0 {
+	for p.flight.count() > 0 {
 		select {
 		case <-ctx.Done():
 			p.setPaused(false)
-			return fmt.Errorf("pause: %d batches still in flight: %w", p.active.Load(), ctx.Err())
+			return fmt.Errorf("pause: %d batches still in flight: %w", p.flight.count(), ctx.Err())
 		case <-t.C:
 		}
 	}
@@ -548,7 +413,7 @@ func (p *Proxy) loadTableLocked(addr string) {
 				p.republishLocked(func(r *routes) { r.table = t })
 				p.loading = false
 				p.mu.Unlock()
-				p.log.Info("command table loaded", "server", addr, "commands", len(t.cmds))
+				p.log.Info("command table loaded", "server", addr, "commands", t.Len())
 				return
 			}
 			p.mu.Unlock()
@@ -557,117 +422,4 @@ func (p *Proxy) loadTableLocked(addr string) {
 			backoff = min(2*backoff, maxBackoff)
 		}
 	}()
-}
-
-// errNoMaster and errHeldFull are the replies to commands that could not be
-// routed: during a failover that outlasted HoldTimeout, or with too many
-// sessions already waiting.
-const (
-	errNoMaster = "TRYAGAIN redis-proxy: no master available (waited %s)"
-	errHeldFull = "TRYAGAIN redis-proxy: too many clients waiting for a master"
-)
-
-// hold waits until the routes can serve commands or the deadline passes. It
-// returns the routes, or "" and the error reply.
-func (p *Proxy) hold(ctx context.Context, deadline time.Time, ok func(*routes) bool) (*routes, string) {
-	r := p.routes.Load()
-	if ok(r) {
-		return r, ""
-	}
-	if p.held.Add(1) > int64(p.cfg.MaxHeld) {
-		p.held.Add(-1)
-		p.m.holdTimeouts.Inc()
-		return nil, errHeldFull
-	}
-	p.m.held.Inc()
-	defer func() {
-		p.held.Add(-1)
-		p.m.held.Dec()
-	}()
-	timer := time.NewTimer(time.Until(deadline))
-	defer timer.Stop()
-	for {
-		select {
-		case <-r.changed:
-		case <-timer.C:
-			p.m.holdTimeouts.Inc()
-			return nil, fmt.Sprintf(errNoMaster, p.cfg.HoldTimeout)
-		case <-ctx.Done():
-			return nil, fmt.Sprintf(errNoMaster, p.cfg.HoldTimeout)
-		}
-		r = p.routes.Load()
-		if ok(r) {
-			return r, ""
-		}
-	}
-}
-
-// chanListener is the listener redcon serves: the clients that get a
-// goroutine each arrive on it.
-type chanListener struct {
-	addr net.Addr
-	ch   chan net.Conn
-	done chan struct{}
-	once sync.Once
-}
-
-func newChanListener(addr net.Addr) *chanListener {
-	return &chanListener{addr: addr, ch: make(chan net.Conn, 1024), done: make(chan struct{})}
-}
-
-func (l *chanListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.ch:
-		return c, nil
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
-}
-
-func (l *chanListener) Close() error {
-	l.once.Do(func() { close(l.done) })
-	return nil
-}
-
-func (l *chanListener) Addr() net.Addr { return l.addr }
-
-// push hands c to redcon; false if the listener is closed.
-func (l *chanListener) push(c net.Conn) bool {
-	select {
-	case <-l.done:
-		return false
-	default:
-	}
-	select {
-	case l.ch <- c:
-		return true
-	case <-l.done:
-		return false
-	}
-}
-
-// accept binds a connection redcon accepted to the session that came with
-// it (counted as a client when it first connected).
-func (p *Proxy) accept(conn redcon.Conn) bool {
-	lc, _ := conn.NetConn().(*limitConn)
-	if lc == nil || lc.sess == nil {
-		return false
-	}
-	s := lc.sess
-	s.conn = conn
-	s.lc = lc
-	s.scan = &lc.scan
-	conn.SetContext(s)
-	return true
-}
-
-func (p *Proxy) closedConn(conn redcon.Conn, err error) {
-	s, _ := conn.Context().(*session)
-	if s == nil {
-		return
-	}
-	if errors.Is(err, errLimit) {
-		p.m.rejected.WithLabelValues("protocol_limit").Inc()
-	}
-	s.end()
 }

@@ -349,21 +349,29 @@ func TestTransactionBlockAfterReplicaReads(t *testing.T) {
 }
 
 // An inline transaction never goes to the shared connection as written:
-// Redis reads inline lines its own way (here it looks for the line's end
-// only up to the NUL byte, and would wait for more forever, holding up
-// every other client's commands behind it on that connection).
+// Redis reads inline lines its own way (it looks for a line's end only up
+// to a NUL byte, and would wait for more forever, holding up every other
+// client's commands behind it on that connection). The proxy runs an
+// inline transaction on a connection of its own, in multibulk form, and
+// answers a line with a NUL byte as Redis does in the end (too big inline
+// request), at once.
 func TestInlineTransactionDoesNotReachTheSharedConnection(t *testing.T) {
 	tp := startProxy(t, Config{}, redistest.Start(t).Addr)
-	a, b := stDial(t, tp.Addr), stDial(t, tp.Addr)
-	a.write([]byte("MULTI\r\nSET inl:k a\x00b\r\nEXEC\r\n"))
+	a, b, c := stDial(t, tp.Addr), stDial(t, tp.Addr), stDial(t, tp.Addr)
+	a.write([]byte("MULTI\r\nSET inl:k \"a b\"\r\nEXEC\r\n"))
 	for _, want := range []string{"OK", "QUEUED", `[OK]`} {
 		stExpect(t, a.read(), want)
 	}
 	stExpect(t, a.do("STRLEN", "inl:k"), "3")
+	c.write([]byte("MULTI\r\nSET inl:k a\x00b\r\nEXEC\r\n"))
+	stExpect(t, c.read(), "OK")
+	stExpect(t, c.read(), "(error) ERR Protocol error: too big inline request")
+	c.expectClosed(2 * time.Second)
 	for i := 0; i < 3; i++ {
 		v, err := b.tryDo("INCR", "inl:n")
 		if err != nil || v.String() != strconv.Itoa(i+1) {
-			t.Fatalf("another client's INCR after the inline transaction: %v, %v", v, err)
+			t.Fatalf("another client's INCR after the inline transactions: %v, %v", v, err)
 		}
 	}
+	stExpect(t, b.do("GET", "inl:k"), `"a b"`)
 }

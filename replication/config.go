@@ -2,16 +2,18 @@ package replication
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"time"
+
+	"github.com/redis-proxy/redis-proxy/internal/config"
 )
 
 // Config configures a Manager. The zero value of each optional field is
-// replaced by the default its comment names.
+// replaced by the default its comment names; Validate reports a field
+// NewManager would refuse.
 type Config struct {
 	// Servers are the host:port of every configured Redis, in order of
 	// preference among fresh servers (the first becomes master when none
@@ -50,14 +52,18 @@ type Pauser interface {
 	Resume()
 }
 
-// Defaults applied by NewManager to zero fields.
+// Defaults of the zero fields of a Config.
 const (
 	DefaultCheckInterval     = 250 * time.Millisecond
 	DefaultDownAfter         = time.Second
 	DefaultSwitchoverTimeout = 5 * time.Second
 )
 
-func (c *Config) setDefaults() {
+// withDefaults returns c with every zero optional field set to its
+// default, and Servers copied so that the caller's slice is not shared.
+// It is the only place defaults are applied.
+func (c Config) withDefaults() Config {
+	c.Servers = slices.Clone(c.Servers)
 	if c.CheckInterval == 0 {
 		c.CheckInterval = DefaultCheckInterval
 	}
@@ -70,36 +76,42 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	return c
 }
 
-// Validate checks the cross-field rules. It expects defaults applied (as
-// NewManager does); cmd may call it on its own copy after doing the same.
+// Validate reports the first invalid field of c, with defaults applied, as
+// a *config.FieldError. It touches no server.
 func (c Config) Validate() error {
+	c = c.withDefaults()
 	if len(c.Servers) == 0 {
-		return errors.New("servers: at least one host:port is required")
+		return config.Errorf(pkg, "Servers", "at least one host:port is required")
 	}
 	seen := map[string]bool{}
 	for _, s := range c.Servers {
 		host, port, err := net.SplitHostPort(s)
 		if err != nil {
-			return fmt.Errorf("servers: %q is not host:port: %w", s, err)
+			return config.Errorf(pkg, "Servers", "%q is not host:port (want a host and a port from 1 to 65535)", s)
 		}
 		if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 || host == "" {
-			return fmt.Errorf("servers: %q needs a host and a port between 1 and 65535", s)
+			return config.Errorf(pkg, "Servers", "%q needs a host and a port from 1 to 65535", s)
 		}
 		if seen[s] {
-			return fmt.Errorf("servers: %q is listed twice", s)
+			return config.Errorf(pkg, "Servers", "%q is listed twice (want each server once)", s)
 		}
 		seen[s] = true
 	}
 	if c.CheckInterval <= 0 {
-		return fmt.Errorf("check interval: %v is not a positive duration", c.CheckInterval)
+		return config.Errorf(pkg, "CheckInterval", "must be a positive duration, got %v", c.CheckInterval)
 	}
 	if c.DownAfter <= c.CheckInterval {
-		return fmt.Errorf("down after (%v) must exceed the check interval (%v)", c.DownAfter, c.CheckInterval)
+		return config.Errorf(pkg, "DownAfter", "must be longer than the check interval (%v): a server needs at least two checks to be judged down",
+			c.CheckInterval)
 	}
 	if c.SwitchoverTimeout <= 0 {
-		return fmt.Errorf("switchover timeout: %v is not a positive duration", c.SwitchoverTimeout)
+		return config.Errorf(pkg, "SwitchoverTimeout", "must be a positive duration, got %v", c.SwitchoverTimeout)
 	}
 	return nil
 }
+
+// pkg names this package in a *config.FieldError.
+const pkg = "replication"

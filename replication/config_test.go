@@ -10,42 +10,74 @@ import (
 	"time"
 
 	"github.com/gomodule/redigo/redis"
+
+	"github.com/redis-proxy/redis-proxy/internal/config"
 )
 
 func TestValidate(t *testing.T) {
 	ok := Config{Servers: []string{"10.0.0.1:6379", "redis-2:6379"}}
-	ok.setDefaults()
+	if err := ok.Validate(); err != nil {
+		t.Fatalf("valid config: %v", err)
+	}
 	tests := []struct {
 		name   string
 		mod    func(*Config)
-		errHas string // "" = valid
+		field  string
+		errHas string
 	}{
-		{"defaults", func(*Config) {}, ""},
-		{"no servers", func(c *Config) { c.Servers = nil }, "at least one"},
-		{"no port", func(c *Config) { c.Servers = []string{"redis-1"} }, "not host:port"},
-		{"bad port", func(c *Config) { c.Servers = []string{"redis-1:0"} }, "between 1 and 65535"},
-		{"no host", func(c *Config) { c.Servers = []string{":6379"} }, "needs a host"},
-		{"duplicate", func(c *Config) { c.Servers = []string{"a:1", "a:1"} }, "listed twice"},
-		{"down-after not above interval", func(c *Config) { c.DownAfter = c.CheckInterval }, "must exceed"},
-		{"negative interval", func(c *Config) { c.CheckInterval = -time.Second }, "check interval"},
+		{"no servers", func(c *Config) { c.Servers = nil }, "Servers", "at least one host:port"},
+		{"no port", func(c *Config) { c.Servers = []string{"redis-1"} }, "Servers", `"redis-1" is not host:port`},
+		{"bad port", func(c *Config) { c.Servers = []string{"redis-1:0"} }, "Servers", "a port from 1 to 65535"},
+		{"no host", func(c *Config) { c.Servers = []string{":6379"} }, "Servers", "needs a host"},
+		{"duplicate", func(c *Config) { c.Servers = []string{"a:1", "a:1"} }, "Servers", "listed twice"},
+		{"negative interval", func(c *Config) { c.CheckInterval = -time.Second }, "CheckInterval", "positive duration, got -1s"},
+		{"down-after equal to interval", func(c *Config) { c.DownAfter = DefaultCheckInterval }, "DownAfter", "longer than the check interval (250ms)"},
+		{"default down-after below interval", func(c *Config) { c.CheckInterval = 2 * time.Second }, "DownAfter", "longer than the check interval (2s)"},
+		{"negative switchover timeout", func(c *Config) { c.SwitchoverTimeout = -1 }, "SwitchoverTimeout", "positive duration"},
 	}
 	for _, tt := range tests {
 		c := ok
 		tt.mod(&c)
 		err := c.Validate()
-		if (err == nil) != (tt.errHas == "") || (err != nil && !strings.Contains(err.Error(), tt.errHas)) {
-			t.Errorf("%s: Validate() = %v, want error containing %q", tt.name, err, tt.errHas)
+		var fe *config.FieldError
+		if !errors.As(err, &fe) || fe.Pkg != "replication" || fe.Field != tt.field || !strings.Contains(fe.Msg, tt.errHas) {
+			t.Errorf("%s: Validate() = %v, want a replication %s error containing %q", tt.name, err, tt.field, tt.errHas)
+			continue
+		}
+		if strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: multi-line error %q", tt.name, err)
+		}
+		if _, nerr := NewManager(c, nil); nerr == nil || nerr.Error() != err.Error() {
+			t.Errorf("%s: NewManager error %v, want Validate's %v", tt.name, nerr, err)
 		}
 	}
-	if _, err := NewManager(Config{}, nil); err == nil {
-		t.Error("NewManager accepted a config without servers")
+}
+
+func TestDefaults(t *testing.T) {
+	servers := []string{"127.0.0.1:1"}
+	in := Config{Servers: servers}
+	c := in.withDefaults()
+	if c.CheckInterval != DefaultCheckInterval || c.DownAfter != DefaultDownAfter ||
+		c.SwitchoverTimeout != DefaultSwitchoverTimeout || c.Logger == nil {
+		t.Errorf("withDefaults: %+v", c)
 	}
-	m, err := NewManager(Config{Servers: []string{"127.0.0.1:1"}}, nil)
+	if in.CheckInterval != 0 || in.Logger != nil {
+		t.Errorf("withDefaults changed its receiver: %+v", in)
+	}
+	c.Servers[0] = "changed:1"
+	if servers[0] != "127.0.0.1:1" {
+		t.Error("withDefaults shares the caller's Servers")
+	}
+	set := Config{Servers: servers, CheckInterval: time.Second, DownAfter: 3 * time.Second, SwitchoverTimeout: time.Minute}.withDefaults()
+	if set.CheckInterval != time.Second || set.DownAfter != 3*time.Second || set.SwitchoverTimeout != time.Minute {
+		t.Errorf("withDefaults replaced set fields: %+v", set)
+	}
+	m, err := NewManager(Config{Servers: servers}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if m.cfg.CheckInterval != DefaultCheckInterval || m.cfg.DownAfter != DefaultDownAfter || m.timeout != 500*time.Millisecond {
-		t.Errorf("defaults: interval %v, down after %v, timeout %v", m.cfg.CheckInterval, m.cfg.DownAfter, m.timeout)
+		t.Errorf("NewManager defaults: interval %v, down after %v, timeout %v", m.cfg.CheckInterval, m.cfg.DownAfter, m.timeout)
 	}
 }
 

@@ -46,15 +46,15 @@ type Manager struct {
 // Decide; a failover needs three.
 const maxRounds = 8
 
-// NewManager checks cfg and returns a manager. onChange, if not nil, is
-// called from the manager's goroutine (never concurrently with itself)
-// each time the routing Topology changes; it should return promptly.
+// NewManager checks cfg (see Validate) and returns a manager. onChange, if
+// not nil, is called from the manager's goroutine (never concurrently with
+// itself) each time the routing Topology changes; it should return
+// promptly.
 func NewManager(cfg Config, onChange func(Topology)) (*Manager, error) {
-	cfg.Servers = slices.Clone(cfg.Servers)
-	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("replication config: %w", err)
+		return nil, err
 	}
+	cfg = cfg.withDefaults()
 	m := &Manager{
 		cfg:      cfg,
 		log:      cfg.Logger,

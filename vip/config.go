@@ -5,6 +5,8 @@ import (
 	"net"
 	"net/netip"
 	"time"
+
+	"github.com/redis-proxy/redis-proxy/internal/config"
 )
 
 // Defaults, used where a Config field is zero.
@@ -100,20 +102,16 @@ func DefaultHandoverTimeout(interval time.Duration) time.Duration {
 	return MasterDownInterval(1, interval) + interval
 }
 
-// ConfigError names the invalid Config field, so that main can name the
-// variable it came from.
-type ConfigError struct {
-	Field string
-	Msg   string
-}
-
-func (e *ConfigError) Error() string { return "vip config: " + e.Field + ": " + e.Msg }
+// pkg names this package in a *config.FieldError.
+const pkg = "vip"
 
 func fieldErr(field, format string, args ...any) error {
-	return &ConfigError{Field: field, Msg: fmt.Sprintf(format, args...)}
+	return config.Errorf(pkg, field, format, args...)
 }
 
-// withDefaults returns c with every zero optional field set to its default.
+// withDefaults returns c with every zero optional field set to its default,
+// Peers copied (a zero port replaced by Port) and addresses unmapped. It is
+// the only place defaults are applied.
 func (c Config) withDefaults() Config {
 	if c.Port == 0 {
 		c.Port = DefaultPort
@@ -157,9 +155,9 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Validate reports the first invalid field (after defaults) as a
-// *ConfigError. It does not touch the system; New also checks the interface
-// and the capabilities.
+// Validate reports the first invalid field of c, with defaults applied, as a
+// *config.FieldError. It does not touch the system; New also checks the
+// interface and the capabilities.
 func (c Config) Validate() error {
 	c = c.withDefaults()
 	if c.Priority == 255 {
@@ -193,13 +191,18 @@ func (c Config) Validate() error {
 		return fieldErr("ReplayWindow", "must be positive, got %v", c.ReplayWindow)
 	}
 	if c.Track > TrackFault {
-		return fieldErr("Track", "must be demote or fault")
+		return fieldErr("Track", "must be demote or fault, got %v", c.Track)
 	}
 	if c.GARPCount < 1 || c.GARPCount > 100 {
 		return fieldErr("GARPCount", "must be 1-100, got %d", c.GARPCount)
 	}
-	if c.GARPSpacing < 0 || c.ReconcileInterval < 0 || c.FaultHold < 0 {
-		return fieldErr("GARPSpacing/ReconcileInterval/FaultHold", "must not be negative")
+	for _, d := range []struct {
+		field string
+		v     time.Duration
+	}{{"GARPSpacing", c.GARPSpacing}, {"ReconcileInterval", c.ReconcileInterval}, {"FaultHold", c.FaultHold}} {
+		if d.v < 0 {
+			return fieldErr(d.field, "must not be negative, got %v", d.v)
+		}
 	}
 	if len(c.Secret) > 0 && len(c.Secret) < MinSecretLen {
 		return fieldErr("Secret", "must be at least %d bytes, got %d", MinSecretLen, len(c.Secret))

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis-proxy/redis-proxy/internal/config"
 )
 
 func validConfig() Config {
@@ -43,6 +45,10 @@ func TestValidate(t *testing.T) {
 		{"PreemptDelay", func(c *Config) { c.PreemptDelay = -time.Second }},
 		{"Track", func(c *Config) { c.Track = 7 }},
 		{"GARPCount", func(c *Config) { c.GARPCount = 1000 }},
+		{"GARPSpacing", func(c *Config) { c.GARPSpacing = -1 }},
+		{"ReconcileInterval", func(c *Config) { c.ReconcileInterval = -1 }},
+		{"FaultHold", func(c *Config) { c.FaultHold = -1 }},
+		{"ReplayWindow", func(c *Config) { c.ReplayWindow = -1 }},
 		{"Secret", func(c *Config) { c.Secret = nil }},
 		{"Secret", func(c *Config) { c.Secret = []byte("short") }},
 		{"VIP", func(c *Config) { c.VIP = netip.MustParsePrefix("fd00::100/64") }},
@@ -52,8 +58,8 @@ func TestValidate(t *testing.T) {
 		c := validConfig()
 		tc.mut(&c)
 		err := c.Validate()
-		var ce *ConfigError
-		if !errors.As(err, &ce) || ce.Field != tc.field {
+		var fe *config.FieldError
+		if !errors.As(err, &fe) || fe.Pkg != "vip" || fe.Field != tc.field {
 			t.Errorf("want a %s error, got %v", tc.field, err)
 			continue
 		}

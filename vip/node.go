@@ -122,13 +122,13 @@ type Stats struct {
 // and, with a VIP, that the process has NET_ADMIN and NET_RAW. It opens
 // nothing; Run does. A nil logger discards.
 func New(cfg Config, logger *slog.Logger) (*Node, error) {
-	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	cfg = cfg.withDefaults()
 	if cfg.VIP.IsValid() {
 		if _, err := net.InterfaceByName(cfg.Interface); err != nil {
-			return nil, fieldErr("Interface", "%q: %v", cfg.Interface, err)
+			return nil, fieldErr("Interface", "must name a network interface of this host, got %q: %v", cfg.Interface, err)
 		}
 		if err := CheckCapabilities(); err != nil {
 			return nil, err

@@ -15,14 +15,17 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 
+	"github.com/redis-proxy/redis-proxy/internal/config"
 	"github.com/redis-proxy/redis-proxy/proxy"
+	"github.com/redis-proxy/redis-proxy/replication"
 )
 
 // envPrefix is the prefix of every variable: REDIS_PROXY_LISTEN, ...
 const envPrefix = "REDIS_PROXY"
 
 // Config is everything the process reads from the environment. Each field's
-// `accepts` tag is what a bad value is told it should be.
+// `accepts` tag is what a bad value is told it should be; a field tagged
+// `secret` never has its value repeated in an error.
 type Config struct {
 	Listen      string   `default:":6379" desc:"client address (host:port)" accepts:"host:port"`
 	Servers     []string `required:"true" desc:"every Redis server, comma-separated host:port" accepts:"comma-separated host:port list"`
@@ -35,10 +38,10 @@ type Config struct {
 	Coalesce   bool          `default:"true" desc:"while more than eight clients of an event loop await replies, requests wait for the replies to the connection's last write and then go to Redis together (less CPU per request under load); false: every request at once (a Redis across a slow link)" accepts:"true or false"`
 	MaxClients int           `split_words:"true" default:"10000" desc:"client connections accepted at once" accepts:"a positive integer"`
 	MaxPinned  int           `split_words:"true" default:"1000" desc:"dedicated backend connections for stateful sessions (MULTI, blocking, pub/sub, ...)" accepts:"a positive integer"`
-	Password   string        `desc:"password clients must give with AUTH; empty: no AUTH needed" accepts:"a string"`
+	Password   string        `desc:"password clients must give with AUTH; empty: no AUTH needed" accepts:"a string" secret:"true"`
 
 	BackendUsername string `split_words:"true" desc:"ACL user the proxy authenticates as to Redis" accepts:"a string"`
-	BackendPassword string `split_words:"true" desc:"password the proxy authenticates with to Redis" accepts:"a string"`
+	BackendPassword string `split_words:"true" desc:"password the proxy authenticates with to Redis" accepts:"a string" secret:"true"`
 
 	MaxBulk            ByteSize      `split_words:"true" default:"512MiB" desc:"largest bulk string in a request (Redis's proto-max-bulk-len)" accepts:"a size such as 512MiB, 64KiB or 1048576"`
 	ClientOutputLimit  ByteSize      `split_words:"true" default:"256MiB" desc:"replies buffered for one client before it is disconnected" accepts:"a size such as 256MiB"`
@@ -58,7 +61,7 @@ type Config struct {
 	AdvertInterval  time.Duration `split_words:"true" default:"200ms" desc:"heartbeat interval; a backup takes over after 3 intervals plus a priority skew" accepts:"a duration from 10ms, such as 200ms"`
 	Preempt         bool          `default:"true" desc:"a recovered higher-priority proxy takes the VIP back (false: keepalived's nopreempt)" accepts:"true or false"`
 	PreemptDelay    time.Duration `split_words:"true" default:"0s" desc:"how long a higher-priority backup waits before preempting" accepts:"a duration such as 5s"`
-	HeartbeatSecret string        `split_words:"true" desc:"shared HMAC key of the heartbeat (required with a VIP, 16+ characters)" accepts:"a string of 16 or more characters"`
+	HeartbeatSecret string        `split_words:"true" desc:"shared HMAC key of the heartbeat (required with a VIP, 16+ characters)" accepts:"a string of 16 or more characters" secret:"true"`
 	HeartbeatPort   uint16        `split_words:"true" default:"5405" desc:"UDP port of the heartbeat" accepts:"a port number"`
 	Address         string        `desc:"this proxy's own heartbeat address; empty: the one that reaches the first peer" accepts:"an IP address"`
 	Track           string        `default:"demote" desc:"a proxy that reaches no Redis: demote (ranks below a healthy peer) or fault" accepts:"demote or fault"`
@@ -139,78 +142,51 @@ func loadConfig() (Config, error) {
 	return c, c.Validate()
 }
 
-// Validate checks values and the rules between them.
+// Validate checks values and the rules between them. Rules of a package's
+// Config are that package's Validate, whose *config.FieldError varError
+// turns into a usage error naming the variable.
 func (c Config) Validate() error {
-	if err := checkHostPort(c.Listen, false); err != nil {
+	if err := checkHostPort(c.Listen); err != nil {
 		return badVar("Listen", c.Listen, accepts("Listen"))
 	}
 	if c.AdminListen != "" {
-		if err := checkHostPort(c.AdminListen, false); err != nil {
+		if err := checkHostPort(c.AdminListen); err != nil {
 			return badVar("AdminListen", c.AdminListen, accepts("AdminListen"))
 		}
-	}
-	if len(c.Servers) == 0 {
-		return badVar("Servers", "", accepts("Servers"))
-	}
-	seen := map[string]bool{}
-	for _, s := range c.Servers {
-		if err := checkHostPort(s, true); err != nil || seen[s] {
-			return badVar("Servers", strings.Join(c.Servers, ","), accepts("Servers")+" (each once, with a host and a port)")
-		}
-		seen[s] = true
 	}
 	if _, err := proxy.ParseReadFrom(c.ReadFrom); err != nil {
 		return badVar("ReadFrom", c.ReadFrom, accepts("ReadFrom"))
 	}
-	ints := []struct {
+	// A zero would be the package's default, not what was asked for, and
+	// EVENT_LOOPS=0 and BUSY_POLL=0 mean "none" here (proxyConfig): what
+	// the variables accept beyond the packages' own rules is checked here;
+	// the rest by each package's Validate below.
+	nonZero := []struct {
 		field string
-		v     int
-		max   int
-	}{{"PoolSize", c.PoolSize, 64}, {"MaxClients", c.MaxClients, 1 << 24}, {"MaxPinned", c.MaxPinned, 1 << 24}, {"MaxHeld", c.MaxHeld, 1 << 24}}
-	for _, f := range ints {
-		if f.v < 1 || f.v > f.max {
-			return badVar(f.field, strconv.Itoa(f.v), accepts(f.field))
+		zero  bool
+		shown string
+	}{
+		{"PoolSize", c.PoolSize == 0, "0"}, {"MaxClients", c.MaxClients == 0, "0"}, {"MaxPinned", c.MaxPinned == 0, "0"},
+		{"MaxHeld", c.MaxHeld == 0, "0"}, {"MaxBulk", c.MaxBulk == 0, "0"}, {"ClientOutputLimit", c.ClientOutputLimit == 0, "0"},
+		{"ClientWriteTimeout", c.ClientWriteTimeout == 0, "0s"}, {"HoldTimeout", c.HoldTimeout == 0, "0s"},
+		{"DialTimeout", c.DialTimeout == 0, "0s"}, {"CheckInterval", c.CheckInterval == 0, "0s"}, {"DownAfter", c.DownAfter == 0, "0s"},
+	}
+	for _, f := range nonZero {
+		if f.zero {
+			return badVar(f.field, f.shown, accepts(f.field))
 		}
 	}
-	if c.EventLoops < 0 || c.EventLoops > 64 {
+	if c.EventLoops < 0 {
 		return badVar("EventLoops", strconv.Itoa(c.EventLoops), accepts("EventLoops"))
 	}
-	if c.BusyPoll < 0 || c.BusyPoll > 10*time.Millisecond {
+	if c.BusyPoll < 0 {
 		return badVar("BusyPoll", c.BusyPoll.String(), accepts("BusyPoll"))
 	}
-	sizes := []struct {
-		field string
-		v     ByteSize
-	}{{"MaxBulk", c.MaxBulk}, {"ClientOutputLimit", c.ClientOutputLimit}}
-	for _, f := range sizes {
-		if f.v < 1 {
-			return badVar(f.field, strconv.FormatInt(int64(f.v), 10), accepts(f.field))
-		}
+	if err := c.proxyConfig(slog.New(slog.DiscardHandler)).Validate(); err != nil {
+		return c.varError(err)
 	}
-	durs := []struct {
-		field    string
-		v        time.Duration
-		zeroOK   bool
-		positive bool
-	}{
-		{"IdleTimeout", c.IdleTimeout, true, false},
-		{"ClientWriteTimeout", c.ClientWriteTimeout, false, true},
-		{"HoldTimeout", c.HoldTimeout, false, true},
-		{"DialTimeout", c.DialTimeout, false, true},
-		{"CheckInterval", c.CheckInterval, false, true},
-		{"DownAfter", c.DownAfter, false, true},
-	}
-	for _, f := range durs {
-		if f.v < 0 || (f.v == 0 && !f.zeroOK) {
-			return badVar(f.field, f.v.String(), accepts(f.field))
-		}
-	}
-	if c.DownAfter <= c.CheckInterval {
-		return &usageError{fmt.Sprintf("%s_DOWN_AFTER=%s must be longer than %s_CHECK_INTERVAL=%s: a server needs at least two checks to be judged down",
-			envPrefix, c.DownAfter, envPrefix, c.CheckInterval)}
-	}
-	if c.BackendUsername != "" && c.BackendPassword == "" {
-		return &usageError{fmt.Sprintf("%s_BACKEND_USERNAME is set but %s_BACKEND_PASSWORD is empty: want both or neither", envPrefix, envPrefix)}
+	if err := c.replicationConfig().Validate(); err != nil {
+		return c.varError(err)
 	}
 	if _, err := c.logLevel(); err != nil {
 		return badVar("LogLevel", c.LogLevel, accepts("LogLevel"))
@@ -222,15 +198,12 @@ func (c Config) Validate() error {
 	return err
 }
 
-func checkHostPort(s string, needHost bool) error {
-	host, port, err := net.SplitHostPort(s)
+func checkHostPort(s string) error {
+	_, port, err := net.SplitHostPort(s)
 	if err != nil {
 		return err
 	}
-	if needHost && host == "" {
-		return errors.New("no host")
-	}
-	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 || (needHost && n == 0) {
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
 		return errors.New("bad port")
 	}
 	return nil
@@ -273,6 +246,89 @@ func (c Config) proxyConfig(log *slog.Logger) proxy.Config {
 		DialTimeout:     c.DialTimeout,
 		Logger:          log.With("component", "proxy"),
 	}
+}
+
+// replicationConfig is the replication package's part of the
+// configuration; serve adds Authority, Pauser and Logger.
+func (c Config) replicationConfig() replication.Config {
+	return replication.Config{
+		Servers:       c.Servers,
+		CheckInterval: c.CheckInterval,
+		DownAfter:     c.DownAfter,
+		Username:      c.BackendUsername,
+		Password:      c.BackendPassword,
+	}
+}
+
+// pkgField is a field of a package's Config, as a *config.FieldError
+// names it.
+type pkgField struct{ pkg, field string }
+
+// fieldVars maps each package Config field built from a variable to the
+// field of Config that holds the variable. It is the one place that knows
+// where proxyConfig, replicationConfig and pairConfig take their fields.
+var fieldVars = map[pkgField]string{
+	{"proxy", "PoolSize"}:        "PoolSize",
+	{"proxy", "MaxClients"}:      "MaxClients",
+	{"proxy", "MaxPinned"}:       "MaxPinned",
+	{"proxy", "ClientPassword"}:  "Password",
+	{"proxy", "BackendUsername"}: "BackendUsername",
+	{"proxy", "BackendPassword"}: "BackendPassword",
+	{"proxy", "ReadFrom"}:        "ReadFrom",
+	{"proxy", "MaxBulk"}:         "MaxBulk",
+	{"proxy", "MaxOutput"}:       "ClientOutputLimit",
+	{"proxy", "IdleTimeout"}:     "IdleTimeout",
+	{"proxy", "WriteTimeout"}:    "ClientWriteTimeout",
+	{"proxy", "HoldTimeout"}:     "HoldTimeout",
+	{"proxy", "MaxHeld"}:         "MaxHeld",
+	{"proxy", "DialTimeout"}:     "DialTimeout",
+	{"proxy", "EventLoops"}:      "EventLoops",
+	{"proxy", "BusyPoll"}:        "BusyPoll",
+	{"proxy", "WriteAtOnce"}:     "Coalesce",
+
+	{"replication", "Servers"}:       "Servers",
+	{"replication", "CheckInterval"}: "CheckInterval",
+	{"replication", "DownAfter"}:     "DownAfter",
+	{"replication", "Username"}:      "BackendUsername",
+	{"replication", "Password"}:      "BackendPassword",
+
+	{"vip", "Interface"}:    "VIPInterface",
+	{"vip", "VIP"}:          "VIP",
+	{"vip", "Peers"}:        "Peers",
+	{"vip", "Address"}:      "Address",
+	{"vip", "Port"}:         "HeartbeatPort",
+	{"vip", "Priority"}:     "Priority",
+	{"vip", "Interval"}:     "AdvertInterval",
+	{"vip", "NoPreempt"}:    "Preempt",
+	{"vip", "PreemptDelay"}: "PreemptDelay",
+	{"vip", "Secret"}:       "HeartbeatSecret",
+	{"vip", "Track"}:        "Track",
+}
+
+// varError turns a package's *config.FieldError into a usage error naming
+// the variable the field was built from and its value (not a secret's):
+// REDIS_PROXY_DOWN_AFTER="1s": must be longer than ... A field no variable
+// sets keeps the package's own wording. Other errors, and nil, are
+// returned as they are.
+func (c Config) varError(err error) error {
+	var fe *config.FieldError
+	if !errors.As(err, &fe) {
+		return err
+	}
+	field, ok := fieldVars[pkgField{fe.Pkg, fe.Field}]
+	if !ok {
+		return &usageError{fe.Error()}
+	}
+	name := envPrefix + "_" + envName(field)
+	f, _ := reflect.TypeOf(c).FieldByName(field)
+	if f.Tag.Get("secret") == "true" {
+		return &usageError{fmt.Sprintf("%s: %s", name, fe.Msg)}
+	}
+	v := reflect.ValueOf(c).FieldByName(field).Interface()
+	if list, ok := v.([]string); ok {
+		v = strings.Join(list, ",")
+	}
+	return &usageError{fmt.Sprintf("%s=%q: %s", name, fmt.Sprint(v), fe.Msg)}
 }
 
 // envName is the variable suffix of a field: MaxBulk -> MAX_BULK.

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"reflect"
@@ -9,18 +11,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis-proxy/redis-proxy/internal/config"
 	"github.com/redis-proxy/redis-proxy/proxy"
+	"github.com/redis-proxy/redis-proxy/replication"
+	"github.com/redis-proxy/redis-proxy/vip"
 )
 
-// setEnv sets REDIS_PROXY_* variables for one test; everything else of
-// ours is cleared so the host environment cannot leak in.
+// setEnv sets REDIS_PROXY_* variables for one test; every other variable
+// Config reads is cleared so the host environment cannot leak in.
 func setEnv(t *testing.T, kv map[string]string) {
 	t.Helper()
-	for _, name := range []string{"LISTEN", "SERVERS", "READ_FROM", "ADMIN_LISTEN", "POOL_SIZE", "EVENT_LOOPS", "BUSY_POLL", "COALESCE", "MAX_CLIENTS",
-		"MAX_PINNED", "PASSWORD", "BACKEND_USERNAME", "BACKEND_PASSWORD", "MAX_BULK", "CLIENT_OUTPUT_LIMIT",
-		"IDLE_TIMEOUT", "CLIENT_WRITE_TIMEOUT", "HOLD_TIMEOUT", "MAX_HELD", "DIAL_TIMEOUT", "CHECK_INTERVAL",
-		"DOWN_AFTER", "LOG_LEVEL", "LOG_FORMAT"} {
-		t.Setenv("REDIS_PROXY_"+name, "")
+	ct := reflect.TypeOf(Config{})
+	for i := 0; i < ct.NumField(); i++ {
+		t.Setenv(envPrefix+"_"+envName(ct.Field(i).Name), "")
 	}
 	for k, v := range kv {
 		t.Setenv("REDIS_PROXY_"+k, v)
@@ -48,21 +51,30 @@ func TestLoadConfigErrors(t *testing.T) {
 		want string // the whole one-line message
 	}{
 		{map[string]string{}, `REDIS_PROXY_SERVERS is required: want comma-separated host:port list`},
-		{map[string]string{"SERVERS": "redis-a"}, `REDIS_PROXY_SERVERS="redis-a": want comma-separated host:port list (each once, with a host and a port)`},
-		{map[string]string{"SERVERS": "a:1,a:1"}, `REDIS_PROXY_SERVERS="a:1,a:1": want comma-separated host:port list (each once, with a host and a port)`},
+		{map[string]string{"SERVERS": "redis-a"}, `REDIS_PROXY_SERVERS="redis-a": "redis-a" is not host:port (want a host and a port from 1 to 65535)`},
+		{map[string]string{"SERVERS": "a:1,b:0"}, `REDIS_PROXY_SERVERS="a:1,b:0": "b:0" needs a host and a port from 1 to 65535`},
+		{map[string]string{"SERVERS": "a:1,a:1"}, `REDIS_PROXY_SERVERS="a:1,a:1": "a:1" is listed twice (want each server once)`},
 		{map[string]string{"SERVERS": "a:1", "POOL_SIZE": "lots"}, `REDIS_PROXY_POOL_SIZE="lots": want an integer from 1 to 64`},
 		{map[string]string{"SERVERS": "a:1", "POOL_SIZE": "0"}, `REDIS_PROXY_POOL_SIZE="0": want an integer from 1 to 64`},
 		{map[string]string{"SERVERS": "a:1", "EVENT_LOOPS": "-1"}, `REDIS_PROXY_EVENT_LOOPS="-1": want an integer from 0 to 64`},
-		{map[string]string{"SERVERS": "a:1", "EVENT_LOOPS": "65"}, `REDIS_PROXY_EVENT_LOOPS="65": want an integer from 0 to 64`},
-		{map[string]string{"SERVERS": "a:1", "BUSY_POLL": "11ms"}, `REDIS_PROXY_BUSY_POLL="11ms": want a duration from 0 to 10ms, such as 100us`},
+		{map[string]string{"SERVERS": "a:1", "EVENT_LOOPS": "65"}, `REDIS_PROXY_EVENT_LOOPS="65": must be from 0 to 64, got 65`},
+		{map[string]string{"SERVERS": "a:1", "BUSY_POLL": "11ms"}, `REDIS_PROXY_BUSY_POLL="11ms": must be at most 10ms, got 11ms`},
 		{map[string]string{"SERVERS": "a:1", "BUSY_POLL": "-1us"}, `REDIS_PROXY_BUSY_POLL="-1µs": want a duration from 0 to 10ms, such as 100us`},
 		{map[string]string{"SERVERS": "a:1", "COALESCE": "sometimes"}, `REDIS_PROXY_COALESCE="sometimes": want true or false`},
 		{map[string]string{"SERVERS": "a:1", "READ_FROM": "slaves"}, `REDIS_PROXY_READ_FROM="slaves": want master or replicas`},
 		{map[string]string{"SERVERS": "a:1", "HOLD_TIMEOUT": "5"}, `REDIS_PROXY_HOLD_TIMEOUT="5": want a positive duration such as 5s`},
 		{map[string]string{"SERVERS": "a:1", "MAX_BULK": "big"}, `REDIS_PROXY_MAX_BULK="big": want a size such as 512MiB, 64KiB or 1048576`},
 		{map[string]string{"SERVERS": "a:1", "LISTEN": "6379"}, `REDIS_PROXY_LISTEN="6379": want host:port`},
-		{map[string]string{"SERVERS": "a:1", "CHECK_INTERVAL": "2s"}, `REDIS_PROXY_DOWN_AFTER=1s must be longer than REDIS_PROXY_CHECK_INTERVAL=2s: a server needs at least two checks to be judged down`},
-		{map[string]string{"SERVERS": "a:1", "BACKEND_USERNAME": "proxy"}, `REDIS_PROXY_BACKEND_USERNAME is set but REDIS_PROXY_BACKEND_PASSWORD is empty: want both or neither`},
+		{map[string]string{"SERVERS": "a:1", "CHECK_INTERVAL": "2s"}, `REDIS_PROXY_DOWN_AFTER="1s": must be longer than the check interval (2s): a server needs at least two checks to be judged down`},
+		{map[string]string{"SERVERS": "a:1", "DOWN_AFTER": "0"}, `REDIS_PROXY_DOWN_AFTER="0s": want a duration longer than CHECK_INTERVAL`},
+		{map[string]string{"SERVERS": "a:1", "PEERS": "10.0.0.2", "ADVERT_INTERVAL": "5ms"}, `REDIS_PROXY_ADVERT_INTERVAL="5ms": must be whole milliseconds within 10ms-65.535s, got 5ms`},
+		{map[string]string{"SERVERS": "a:1", "PEERS": "10.0.0.2", "VIP": "fd00::100/64", "HEARTBEAT_SECRET": "0123456789abcdef"},
+			`REDIS_PROXY_VIP="fd00::100/64": must be an IPv4 address with prefix length, e.g. 10.0.0.100/24, got fd00::100/64`},
+		{map[string]string{"SERVERS": "a:1", "PEERS": "10.0.0.2", "VIP": "10.0.0.100/24"}, `REDIS_PROXY_HEARTBEAT_SECRET: is required with a VIP (at least 16 bytes)`},
+		{map[string]string{"SERVERS": "a:1", "PEERS": "10.0.0.2", "HEARTBEAT_SECRET": "hunter2"}, `REDIS_PROXY_HEARTBEAT_SECRET: must be at least 16 bytes, got 7`},
+		{map[string]string{"SERVERS": "a:1", "PEERS": "10.0.0.2", "PRIORITY": "255"}, `REDIS_PROXY_PRIORITY="255": want an integer from 1 to 254`},
+		{map[string]string{"SERVERS": "a:1", "VIP": "10.0.0.100/24"}, `REDIS_PROXY_VIP is set but REDIS_PROXY_PEERS is empty: a VIP needs a peer proxy (want both or neither)`},
+		{map[string]string{"SERVERS": "a:1", "BACKEND_USERNAME": "proxy"}, `REDIS_PROXY_BACKEND_PASSWORD: is required with a backend username`},
 		{map[string]string{"SERVERS": "a:1", "LOG_LEVEL": "loud"}, `REDIS_PROXY_LOG_LEVEL="loud": want debug, info, warn or error`},
 	}
 	for _, tc := range cases {
@@ -74,6 +86,118 @@ func TestLoadConfigErrors(t *testing.T) {
 		if err != nil && strings.Contains(err.Error(), "\n") {
 			t.Errorf("env %v: error is not one line: %q", tc.env, err)
 		}
+	}
+}
+
+// TestConfigFieldErrorsNameTheirVariable: a *config.FieldError from any package's
+// Config becomes the one-line usage error naming the variable the field is
+// built from, with its value (a secret's value is never repeated).
+func TestConfigFieldErrorsNameTheirVariable(t *testing.T) {
+	c := Config{Servers: []string{"a:1", "b:2"}, PoolSize: 99, DownAfter: time.Second, AdvertInterval: 5 * time.Millisecond,
+		Password: "hunter2", HeartbeatSecret: "s3cret", Coalesce: true, ClientOutputLimit: 1 << 20}
+	for _, tc := range []struct {
+		pkg, field string
+		want       string
+	}{
+		{"proxy", "PoolSize", `REDIS_PROXY_POOL_SIZE="99": msg`},
+		{"proxy", "MaxClients", `REDIS_PROXY_MAX_CLIENTS="0": msg`},
+		{"proxy", "MaxPinned", `REDIS_PROXY_MAX_PINNED="0": msg`},
+		{"proxy", "ClientPassword", `REDIS_PROXY_PASSWORD: msg`},
+		{"proxy", "BackendUsername", `REDIS_PROXY_BACKEND_USERNAME="": msg`},
+		{"proxy", "BackendPassword", `REDIS_PROXY_BACKEND_PASSWORD: msg`},
+		{"proxy", "ReadFrom", `REDIS_PROXY_READ_FROM="": msg`},
+		{"proxy", "MaxBulk", `REDIS_PROXY_MAX_BULK="0": msg`},
+		{"proxy", "MaxOutput", `REDIS_PROXY_CLIENT_OUTPUT_LIMIT="1048576": msg`},
+		{"proxy", "IdleTimeout", `REDIS_PROXY_IDLE_TIMEOUT="0s": msg`},
+		{"proxy", "WriteTimeout", `REDIS_PROXY_CLIENT_WRITE_TIMEOUT="0s": msg`},
+		{"proxy", "HoldTimeout", `REDIS_PROXY_HOLD_TIMEOUT="0s": msg`},
+		{"proxy", "MaxHeld", `REDIS_PROXY_MAX_HELD="0": msg`},
+		{"proxy", "DialTimeout", `REDIS_PROXY_DIAL_TIMEOUT="0s": msg`},
+		{"proxy", "EventLoops", `REDIS_PROXY_EVENT_LOOPS="0": msg`},
+		{"proxy", "BusyPoll", `REDIS_PROXY_BUSY_POLL="0s": msg`},
+		{"proxy", "WriteAtOnce", `REDIS_PROXY_COALESCE="true": msg`},
+		{"replication", "Servers", `REDIS_PROXY_SERVERS="a:1,b:2": msg`},
+		{"replication", "CheckInterval", `REDIS_PROXY_CHECK_INTERVAL="0s": msg`},
+		{"replication", "DownAfter", `REDIS_PROXY_DOWN_AFTER="1s": msg`},
+		{"replication", "Username", `REDIS_PROXY_BACKEND_USERNAME="": msg`},
+		{"replication", "Password", `REDIS_PROXY_BACKEND_PASSWORD: msg`},
+		{"vip", "Interface", `REDIS_PROXY_VIP_INTERFACE="": msg`},
+		{"vip", "VIP", `REDIS_PROXY_VIP="": msg`},
+		{"vip", "Peers", `REDIS_PROXY_PEERS="": msg`},
+		{"vip", "Address", `REDIS_PROXY_ADDRESS="": msg`},
+		{"vip", "Port", `REDIS_PROXY_HEARTBEAT_PORT="0": msg`},
+		{"vip", "Priority", `REDIS_PROXY_PRIORITY="0": msg`},
+		{"vip", "Interval", `REDIS_PROXY_ADVERT_INTERVAL="5ms": msg`},
+		{"vip", "NoPreempt", `REDIS_PROXY_PREEMPT="false": msg`},
+		{"vip", "PreemptDelay", `REDIS_PROXY_PREEMPT_DELAY="0s": msg`},
+		{"vip", "Secret", `REDIS_PROXY_HEARTBEAT_SECRET: msg`},
+		{"vip", "Track", `REDIS_PROXY_TRACK="": msg`},
+		// A field no variable sets keeps the package's wording.
+		{"vip", "GARPCount", `vip config: GARPCount: msg`},
+		{"replication", "SwitchoverTimeout", `replication config: SwitchoverTimeout: msg`},
+	} {
+		err := c.varError(fmt.Errorf("wrapped: %w", config.Errorf(tc.pkg, tc.field, "msg")))
+		var ue *usageError
+		if !errors.As(err, &ue) || err.Error() != tc.want {
+			t.Errorf("%s %s: got %v, want usage error %s", tc.pkg, tc.field, err, tc.want)
+		}
+	}
+	if err := c.varError(nil); err != nil {
+		t.Errorf("varError(nil) = %v", err)
+	}
+	plain := errors.New("listen: address in use")
+	if err := c.varError(plain); err != plain {
+		t.Errorf("varError changed a plain error: %v", err)
+	}
+}
+
+// TestConfigFieldVarsNameRealFields: every entry of fieldVars is a field of its
+// package's Config and of ours, so a renamed field fails here and not in
+// front of an operator.
+func TestConfigFieldVarsNameRealFields(t *testing.T) {
+	pkgs := map[string]reflect.Type{
+		"proxy":       reflect.TypeOf(proxy.Config{}),
+		"replication": reflect.TypeOf(replication.Config{}),
+		"vip":         reflect.TypeOf(vip.Config{}),
+	}
+	for k, ours := range fieldVars {
+		pt, ok := pkgs[k.pkg]
+		if !ok {
+			t.Errorf("fieldVars: unknown package %q", k.pkg)
+			continue
+		}
+		if _, ok := pt.FieldByName(k.field); !ok {
+			t.Errorf("fieldVars: %s.Config has no field %s", k.pkg, k.field)
+		}
+		if _, ok := reflect.TypeOf(Config{}).FieldByName(ours); !ok {
+			t.Errorf("fieldVars: Config has no field %s (for %s.%s)", ours, k.pkg, k.field)
+		}
+	}
+}
+
+// TestConfigNewErrorsNameTheirVariable: a field error only New can find (the
+// interface does not exist) names its variable too, and run exits 2.
+func TestConfigNewErrorsNameTheirVariable(t *testing.T) {
+	setEnv(t, map[string]string{"SERVERS": "127.0.0.1:1", "LISTEN": "127.0.0.1:0", "ADMIN_LISTEN": "127.0.0.1:0", "PEERS": "10.0.0.2", "VIP": "10.0.0.100/24",
+		"HEARTBEAT_SECRET": "0123456789abcdef", "VIP_INTERFACE": "nosuchif0"})
+	c, err := loadConfig()
+	if err != nil {
+		t.Fatalf("loadConfig: %v", err)
+	}
+	vc, err := c.pairConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = vip.New(*vc, nil)
+	err = c.varError(err)
+	var ue *usageError
+	const want = `REDIS_PROXY_VIP_INTERFACE="nosuchif0": must name a network interface of this host`
+	if !errors.As(err, &ue) || !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("vip.New with a missing interface: %v", err)
+	}
+	var out, errb bytes.Buffer
+	if code := run(nil, &out, &errb); code != 2 || !strings.HasPrefix(errb.String(), "redis-proxy: "+want) {
+		t.Errorf("run with a missing interface: exit %d, stderr %q; want 2 and %s", code, errb.String(), want)
 	}
 }
 

@@ -69,6 +69,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	if err := serve(ctx, cfg, stderr); err != nil {
 		fmt.Fprintf(stderr, "redis-proxy: %v\n", err)
+		var ue *usageError
+		if errors.As(err, &ue) {
+			return 2 // a value only a package's New could judge
+		}
 		return 1
 	}
 	return 0
@@ -94,7 +98,7 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 	pcfg.Registerer = reg
 	p, err := proxy.New(pcfg)
 	if err != nil {
-		return err
+		return cfg.varError(err)
 	}
 	vcfg, err := cfg.pairConfig()
 	if err != nil {
@@ -103,22 +107,19 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 	var node *vip.Node
 	if vcfg != nil {
 		if node, err = vip.New(*vcfg, log.With("component", "vip")); err != nil {
-			return err // vip's errors name themselves ("vip needs capabilities ...")
+			// A field error (no such interface) names its variable; the
+			// others name themselves ("vip needs capabilities ...").
+			return cfg.varError(err)
 		}
 		registerPairMetrics(reg, node)
 	}
-	mgr, err := replication.NewManager(replication.Config{
-		Servers:       cfg.Servers,
-		CheckInterval: cfg.CheckInterval,
-		DownAfter:     cfg.DownAfter,
-		Username:      cfg.BackendUsername,
-		Password:      cfg.BackendPassword,
-		Authority:     node == nil, // in a pair, only the VIP holder acts
-		Pauser:        p,
-		Logger:        log.With("component", "replication"),
-	}, p.SetTopology)
+	rcfg := cfg.replicationConfig()
+	rcfg.Authority = node == nil // in a pair, only the VIP holder acts
+	rcfg.Pauser = p
+	rcfg.Logger = log.With("component", "replication")
+	mgr, err := replication.NewManager(rcfg, p.SetTopology)
 	if err != nil {
-		return err
+		return cfg.varError(err)
 	}
 	registerReplicationMetrics(reg, mgr)
 

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -15,7 +14,8 @@ import (
 )
 
 // pairConfig builds the vip package's configuration, or nil when no peer
-// is configured (a standalone proxy, which is always the authority).
+// is configured (a standalone proxy, which is always the authority). It
+// checks only what the conversion needs; vip's Validate does the rest.
 func (c Config) pairConfig() (*vip.Config, error) {
 	if c.Peers == "" {
 		if c.VIP != "" {
@@ -42,14 +42,10 @@ func (c Config) pairConfig() (*vip.Config, error) {
 	vc.Priority = uint8(c.Priority)
 	if c.VIP != "" {
 		p, err := netip.ParsePrefix(c.VIP)
-		if err != nil || !p.Addr().Is4() {
+		if err != nil {
 			return nil, badVar("VIP", c.VIP, accepts("VIP"))
 		}
 		vc.VIP = p
-		if len(c.HeartbeatSecret) < vip.MinSecretLen {
-			return nil, &usageError{fmt.Sprintf("%s_HEARTBEAT_SECRET must be at least %d characters when %s_VIP is set (adverts are authenticated with it)",
-				envPrefix, vip.MinSecretLen, envPrefix)}
-		}
 	}
 	if c.Address != "" {
 		a, err := netip.ParseAddr(c.Address)
@@ -67,24 +63,9 @@ func (c Config) pairConfig() (*vip.Config, error) {
 		return nil, badVar("Track", c.Track, accepts("Track"))
 	}
 	if err := vc.Validate(); err != nil {
-		var ce *vip.ConfigError
-		if errors.As(err, &ce) {
-			return nil, &usageError{fmt.Sprintf("%s: %s", pairVar(ce.Field), ce.Msg)}
-		}
-		return nil, &usageError{err.Error()}
+		return nil, c.varError(err)
 	}
 	return vc, nil
-}
-
-// pairVar names the variable a vip.Config field comes from.
-func pairVar(field string) string {
-	m := map[string]string{"Interface": "VIPInterface", "VIP": "VIP", "Peers": "Peers", "Address": "Address",
-		"Port": "HeartbeatPort", "Priority": "Priority", "Interval": "AdvertInterval", "PreemptDelay": "PreemptDelay",
-		"Secret": "HeartbeatSecret"}
-	if f, ok := m[field]; ok {
-		return envPrefix + "_" + envName(f)
-	}
-	return "vip " + field
 }
 
 // pair couples a VIP node to the replication manager: only the node that

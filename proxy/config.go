@@ -1,0 +1,199 @@
+package proxy
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/redis-proxy/redis-proxy/internal/config"
+	"github.com/redis-proxy/redis-proxy/proxy/internal/resp"
+)
+
+// ReadFrom says where read-only commands go.
+type ReadFrom int
+
+const (
+	// ReadFromMaster sends every command to the master.
+	ReadFromMaster ReadFrom = iota
+	// ReadFromReplicas sends read-only commands outside transactions
+	// round-robin to replicas whose link is up, and to the master when
+	// there is none.
+	ReadFromReplicas
+)
+
+func (r ReadFrom) String() string {
+	if r == ReadFromReplicas {
+		return "replicas"
+	}
+	return "master"
+}
+
+// ParseReadFrom parses "master" or "replicas".
+func ParseReadFrom(s string) (ReadFrom, error) {
+	switch s {
+	case "master", "":
+		return ReadFromMaster, nil
+	case "replicas":
+		return ReadFromReplicas, nil
+	}
+	return 0, fmt.Errorf("read-from %q: want master or replicas", s)
+}
+
+// Config configures a Proxy. The zero value of every field is usable: a
+// zero field means the default its comment names.
+type Config struct {
+	// PoolSize is the number of shared connections to each Redis server:
+	// one per event loop, the rest (at least one) for clients served by
+	// goroutines. 1 to 64. If zero, 2.
+	PoolSize int
+	// MaxClients bounds client connections; past it new clients get
+	// Redis's "max number of clients reached" error. If zero, 10000.
+	MaxClients int
+	// MaxPinned bounds dedicated backend connections held by stateful
+	// sessions (transactions, blocking commands, pub/sub, ...); past it
+	// such a command gets an error. If zero, 1000.
+	MaxPinned int
+	// ClientPassword, if set, must be given with AUTH (or HELLO ... AUTH)
+	// before any other command, as with Redis's requirepass. If empty,
+	// clients need no password.
+	ClientPassword string
+	// BackendUsername and BackendPassword are the proxy's own credentials
+	// for the Redis servers. If empty, the proxy does not authenticate; a
+	// username needs a password.
+	BackendUsername string
+	BackendPassword string
+	// ReadFrom is where read-only commands go. The zero value is master.
+	ReadFrom ReadFrom
+	// MaxBulk bounds one bulk string in a request, in bytes, as Redis's
+	// proto-max-bulk-len. If zero, 512 MiB.
+	MaxBulk int64
+	// MaxOutput bounds the replies buffered for one client, in bytes; a
+	// client whose pending replies pass it is disconnected. If zero, 256 MiB.
+	MaxOutput int
+	// IdleTimeout closes a client that sends nothing for this long (not
+	// subscribers or blocked clients). If zero, clients are never closed
+	// for being idle.
+	IdleTimeout time.Duration
+	// WriteTimeout disconnects a client that does not read its replies for
+	// this long. If zero, 60s.
+	WriteTimeout time.Duration
+	// HoldTimeout is how long commands wait for a master (during a
+	// failover, or before one is known) before getting an error. If zero, 5s.
+	HoldTimeout time.Duration
+	// MaxHeld bounds the sessions waiting for a master at once; past it,
+	// commands get an error at once. If zero, 10000.
+	MaxHeld int
+	// DialTimeout bounds connecting and authenticating to Redis. If zero, 1s.
+	DialTimeout time.Duration
+	// EventLoops is the number of event loops (threads) serving clients
+	// whose commands are stateless; each has its own shared connection to
+	// each server. A client that needs a dedicated connection moves to a
+	// goroutine of its own. -1 serves every client with its own goroutine
+	// from the start. Up to 64. If zero, 1. (Event loops exist on Linux
+	// only; elsewhere there are none.)
+	EventLoops int
+	// BusyPoll is how long an event loop serving one or two clients keeps
+	// polling for their next command, or Redis's reply, before it sleeps:
+	// it trades up to that much CPU per request for a lower latency. At
+	// most 10ms; negative: never. If zero, 100µs.
+	BusyPoll time.Duration
+	// WriteAtOnce makes an event loop send every request to Redis as soon
+	// as it has read it. If false, while more than eight of a loop's
+	// clients await replies, requests for a connection whose last write is
+	// not yet answered wait for those replies and go out together in one
+	// write: less CPU in Redis and the proxy per request, for a wait of at
+	// most one round trip to Redis (long when Redis is across a slow link,
+	// where WriteAtOnce is the better choice).
+	WriteAtOnce bool
+	// Logger receives the proxy's logs. If nil, nothing is logged.
+	Logger *slog.Logger
+	// Registerer, if set, gets the proxy's Prometheus collectors. If nil,
+	// they are counted but not registered.
+	Registerer prometheus.Registerer
+}
+
+// withDefaults returns c with every zero field set to its default. It is
+// the only place defaults are applied.
+func (c Config) withDefaults() Config {
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&c.PoolSize, 2)
+	def(&c.MaxClients, 10000)
+	def(&c.MaxPinned, 1000)
+	def(&c.MaxOutput, 256<<20)
+	def(&c.MaxHeld, 10000)
+	def(&c.EventLoops, 1)
+	if c.EventLoops < 0 || !loopsSupported {
+		c.EventLoops = 0
+	}
+	if c.MaxBulk == 0 {
+		c.MaxBulk = resp.DefaultMaxBulk
+	}
+	defDur := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	defDur(&c.WriteTimeout, 60*time.Second)
+	defDur(&c.HoldTimeout, 5*time.Second)
+	defDur(&c.DialTimeout, time.Second)
+	defDur(&c.BusyPoll, 100*time.Microsecond)
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return c
+}
+
+// pkg names this package in a *config.FieldError.
+const pkg = "proxy"
+
+// Validate reports the first field of c (with defaults applied) that the
+// proxy cannot use, as a *config.FieldError.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	ints := []struct {
+		field     string
+		v, lo, hi int
+	}{
+		{"PoolSize", c.PoolSize, 1, 64},
+		{"EventLoops", c.EventLoops, 0, 64},
+		{"MaxClients", c.MaxClients, 1, 1 << 24},
+		{"MaxPinned", c.MaxPinned, 1, 1 << 24},
+		{"MaxHeld", c.MaxHeld, 1, 1 << 24},
+		{"MaxOutput", c.MaxOutput, 1, 1 << 40},
+	}
+	for _, f := range ints {
+		if f.v < f.lo || f.v > f.hi {
+			return config.Errorf(pkg, f.field, "must be from %d to %d, got %d", f.lo, f.hi, f.v)
+		}
+	}
+	durs := []struct {
+		field string
+		v     time.Duration
+	}{
+		{"IdleTimeout", c.IdleTimeout}, {"WriteTimeout", c.WriteTimeout},
+		{"HoldTimeout", c.HoldTimeout}, {"DialTimeout", c.DialTimeout},
+	}
+	for _, f := range durs {
+		if f.v < 0 {
+			return config.Errorf(pkg, f.field, "must not be negative, got %v", f.v)
+		}
+	}
+	switch {
+	case c.MaxBulk < 1:
+		return config.Errorf(pkg, "MaxBulk", "must be a positive size, got %d", c.MaxBulk)
+	case c.BusyPoll > 10*time.Millisecond:
+		return config.Errorf(pkg, "BusyPoll", "must be at most 10ms, got %v", c.BusyPoll)
+	case c.ReadFrom != ReadFromMaster && c.ReadFrom != ReadFromReplicas:
+		return config.Errorf(pkg, "ReadFrom", "must be master or replicas, got %d", c.ReadFrom)
+	case c.BackendUsername != "" && c.BackendPassword == "":
+		return config.Errorf(pkg, "BackendPassword", "is required with a backend username")
+	}
+	return nil
+}

@@ -1,0 +1,150 @@
+package proxy
+
+import (
+	"net"
+	"sync"
+	"time"
+
+	"github.com/redis-proxy/redis-proxy/proxy/internal/command"
+	"github.com/redis-proxy/redis-proxy/proxy/internal/resp"
+)
+
+// tunnel turns the session into a full-duplex pipe to its dedicated
+// connection for the rest of its life: replies, pushed messages and
+// MONITOR output flow to the client as Redis sends them, in order. The
+// proxy still reads and classifies each client command, so refused
+// commands and the proxy's own AUTH are answered; those answers are made
+// by the server (an EVAL that returns the reply) so they stay in order
+// with everything else. rest is what the client sent after the command
+// that opened the tunnel, that command included; handshake: name the
+// server's connection and learn its id first.
+//
+// Two goroutines own the client from here: this one reads the client and
+// writes the server; the one it starts copies the server to the client.
+// When either side ends, both connections close and the session ends.
+func (g *gclient) tunnel(rest []resp.Command, handshake bool) {
+	g.s.st.Conn = command.Tunnel
+	defer g.finish()
+	pin := g.pin
+	if !g.flush() {
+		return
+	}
+	g.nc.SetReadDeadline(time.Time{})
+	if handshake {
+		id, ok := g.handshake(pin)
+		if !ok {
+			return
+		}
+		g.p.tunnels.Store(g.s.st.ID, id)
+		defer g.p.tunnels.Delete(g.s.st.ID)
+	}
+	var wmu sync.Mutex // the client's write side, shared with the copier
+	copied := make(chan struct{})
+	go func() {
+		defer close(copied)
+		g.copyToClient(pin, &wmu)
+		g.nc.Close()
+	}()
+	err := g.forward(pin, rest)
+	for err == nil && !g.closing && !g.eof {
+		g.cmds, g.args = g.cmds[:0], g.args[:0]
+		if g.parse(); len(g.cmds) > 0 {
+			err = g.forward(pin, g.cmds)
+			continue
+		}
+		if g.protoErr != "" {
+			// As Redis, the error then close; the replies still on their
+			// way from the server may come after it.
+			wmu.Lock()
+			g.nc.Write(resp.AppendError(nil, g.protoErr))
+			wmu.Unlock()
+			break
+		}
+		g.read()
+	}
+	pin.nc.Close()
+	<-copied
+}
+
+// handshake gives the server's connection the name the proxy kept (so
+// CLIENT LIST shows it) and returns the server's id for it, which CLIENT
+// UNBLOCK from other clients must name. (SETNAME "" clears nothing on an
+// unnamed connection; it keeps the reply count fixed.)
+func (g *gclient) handshake(pin *dedicated) (int64, bool) {
+	g.wbuf = resp.AppendCommand(g.wbuf[:0], "CLIENT", "SETNAME", g.s.st.Name)
+	g.wbuf = resp.AppendCommand(g.wbuf, "CLIENT", "ID")
+	if _, err := pin.nc.Write(g.wbuf); err != nil {
+		return 0, false
+	}
+	var hs []byte
+	var err error
+	for range 2 {
+		if hs, _, err = pin.rr.AppendValue(hs[:0], 4096); err != nil {
+			return 0, false
+		}
+	}
+	if hs[0] != ':' {
+		return 0, true
+	}
+	id, ok := resp.ParseInt(hs[1 : len(hs)-2])
+	return id, ok
+}
+
+// forward writes cmds to the server in one write.
+func (g *gclient) forward(pin *dedicated, cmds []resp.Command) error {
+	g.wbuf = g.wbuf[:0]
+	for _, c := range cmds {
+		g.wbuf = append(g.wbuf, g.tunnelBytes(c)...)
+	}
+	clear(cmds)
+	if len(g.wbuf) == 0 {
+		return nil
+	}
+	_, err := pin.nc.Write(g.wbuf)
+	return err
+}
+
+// tunnelBytes returns what to send to the server for a client command in a
+// tunnel: the command itself (or its rewrite), or for a reply the proxy
+// makes, an EVAL that makes the server send that reply.
+func (g *gclient) tunnelBytes(c resp.Command) []byte {
+	rt := g.p.routes.Load()
+	if rt.table == nil {
+		return c.Raw
+	}
+	d, local := g.s.decide(rt.table, c, g.local[:0])
+	g.local = local
+	g.s.commit(&d, c.Args)
+	if d.Kind != command.Local {
+		return d.Raw
+	}
+	if ev, ok := command.EvalFor(local); ok {
+		return ev
+	}
+	return c.Raw
+}
+
+// copyToClient copies everything the server sends to the client until
+// either side fails. A client that does not take the bytes for
+// WriteTimeout is disconnected.
+func (g *gclient) copyToClient(pin *dedicated, wmu *sync.Mutex) {
+	buf := make([]byte, 32<<10)
+	client := g.nc
+	for {
+		n, err := pin.rr.R.Read(buf)
+		if n > 0 && !writeLocked(client, wmu, buf[:n], g.p.cfg.WriteTimeout) {
+			return
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func writeLocked(c net.Conn, mu *sync.Mutex, b []byte, timeout time.Duration) bool {
+	mu.Lock()
+	defer mu.Unlock()
+	c.SetWriteDeadline(time.Now().Add(timeout))
+	_, err := c.Write(b)
+	return err == nil
+}
