@@ -3,6 +3,8 @@
 # against direct Redis and twemproxy (nutcracker).
 #
 # Usage: bench/bench.sh [--quick]     (run from anywhere; works in the repo root)
+#        BASELINE_BIN=/abs/path/old-redis-proxy bench/bench.sh [--quick]
+#                                     (before/after in one run; or: make bench BASELINE_BIN=...)
 #
 # Needs: go, redis-server, redis-benchmark, redis-cli, nutcracker, ss (iproute2),
 # timeout (coreutils). On Debian: apt-get install -y redis-server redis-tools nutcracker
@@ -16,7 +18,17 @@
 #   PROXY_BIN            proxy binary (default bin/redis-proxy, built from
 #                        ./cmd/redis-proxy if missing)
 #   BENCH_REBUILD=1      rebuild PROXY_BIN even if it exists
-#   BENCH_POOL_SIZE      passed to the proxy as REDIS_PROXY_POOL_SIZE (default: unset)
+#   BASELINE_BIN         a second redis-proxy binary to compare against in the same
+#                        run, e.g. built from the commit before a change. It runs
+#                        beside the proxy (same environment, own ports, same Redis)
+#                        as a fourth target "baseline": right after the proxy in odd
+#                        rounds, right before it in even ones. The results add its
+#                        median, baseline/direct, and proxy/baseline with the
+#                        min..max of the per-round ratios; the idle-client test
+#                        measures it too. A relative path is taken from the repo
+#                        root, like PROXY_BIN. Unset (default): no baseline
+#   BENCH_POOL_SIZE      passed to the proxy (and the baseline) as
+#                        REDIS_PROXY_POOL_SIZE (default: unset)
 #   ROUNDS               interleaved rounds (default 5; --quick: 1)
 #   BENCH_N_C50_P1       -n for "-c 50 -P 1"  (default 100000;  --quick: 20000)
 #   BENCH_N_C50_P16      -n for "-c 50 -P 16" (default 1000000; --quick: 100000)
@@ -26,6 +38,7 @@
 #   BENCH_IDLE_PING      inline|resp: how idle clients PING the proxy (default inline;
 #                        twemproxy only speaks resp, so it always gets resp)
 #   BENCH_IDLE_TWEMPROXY=0  skip the twemproxy idle-client reference measurement
+#   BENCH_IDLE_BASELINE=0   skip the baseline's idle-client measurement (BASELINE_BIN set)
 #   BENCH_RUN_TIMEOUT    seconds before a single redis-benchmark run is killed (default 300)
 #   BENCH_KEEP_TMP=1     keep the temp dir (logs, raw results); it is always kept on failure
 set -euo pipefail
@@ -57,8 +70,10 @@ N_WARMUP=${BENCH_N_WARMUP:-$d_warm}
 IDLE_CLIENTS=${BENCH_IDLE_CLIENTS:-10000}
 IDLE_PING=${BENCH_IDLE_PING:-inline}
 IDLE_TWEMPROXY=${BENCH_IDLE_TWEMPROXY:-1}
+IDLE_BASELINE=${BENCH_IDLE_BASELINE:-1}
 RUN_TIMEOUT=${BENCH_RUN_TIMEOUT:-300}
 PROXY_BIN=${PROXY_BIN:-bin/redis-proxy}
+BASELINE_BIN=${BASELINE_BIN:-}
 NUTCRACKER=${NUTCRACKER:-$(command -v nutcracker || echo /usr/sbin/nutcracker)}
 
 # Rows: label | redis-benchmark args | -n | target proxy/direct ratio.
@@ -67,6 +82,8 @@ ROW_ARGS=("-t set,get -c 50 -P 1" "-t set,get -c 50 -P 16" "-t get -c 1 -P 1")
 ROW_N=("$N_C50_P1" "$N_C50_P16" "$N_C1")
 ROW_TARGET=("0.95" "0.90" "0.65")
 TARGETS=(direct proxy twemproxy)
+# With a baseline it runs right after the proxy (before it in even rounds).
+[[ -z $BASELINE_BIN ]] || TARGETS=(direct proxy baseline twemproxy)
 RSS_TARGET_MIB=150
 
 log() { printf '%s\n' "$*" >&2; }
@@ -167,6 +184,9 @@ mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 
 for tool in go redis-server redis-benchmark redis-cli ss timeout awk; do need "$tool"; done
 [[ -x $NUTCRACKER ]] || die "nutcracker not found at $NUTCRACKER (apt-get install -y nutcracker)"
+if [[ -n $BASELINE_BIN && ! ( -f $BASELINE_BIN && -x $BASELINE_BIN ) ]]; then
+	die "BASELINE_BIN=$BASELINE_BIN is not an executable file (a relative path is taken from $ROOT)"
+fi
 
 # Every process needs one fd per connection; 10000 idle clients don't fit in
 # the usual soft limit of 1024. Children inherit this.
@@ -196,6 +216,12 @@ else
 		log "bench: WARNING: $PROXY_BIN is older than $newer; rm it or set BENCH_REBUILD=1 to benchmark current sources"
 	fi
 fi
+BASELINE_SAME=
+if [[ -n $BASELINE_BIN ]]; then
+	if cmp -s "$PROXY_BIN" "$BASELINE_BIN"; then
+		BASELINE_SAME=" - the same bytes as the proxy binary: an A/A run, expect proxy/baseline ~1"
+	fi
+fi
 IDLE_BIN=$TMP/idleclients
 if ((IDLE_CLIENTS > 0)); then
 	CGO_ENABLED=0 go build -o "$IDLE_BIN" ./bench/idleclients || die "go build ./bench/idleclients failed"
@@ -214,24 +240,46 @@ start_bg "$TMP/redis.log" redis-server --save '' --appendonly no --port "$REDIS_
 REDIS_PID=$LAST_PID
 wait_pong redis-server "$REDIS_PORT" "$REDIS_PID" "$TMP/redis.log"
 
-proxy_env=(REDIS_PROXY_LISTEN="127.0.0.1:$PROXY_PORT"
-	REDIS_PROXY_SERVERS="127.0.0.1:$REDIS_PORT"
-	REDIS_PROXY_ADMIN_LISTEN="127.0.0.1:$ADMIN_PORT")
-if [[ -n ${BENCH_POOL_SIZE:-} ]]; then
-	proxy_env+=(REDIS_PROXY_POOL_SIZE="$BENCH_POOL_SIZE")
-fi
-start_bg "$TMP/proxy.log" env "${proxy_env[@]}" "$PROXY_BIN"
+PROXY_ENV=()
+proxy_env() { # listen-port admin-port -> sets PROXY_ENV; the proxy and the baseline get the same
+	PROXY_ENV=(REDIS_PROXY_LISTEN="127.0.0.1:$1"
+		REDIS_PROXY_SERVERS="127.0.0.1:$REDIS_PORT"
+		REDIS_PROXY_ADMIN_LISTEN="127.0.0.1:$2")
+	if [[ -n ${BENCH_POOL_SIZE:-} ]]; then
+		PROXY_ENV+=(REDIS_PROXY_POOL_SIZE="$BENCH_POOL_SIZE")
+	fi
+}
+HC=
+wait_healthz() { # name admin-port -> sets HC: 200, or what /healthz answered last (a warning)
+	local name=$1 port=$2
+	HC=
+	for _ in $(seq 1 50); do
+		HC=$(http_status "$port" /healthz)
+		[[ $HC == 200 ]] && break
+		sleep 0.1
+	done
+	if [[ $HC != 200 ]]; then
+		[[ -z $HC || $HC == 000 ]] && HC="no-answer"
+		log "bench: WARNING: $name /healthz on 127.0.0.1:$port: $HC (not 200) after 5s; continuing since it answers PING"
+	fi
+}
+
+proxy_env "$PROXY_PORT" "$ADMIN_PORT"
+start_bg "$TMP/proxy.log" env "${PROXY_ENV[@]}" "$PROXY_BIN"
 PROXY_PID=$LAST_PID # env execs the binary: same pid
 wait_pong redis-proxy "$PROXY_PORT" "$PROXY_PID" "$TMP/proxy.log"
-HEALTHZ=
-for _ in $(seq 1 50); do
-	HEALTHZ=$(http_status "$ADMIN_PORT" /healthz)
-	[[ $HEALTHZ == 200 ]] && break
-	sleep 0.1
-done
-if [[ $HEALTHZ != 200 ]]; then
-	[[ -z $HEALTHZ || $HEALTHZ == 000 ]] && HEALTHZ="no-answer"
-	log "bench: WARNING: proxy /healthz on 127.0.0.1:$ADMIN_PORT: $HEALTHZ (not 200) after 5s; continuing since it answers PING"
+wait_healthz proxy "$ADMIN_PORT"
+HEALTHZ=$HC
+
+if [[ -n $BASELINE_BIN ]]; then
+	pick_port; BASE_PORT=$PORT
+	pick_port; BASE_ADMIN_PORT=$PORT
+	proxy_env "$BASE_PORT" "$BASE_ADMIN_PORT"
+	start_bg "$TMP/baseline.log" env "${PROXY_ENV[@]}" "$BASELINE_BIN"
+	BASE_PID=$LAST_PID
+	wait_pong "baseline redis-proxy" "$BASE_PORT" "$BASE_PID" "$TMP/baseline.log"
+	wait_healthz baseline "$BASE_ADMIN_PORT"
+	BASE_HEALTHZ=$HC
 fi
 
 cat >"$TMP/nutcracker.yml" <<EOF
@@ -255,6 +303,9 @@ wait_pong twemproxy "$TWEM_PORT" "$TWEM_PID" "$TMP/nutcracker.log"
 declare -A PORT_OF=([direct]=$REDIS_PORT [proxy]=$PROXY_PORT [twemproxy]=$TWEM_PORT)
 declare -A PID_OF=([direct]=$REDIS_PID [proxy]=$PROXY_PID [twemproxy]=$TWEM_PID)
 declare -A LOG_OF=([direct]=$TMP/redis.log [proxy]=$TMP/proxy.log [twemproxy]=$TMP/nutcracker.log)
+if [[ -n $BASELINE_BIN ]]; then
+	PORT_OF[baseline]=$BASE_PORT PID_OF[baseline]=$BASE_PID LOG_OF[baseline]=$TMP/baseline.log
+fi
 
 # ------------------------------------------------------------------ runs
 
@@ -324,6 +375,9 @@ if awk -v l="${LOAD_START%% *}" -v n="$(nproc)" 'BEGIN { exit !(l > n / 2) }'; t
 	log "bench: WARNING: the machine is busy (load average $LOAD_START on $(nproc) CPUs); expect noisy numbers"
 fi
 log "bench: redis 127.0.0.1:$REDIS_PORT (pid $REDIS_PID), proxy 127.0.0.1:$PROXY_PORT (pid $PROXY_PID, admin :$ADMIN_PORT, /healthz ${HEALTHZ:-none}), twemproxy 127.0.0.1:$TWEM_PORT (pid $TWEM_PID)"
+if [[ -n $BASELINE_BIN ]]; then
+	log "bench: baseline $BASELINE_BIN: 127.0.0.1:$BASE_PORT (pid $BASE_PID, admin :$BASE_ADMIN_PORT, /healthz ${BASE_HEALTHZ:-none})$BASELINE_SAME"
+fi
 log "bench: warm-up (-t set,get -c 50 -n $N_WARMUP per target)"
 for target in "${TARGETS[@]}"; do
 	timeout "$RUN_TIMEOUT" redis-benchmark -h 127.0.0.1 -p "${PORT_OF[$target]}" -t set,get -c 50 -n "$N_WARMUP" --csv \
@@ -331,10 +385,18 @@ for target in "${TARGETS[@]}"; do
 		{ show_log "$TMP/warmup.$target.err"; show_log "${LOG_OF[$target]}"; die "warm-up against $target failed"; }
 done
 
-log "bench: $ROUNDS round(s), targets interleaved (direct, proxy, twemproxy) within each row"
+if [[ -n $BASELINE_BIN ]]; then
+	log "bench: $ROUNDS round(s), targets interleaved (direct, proxy, baseline, twemproxy; baseline before proxy in even rounds) within each row"
+else
+	log "bench: $ROUNDS round(s), targets interleaved (direct, proxy, twemproxy) within each row"
+fi
 for ((round = 1; round <= ROUNDS; round++)); do
+	order=("${TARGETS[@]}")
+	# proxy and baseline run back to back; alternating which goes first keeps
+	# a position effect out of proxy/baseline.
+	if [[ -n $BASELINE_BIN ]] && ((round % 2 == 0)); then order=(direct baseline proxy twemproxy); fi
 	for i in "${!ROW_LABELS[@]}"; do
-		for target in "${TARGETS[@]}"; do
+		for target in "${order[@]}"; do
 			run_one "${ROW_LABELS[$i]}" "$target" "${ROW_ARGS[$i]}" "${ROW_N[$i]}" "$round"
 		done
 	done
@@ -352,19 +414,46 @@ spread() { # label test target -> "min..max"
 	awk -F'\t' -v l="$1" -v t="$2" -v g="$3" '$1 == l && $2 == t && $3 == g { print $5 }' "$RESULTS" |
 		sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%.0f..%.0f", lo, hi }'
 }
+round_ratios() { # label test target1 target2 -> target1/target2 of each round, in round order
+	awk -F'\t' -v l="$1" -v t="$2" -v a="$3" -v b="$4" '
+		$1 == l && $2 == t { r[$4] = $4; v[$3, $4] = $5 }
+		END { for (k = 1; k in r; k++) if (v[b, k] > 0) print v[a, k] / v[b, k] }' "$RESULTS"
+}
 
 echo
 echo "redis-proxy benchmark: $(date -u '+%Y-%m-%d %H:%M:%S UTC'), $(nproc) CPUs, load avg $LOAD_START at start, $(cut -d' ' -f1-3 /proc/loadavg) at end"
 echo "  $(redis-server --version | awk '{ print $1, $2, $3 }'), $(redis-benchmark --version), $("$NUTCRACKER" -V 2>&1 | head -n 1)"
 echo "  proxy: $PROXY_BIN ($(date -u -r "$PROXY_BIN" '+built %Y-%m-%d %H:%M:%S UTC')), pool size ${BENCH_POOL_SIZE:-default}, GOMAXPROCS ${GOMAXPROCS:-default}"
+if [[ -n $BASELINE_BIN ]]; then
+	echo "  baseline: $BASELINE_BIN ($(date -u -r "$BASELINE_BIN" '+built %Y-%m-%d %H:%M:%S UTC')), same environment$BASELINE_SAME"
+fi
 echo "  rounds: $ROUNDS, -n: c50-P1 $N_C50_P1, c50-P16 $N_C50_P16, c1-P1 $N_C1; medians of requests/s over rounds"
 echo
-FMT='%-8s %-4s %10s %10s %10s %8s %8s %7s %7s  %s\n'
-# shellcheck disable=SC2059
-printf "$FMT" row test direct proxy twemproxy prx/dir twm/dir target "prx>twm" verdict
-# shellcheck disable=SC2059
-printf "$FMT" -------- ---- ---------- ---------- ---------- -------- -------- ------- ------- -------
-PASSED=0 TOTAL=0
+# row_verdict direct middle twemproxy want -> "ratio/direct ahead-of-twemproxy PASS|MISS(...)"
+row_verdict() {
+	awk -v d="$1" -v p="$2" -v t="$3" -v want="$4" 'BEGIN {
+		pr = p / d; ahead = (p > t) ? "yes" : "no"
+		okr = (pr + 1e-9 >= want); why = ""
+		if (!okr) why = "ratio"
+		if (ahead == "no") why = why (why == "" ? "" : "+") "twem"
+		v = (why == "") ? "PASS" : "MISS(" why ")"
+		printf "%.3f %s %s\n", pr, ahead, v }'
+}
+rps() { printf '%.0f' "$1"; }
+if [[ -n $BASELINE_BIN ]]; then
+	FMT='%-8s %-4s %10s %10s %10s %10s %8s %8s %8s %7s %7s  %s\n'
+	# shellcheck disable=SC2059
+	printf "$FMT" row test direct proxy baseline twemproxy prx/dir bas/dir twm/dir target "prx>twm" verdict
+	# shellcheck disable=SC2059
+	printf "$FMT" -------- ---- ---------- ---------- ---------- ---------- -------- -------- -------- ------- ------- -------
+else
+	FMT='%-8s %-4s %10s %10s %10s %8s %8s %7s %7s  %s\n'
+	# shellcheck disable=SC2059
+	printf "$FMT" row test direct proxy twemproxy prx/dir twm/dir target "prx>twm" verdict
+	# shellcheck disable=SC2059
+	printf "$FMT" -------- ---- ---------- ---------- ---------- -------- -------- ------- ------- -------
+fi
+PASSED=0 TOTAL=0 BASE_PASSED=0
 for i in "${!ROW_LABELS[@]}"; do
 	label=${ROW_LABELS[$i]}
 	for test in SET GET; do
@@ -372,23 +461,46 @@ for i in "${!ROW_LABELS[@]}"; do
 		d=$(median "$label" "$test" direct)
 		p=$(median "$label" "$test" proxy)
 		t=$(median "$label" "$test" twemproxy)
-		read -r pr tr ahead verdict < <(awk -v d="$d" -v p="$p" -v t="$t" -v want="${ROW_TARGET[$i]}" 'BEGIN {
-			pr = p / d; tr = t / d; ahead = (p > t) ? "yes" : "no"
-			okr = (pr + 1e-9 >= want); why = ""
-			if (!okr) why = "ratio"
-			if (ahead == "no") why = why (why == "" ? "" : "+") "twem"
-			v = (why == "") ? "PASS" : "MISS(" why ")"
-			printf "%.3f %.3f %s %s\n", pr, tr, ahead, v }')
+		read -r pr ahead verdict < <(row_verdict "$d" "$p" "$t" "${ROW_TARGET[$i]}")
+		tr=$(awk -v d="$d" -v t="$t" 'BEGIN { printf "%.3f", t / d }')
 		TOTAL=$((TOTAL + 1))
 		[[ $verdict == PASS ]] && PASSED=$((PASSED + 1))
-		# shellcheck disable=SC2059
-		printf "$FMT" "$label" "$test" "$(printf '%.0f' "$d")" "$(printf '%.0f' "$p")" "$(printf '%.0f' "$t")" \
-			"$pr" "$tr" ">=${ROW_TARGET[$i]}" "$ahead" "$verdict"
+		if [[ -n $BASELINE_BIN ]]; then
+			b=$(median "$label" "$test" baseline)
+			read -r br _ bverdict < <(row_verdict "$d" "$b" "$t" "${ROW_TARGET[$i]}")
+			[[ $bverdict == PASS ]] && BASE_PASSED=$((BASE_PASSED + 1))
+			# shellcheck disable=SC2059
+			printf "$FMT" "$label" "$test" "$(rps "$d")" "$(rps "$p")" "$(rps "$b")" "$(rps "$t")" \
+				"$pr" "$br" "$tr" ">=${ROW_TARGET[$i]}" "$ahead" "$verdict"
+		else
+			# shellcheck disable=SC2059
+			printf "$FMT" "$label" "$test" "$(rps "$d")" "$(rps "$p")" "$(rps "$t")" \
+				"$pr" "$tr" ">=${ROW_TARGET[$i]}" "$ahead" "$verdict"
+		fi
 	done
 done
 echo
 echo "targets: proxy >= 0.95x direct at c50-P1, >= 0.90x at c50-P16, >= 0.65x at c1-P1, and ahead of twemproxy on every row"
-echo "rows meeting both targets: $PASSED/$TOTAL (informational)"
+if [[ -n $BASELINE_BIN ]]; then
+	echo "rows meeting both targets: $PASSED/$TOTAL (informational); the baseline would meet $BASE_PASSED/$TOTAL"
+	echo
+	if ((ROUNDS > 1)); then
+		echo "proxy vs baseline: ratio of the medians, and min..max of the $ROUNDS per-round ratios (each round ran the two back to back: that range is the noise a difference must exceed):"
+	else
+		echo "proxy vs baseline: ratio of the medians (1 round: the range is that round's ratio, no spread; use ROUNDS=5 or more to see the noise):"
+	fi
+	for i in "${!ROW_LABELS[@]}"; do
+		label=${ROW_LABELS[$i]}
+		for test in SET GET; do
+			[[ ${ROW_ARGS[$i]} == *"${test,,}"* ]] || continue
+			printf '  %-8s %-4s proxy/baseline %s  per round %s\n' "$label" "$test" \
+				"$(awk -v p="$(median "$label" "$test" proxy)" -v b="$(median "$label" "$test" baseline)" 'BEGIN { printf "%.3f", p / b }')" \
+				"$(round_ratios "$label" "$test" proxy baseline | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%.3f..%.3f", lo, hi }')"
+		done
+	done
+else
+	echo "rows meeting both targets: $PASSED/$TOTAL (informational)"
+fi
 if ((ROUNDS > 1)); then
 	echo
 	echo "spread over rounds (min..max requests/s):"
@@ -396,8 +508,14 @@ if ((ROUNDS > 1)); then
 		label=${ROW_LABELS[$i]}
 		for test in SET GET; do
 			[[ ${ROW_ARGS[$i]} == *"${test,,}"* ]] || continue
-			printf '  %-8s %-4s direct %-17s proxy %-17s twemproxy %s\n' "$label" "$test" \
-				"$(spread "$label" "$test" direct)" "$(spread "$label" "$test" proxy)" "$(spread "$label" "$test" twemproxy)"
+			if [[ -n $BASELINE_BIN ]]; then
+				printf '  %-8s %-4s direct %-17s proxy %-17s baseline %-17s twemproxy %s\n' "$label" "$test" \
+					"$(spread "$label" "$test" direct)" "$(spread "$label" "$test" proxy)" \
+					"$(spread "$label" "$test" baseline)" "$(spread "$label" "$test" twemproxy)"
+			else
+				printf '  %-8s %-4s direct %-17s proxy %-17s twemproxy %s\n' "$label" "$test" \
+					"$(spread "$label" "$test" direct)" "$(spread "$label" "$test" proxy)" "$(spread "$label" "$test" twemproxy)"
+			fi
 		done
 	done
 	echo "proxy/direct within each round (round 1..$ROUNDS; each pair ran back to back):"
@@ -410,6 +528,17 @@ if ((ROUNDS > 1)); then
 				END { for (k = 1; k in r; k++) printf "%s%.2f", (k > 1 ? " " : ""), v["proxy", k] / v["direct", k] }' "$RESULTS")"
 		done
 	done
+	if [[ -n $BASELINE_BIN ]]; then
+		echo "proxy/baseline within each round (round 1..$ROUNDS; proxy first in odd rounds, baseline first in even ones):"
+		for i in "${!ROW_LABELS[@]}"; do
+			label=${ROW_LABELS[$i]}
+			for test in SET GET; do
+				[[ ${ROW_ARGS[$i]} == *"${test,,}"* ]] || continue
+				printf '  %-8s %-4s %s\n' "$label" "$test" \
+					"$(round_ratios "$label" "$test" proxy baseline | awk '{ printf "%s%.3f", (NR > 1 ? " " : ""), $1 }')"
+			done
+		done
+	fi
 fi
 
 # CPU per request: where the two cores went, per process, medians over rounds.
@@ -431,6 +560,9 @@ for i in "${!ROW_LABELS[@]}"; do
 			}' "$CPUS"
 	done
 done
+if [[ -n $BASELINE_BIN ]]; then
+	echo "  (baseline rows: middle is the BASELINE_BIN redis-proxy)"
+fi
 echo "  (middle: redis-proxy or twemproxy; busy: the share of the machine's CPU time used during"
 echo "  the run, all processes. At 100 % throughput would be the CPUs divided by the total; below it,"
 echo "  the processes sharing one CPU bound the row: through a proxy the kernel runs the proxy and"
@@ -465,11 +597,28 @@ stop_pid() { # pid
 	PIDS=("${keep[@]}") # not killed again by cleanup (the pid may be reused)
 }
 
+# idle_verdict rss-kib clients-ok clients-alive -> PASS or MISS(rss|clients)
+idle_verdict() {
+	awk -v r="$1" -v t="$RSS_TARGET_MIB" -v ok="$2" -v n="$IDLE_CLIENTS" -v a="$3" 'BEGIN {
+		why = ""
+		if (r / 1024 > t) why = "rss"
+		if (ok < n || a < n) why = why (why == "" ? "" : "+") "clients"
+		print (why == "") ? "PASS" : "MISS(" why ")" }'
+}
+
+# redis_conns_of pid -> how many established TCP connections pid has to the backend Redis
+redis_conns_of() {
+	ss -Htnp state established "( dport = :$REDIS_PORT )" 2>/dev/null | grep -c "pid=$1," || true
+}
+
 if ((IDLE_CLIENTS > 0)); then
 	echo
 	# twemproxy reference first, then stop twemproxy so that the backend's
 	# connected_clients during the proxy measurement is only the proxy's pool
-	# (plus the INFO connection itself).
+	# (plus the INFO connection itself). The baseline likewise goes before
+	# the proxy and is stopped; while it is measured the proxy is still up,
+	# so the proxy's own connections to Redis (counted with ss) are taken
+	# off the baseline's backend figure.
 	twem_line=
 	if [[ $IDLE_TWEMPROXY == 1 ]]; then
 		out=$TMP/idle.twemproxy
@@ -478,27 +627,51 @@ if ((IDLE_CLIENTS > 0)); then
 	fi
 	stop_pid "$TWEM_PID"
 
+	base_lines=()
+	stopped="twemproxy was stopped first"
+	if [[ -n $BASELINE_BIN ]]; then
+		stopped="twemproxy and the baseline were stopped first"
+		if [[ $IDLE_BASELINE == 1 ]]; then
+			out=$TMP/idle.baseline
+			pc0=$(redis_conns_of "$PROXY_PID")
+			idle_run baseline "$BASE_PORT" "$BASE_PID" "$IDLE_PING" "$out"
+			pc1=$(redis_conns_of "$PROXY_PID")
+			rss=$(kv rss_kib "$out") raw=$(kv backend_clients "$out")
+			[[ -n $rss ]] || die "no baseline RSS measured: $(kv rss_error "$out")"
+			if [[ $pc0 == "$pc1" ]] && ((pc0 > 0)); then
+				bconns="$((raw - pc0)) (Redis connected_clients $raw less the proxy's $pc0)"
+			else
+				bconns="$raw (Redis connected_clients, including the proxy's own connections: ss counted $pc0 before and $pc1 after)"
+			fi
+			base_lines+=("baseline: idle clients: $(idle_clients_text "$out"), RSS: $(mib "$rss") MiB (before: $(mib "$(kv rss_before_kib "$out")") MiB; VmHWM $(mib "$(kv hwm_kib "$out")") MiB), backend connections: $bconns  $(idle_verdict "$rss" "$(kv clients_ok "$out")" "$(kv clients_alive "$out")")")
+			base_lines+=("  baseline: PING=$IDLE_PING; setup $(kv setup_ms "$out") ms; still answering PING after the measurement: $(kv clients_alive "$out")/$IDLE_CLIENTS")
+		else
+			base_lines+=("baseline: idle clients not measured (BENCH_IDLE_BASELINE=0)")
+		fi
+		stop_pid "$BASE_PID"
+	fi
+
 	out=$TMP/idle.proxy
 	idle_run proxy "$PROXY_PORT" "$PROXY_PID" "$IDLE_PING" "$out"
 	rss=$(kv rss_kib "$out") rss0=$(kv rss_before_kib "$out") hwm=$(kv hwm_kib "$out")
 	ok=$(kv clients_ok "$out") alive_n=$(kv clients_alive "$out")
 	[[ -n $rss ]] || die "no proxy RSS measured: $(kv rss_error "$out")"
-	verdict=$(awk -v r="$rss" -v t="$RSS_TARGET_MIB" -v ok="$ok" -v n="$IDLE_CLIENTS" -v a="$alive_n" 'BEGIN {
-		why = ""
-		if (r / 1024 > t) why = "rss"
-		if (ok < n || a < n) why = why (why == "" ? "" : "+") "clients"
-		print (why == "") ? "PASS" : "MISS(" why ")" }')
+	verdict=$(idle_verdict "$rss" "$ok" "$alive_n")
 	echo "idle clients: $(idle_clients_text "$out"), proxy RSS: $(mib "$rss") MiB (target ≤${RSS_TARGET_MIB} MiB), backend connections: $(kv backend_clients "$out") (pool size ${BENCH_POOL_SIZE:-default})  $verdict"
 	echo "  proxy RSS before the clients connected: $(mib "$rss0") MiB; VmHWM while held: $(mib "$hwm") MiB; backend connections before: $(kv backend_clients_before "$out")"
 	echo "  PING=$IDLE_PING; setup $(kv setup_ms "$out") ms; still answering PING after the measurement: $alive_n/$IDLE_CLIENTS"
-	echo "  (raw figures; backend connections = Redis connected_clients, which counts the INFO connection that asked; twemproxy was stopped first)"
+	echo "  (raw figures; backend connections = Redis connected_clients, which counts the INFO connection that asked; $stopped)"
 	[[ -z $twem_line ]] || echo "  $twem_line"
+	for line in "${base_lines[@]}"; do echo "  $line"; done
 fi
 
-if grep -qiE 'panic|fatal error|data race' "$TMP/proxy.log" 2>/dev/null; then
-	log "bench: WARNING: the proxy log mentions panic/fatal/race:"
-	grep -iE -m 5 'panic|fatal error|data race' "$TMP/proxy.log" >&2 || true
-	BENCH_KEEP_TMP=1
-fi
+for name in proxy baseline; do
+	logf=$TMP/$name.log
+	if grep -qiE 'panic|fatal error|data race' "$logf" 2>/dev/null; then
+		log "bench: WARNING: the $name log mentions panic/fatal/race:"
+		grep -iE -m 5 'panic|fatal error|data race' "$logf" >&2 || true
+		BENCH_KEEP_TMP=1
+	fi
+done
 
 FAILED=0
