@@ -145,7 +145,9 @@ func (m *Manager) Run(ctx context.Context) error {
 
 	m.log.Info("replication manager started", "servers", m.cfg.Servers, "authority", m.authority.Load(),
 		"check_interval", m.cfg.CheckInterval, "down_after", m.cfg.DownAfter)
-	st := m.step(ctx, NewState(m.cfg.Servers, m.cfg.DownAfter, m.cfg.CheckInterval, m.authority.Load()), nil, nil)
+	st0 := NewState(m.cfg.Servers, m.cfg.DownAfter, m.cfg.CheckInterval, m.authority.Load())
+	st0.BusyGrace = m.cfg.BusyGrace
+	st := m.step(ctx, st0, nil, nil)
 	follow(st)
 	tick := time.NewTicker(m.cfg.CheckInterval / 2)
 	defer tick.Stop()
@@ -208,7 +210,12 @@ func (m *Manager) check(ctx context.Context, n node, addr string) Observation {
 	defer cancel()
 	in, err := n.Check(cctx)
 	if err != nil {
-		o.Err, o.Reply = classify(fmt.Errorf("check %s: %w", addr, err))
+		o.Err, o.Reply, o.Silent = classify(fmt.Errorf("check %s: %w", addr, err))
+		if o.Silent && m.cfg.Busy != nil {
+			if since, ok := m.cfg.Busy.Busy(addr); ok && since.Before(o.At) {
+				o.BusySince = since
+			}
+		}
 		return o
 	}
 	o.Info = in
