@@ -63,6 +63,9 @@ type Node struct {
 	ActedAt     time.Time // when an action was last sent to it
 	PendingLost int64     // bytes a REPLICAOF in flight will discard
 	ReportedAt  time.Time // discovered: last time a master listed it
+	// BusyUntil: its newest check found it silent while running a long
+	// command the proxy sent it; it is not down before this (busyExcused).
+	BusyUntil time.Time
 }
 
 // Promotion is a failover in flight: REPLICAOF NO ONE was sent to Target.
@@ -317,11 +320,16 @@ func (d *decider) observe(o Observation) {
 		}
 		n.LastObs = o.At
 		wasBusy := strings.HasPrefix(n.Reply, "BUSY") || strings.HasPrefix(n.Reply, busySilent)
+		n.BusyUntil = time.Time{}
 		switch {
 		case o.Err != "" && busyExcused(o.Silent, o.BusySince, o.At, st.BusyGrace):
 			// Silent because it runs a command the proxy sent it: alive,
-			// and still what it was (a busy master stays master).
+			// and still what it was (a busy master stays master), until
+			// the grace runs out. (Each such check takes its whole
+			// timeout, so its news is old: the grace, not the check
+			// time, says how long the server is up.)
 			n.Err, n.Reply, n.LastOK = "", busySilent+o.At.Sub(o.BusySince).Round(time.Millisecond).String(), o.At
+			n.BusyUntil = o.BusySince.Add(st.BusyGrace)
 		case o.Err != "":
 			n.Err, n.Reply = o.Err, ""
 		case strings.HasPrefix(o.Reply, "BUSY"):
@@ -437,6 +445,9 @@ func (d *decider) discover() {
 // down clock restarted when the manager resumed; one already down stays down
 // until it answers.
 func (d *decider) isDown(n Node) bool {
+	if d.now.Before(n.BusyUntil) {
+		return false
+	}
 	since := n.Since
 	if !n.Down && d.st.Resumed.After(since) {
 		since = d.st.Resumed

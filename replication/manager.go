@@ -419,6 +419,7 @@ var eventMessages = map[string]string{
 	EventSwitchoverAbort: "switchover aborted",
 	EventStall:           "stall detected",
 	EventStallOver:       "acting again after stall",
+	EventBusy:            "server busy running a long command: alive",
 }
 
 func (m *Manager) logEvent(a Action) {
