@@ -81,6 +81,7 @@ func (p *Proxy) serveGoroutine(s *session, nc net.Conn, in []byte, parser resp.P
 	for g.next() {
 		g.serve(g.cmds)
 		clear(g.cmds)
+		clear(g.args) // (no reference left to a large request's buffer)
 		if g.s.st.Conn == command.Tunnel {
 			return // the tunnel has ended the client
 		}
@@ -148,7 +149,7 @@ func (g *gclient) read() {
 		g.in = g.in[:copy(g.in, g.in[g.off:])]
 		g.off = 0
 	}
-	if cap(g.in) > gKeep && len(g.in) <= gKeep/4 {
+	if cap(g.in) > gKeep && len(g.in) <= gKeep/4 && g.parser.Need() <= bigRequest {
 		// A large request was run: its buffer (and room) goes back.
 		g.in = append([]byte(nil), g.in...)
 		g.unreserve()

@@ -59,6 +59,7 @@ type waiter struct {
 	n      int            // bytes of its request in the write buffer (0: the rest of a transaction block)
 	filter command.Filter // what to do to the reply first (command.Decision.Filter)
 	busy   int64          // a long command's key in the pool's busyTracker (0: none)
+	passed int            // bytes of its reply already passed on to the client (pass)
 }
 
 // conn returns the loop's live connection to pl, starting a dial if there
@@ -201,6 +202,9 @@ func (l *evloop) readConn(b *lconn) {
 		buf = buf[end:]
 	}
 	l.p.flight.done(answered)
+	if len(buf) >= passFrom && b.head < len(b.waiters) {
+		buf = l.pass(b, buf)
+	}
 	if b.held && b.head >= b.sent {
 		b.held = false
 		b.queued = true
@@ -215,6 +219,42 @@ func (l *evloop) readConn(b *lconn) {
 	if cap(b.in) > 4*loopReadSize && len(b.in) < loopReadSize {
 		b.in = append(make([]byte, 0, loopReadSize), b.in...)
 	}
+}
+
+// pass gives the client owed the reply arriving at the front of buf what
+// has come of it so far, when that is much: a reply larger than a read
+// (a big GET, an MGET of many values, a KEYS) is never held whole here,
+// but goes through the loop a read at a time, as Redis writes it, into the
+// client's output buffer. It returns what stays of buf: the part of the
+// reply not yet passable (a header line cut short, a blob's CRLF).
+//
+// A reply the proxy must see whole (a filter) is held. Once part of a
+// reply is passed, nothing else can be sent to its client in its place:
+// should the connection die before the rest, the client is dropped
+// (failConn) rather than given an error or a rerun after the part.
+func (l *evloop) pass(b *lconn, buf []byte) []byte {
+	w := &b.waiters[b.head]
+	if w.filter != command.FilterNone {
+		return buf
+	}
+	k := b.scan.Passable(len(buf))
+	if k < passFrom/2 {
+		return buf
+	}
+	if w.passed == 0 {
+		w.info.Count(buf[0] == '-')
+	}
+	w.passed += k
+	if c := w.c; c != nil && !c.dead {
+		if c.out.pending()+k > l.p.cfg.MaxOutput {
+			l.dropClient(c, "output_limit")
+		} else {
+			c.out.add(buf[:k])
+			l.markDirty(c)
+		}
+	}
+	b.scan.Drop(k)
+	return buf[k:]
 }
 
 // compact drops the answered waiters from the start of b.waiters: all of
@@ -272,7 +312,9 @@ func rerunnable(w *waiter) bool {
 
 // deliver gives one reply to the client that is owed it.
 func (l *evloop) deliver(w waiter, reply []byte) {
-	w.info.Count(reply[0] == '-')
+	if w.passed == 0 {
+		w.info.Count(reply[0] == '-')
+	}
 	l.p.m.latency.Observe(l.now.Sub(w.start).Seconds())
 	c := w.c
 	if c.dead {
@@ -290,8 +332,8 @@ func (l *evloop) deliver(w waiter, reply []byte) {
 		l.dropClient(c, "output_limit")
 		return
 	}
-	c.out.b = append(c.out.b, reply...)
-	c.avgReply += (len(reply) - c.avgReply) / 8
+	c.out.add(reply)
+	c.avgReply += (w.passed + len(reply) - c.avgReply) / 8
 	if c.owed--; c.owed == 0 {
 		l.waiting--
 	}
@@ -325,6 +367,12 @@ func (l *evloop) failConn(b *lconn, err error) {
 			l.p.m.backendErrors.WithLabelValues(b.pl.addr).Inc()
 			l.p.log.Warn("backend connection lost", "server", b.pl.addr, "loop", true, "err", err)
 			b.pl.failed(nil, err)
+		}
+	}
+	if b.head < len(b.waiters) {
+		if w := b.waiters[b.head]; w.passed > 0 && w.c != nil && !w.c.dead {
+			// Part of its reply is out: nothing can follow that part.
+			l.dropClient(w.c, "reply_cut")
 		}
 	}
 	if err != errConnClosed && !l.stopped {

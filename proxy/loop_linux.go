@@ -46,6 +46,7 @@ import (
 
 const (
 	loopReadSize = 64 << 10 // bytes read from a socket at a time
+	passFrom     = 32 << 10 // a partial reply this large is passed on as it comes (pass)
 	loopMaxOwed  = 4096     // replies owed to one client before it is read no more
 	loopTick     = 2 * time.Millisecond
 
@@ -53,13 +54,16 @@ const (
 	// the proxy's memory) with replies it does not read, and hold up every
 	// other client's replies behind them. A client may have as many
 	// requests in flight on a shared connection as windowBytes of replies
-	// at its average reply size (an average that starts at
-	// initialReplySize: 32 requests), from 1 to loopMaxOwed; and while
-	// more than outPause bytes of its replies are unwritten (it is not
-	// reading them), none of its requests is sent and it is not read,
-	// until they are down to outResume.
+	// at its average reply size, from 1 to loopMaxOwed; and while more
+	// than outPause bytes of its replies are unwritten (it is not reading
+	// them), none of its requests is sent and it is not read, until they
+	// are down to outResume. The average starts at initialReplySize, so a
+	// new client's first pipeline goes 4 requests at a time (a slow start)
+	// until its replies show how large they are: 32 MGETs of 10 MB each,
+	// sent at once, would cost Redis a second of copying, with every other
+	// client waiting.
 	windowBytes      = 1 << 20
-	initialReplySize = 32 << 10
+	initialReplySize = windowBytes / 4
 	outPause         = 1 << 20
 	outResume        = 256 << 10
 

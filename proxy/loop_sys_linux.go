@@ -63,23 +63,67 @@ func rawIO(trap uintptr, fd int, p []byte) (int, error) {
 	return int(n), nil
 }
 
-// obuf is bytes waiting to be written to a non-blocking socket: b[off:].
+// obuf is bytes waiting to be written to a non-blocking socket: the
+// parts in q, then b, less the first off bytes of the first of them.
 // A partial write moves off instead of the bytes: a large buffer written
 // a socket buffer at a time would otherwise copy what remains every time
 // (quadratic in its size, with the loop and every other client waiting).
-// The written front is dropped when it is at least half of the buffer.
+// The written front of b is dropped when it is at least half of it.
+//
+// Small replies are appended to b. Large ones go through add, which never
+// lets b grow past outPart bytes: a full b is queued whole in q and a new
+// one begun. So what a client has not read costs its size in memory and
+// is copied once, however much of it there is, instead of being moved to
+// an ever larger buffer at each growth (and the old ones left to the
+// collector: two to three times the output limit for one slow reader).
 type obuf struct {
 	b   []byte
 	off int
+	q   [][]byte // full parts before b, in order
+	qn  int      // bytes in q
 }
 
-// pending is how many bytes are still to be written.
-func (o *obuf) pending() int { return len(o.b) - o.off }
+// outPart is the size of one part of a large output buffer.
+const outPart = 256 << 10
 
-// writeTo writes what is pending to fd once: all of it (the storage is
-// dropped if it grew past keep bytes), part of it, or nothing when the
-// socket is full. An error is any other failure of the write.
+// pending is how many bytes are still to be written.
+func (o *obuf) pending() int { return o.qn + len(o.b) - o.off }
+
+// add appends p, in parts of outPart bytes once there is more than one.
+func (o *obuf) add(p []byte) {
+	for len(o.b)+len(p) > max(cap(o.b), outPart) {
+		room := max(cap(o.b), outPart) - len(o.b)
+		o.b = append(o.b, p[:room]...)
+		p = p[room:]
+		o.q = append(o.q, o.b)
+		o.qn += len(o.b)
+		o.b = make([]byte, 0, outPart)
+	}
+	o.b = append(o.b, p...)
+}
+
+// writeTo writes what is pending to fd until the socket is full: all of
+// it (the storage is dropped if it grew past keep bytes), part of it, or
+// nothing. An error is any other failure of the write.
 func (o *obuf) writeTo(fd int, keep int) error {
+	for len(o.q) > 0 {
+		part := o.q[0]
+		n, err := rawWrite(fd, part[o.off:])
+		if n < len(part)-o.off {
+			if n > 0 {
+				o.off += n
+				return nil
+			}
+			return writeErr(err)
+		}
+		o.q[0] = nil
+		o.q = o.q[1:]
+		o.qn -= len(part)
+		o.off = 0
+		if len(o.q) == 0 {
+			o.q = nil
+		}
+	}
 	if o.pending() == 0 {
 		return nil
 	}
@@ -97,16 +141,24 @@ func (o *obuf) writeTo(fd int, keep int) error {
 			o.off = 0
 		}
 		return nil
+	}
+	return writeErr(err)
+}
+
+// writeErr is the outcome of a write that wrote less than it was given:
+// none when the socket is full, else the failure.
+func writeErr(err error) error {
+	switch {
 	case err == unix.EAGAIN || err == unix.EINTR:
 		return nil
 	case err == nil:
-		err = io.ErrShortWrite // nothing written, and no error said why
+		return io.ErrShortWrite // nothing written, and no error said why
 	}
 	return err
 }
 
 // reset forgets what is pending.
-func (o *obuf) reset() { o.b, o.off = nil, 0 }
+func (o *obuf) reset() { *o = obuf{} }
 
 // rawEpollPoll is epoll_wait with a zero timeout.
 func rawEpollPoll(ep int, events []unix.EpollEvent) (int, error) {

@@ -60,6 +60,8 @@ type Proxy struct {
 	tunnels sync.Map      // client id -> server-side id of its tunnel connection
 	scripts *scriptMirror
 	mem     *semaphore.Weighted // Config.MaxInflightMemory, for large requests (bigreq.go)
+	freed   atomic.Int64        // bytes of large requests' buffers dropped since the last collection (bigreq.go)
+	gcing   atomic.Bool
 }
 
 // New validates cfg and returns a Proxy with no topology yet: until

@@ -133,9 +133,16 @@ func registerPairMetrics(reg prometheus.Registerer, n *vip.Node) {
 	for _, r := range vip.Reasons {
 		r := r
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "redis_proxy_vip_adverts_rejected_total", Help: "Heartbeat packets dropped (forged, stale, replayed, malformed), by reason.",
+			Name: "redis_proxy_vip_adverts_rejected_total", Help: "Heartbeat packets dropped (not from a peer, forged, stale, replayed, malformed), by reason.",
 			ConstLabels: prometheus.Labels{"reason": r.String()},
 		}, func() float64 { return float64(n.Stats().Rejected[r]) }))
 	}
 	counter("redis_proxy_vip_garps_sent_total", "Gratuitous ARPs sent for the VIP.", func(s vip.Stats) uint64 { return s.GARPsSent })
+	counter("redis_proxy_vip_recv_dropped_total", "Heartbeat datagrams the kernel dropped unread (receive queue full: a flood).",
+		func(s vip.Stats) uint64 { return s.RecvDropped })
+	counter("redis_proxy_vip_takeover_deferrals_total", "Times a backup put off its takeover because adverts may have been among dropped datagrams.",
+		func(s vip.Stats) uint64 { return s.TakeoverDeferrals })
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "redis_proxy_vip_recv_buffer_bytes", Help: "The heartbeat socket's receive buffer, as the kernel reports it.",
+	}, func() float64 { return float64(n.Stats().RecvBuffer) }))
 }

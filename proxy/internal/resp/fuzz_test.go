@@ -170,6 +170,49 @@ func FuzzReplyScanner(f *testing.F) {
 			t.Fatalf("whole: %v, %v\nchunked: %v, %v", lens, err, clens, cerr)
 		}
 
+		// Chunked again, and after each incomplete answer a random part of
+		// what Passable allows is passed on and dropped, as the event loop
+		// does with a large reply: the same values and the same error.
+		s = ReplyScanner{}
+		var plens []int
+		var perr error
+		start, fed = 0, 0
+		passed := 0 // bytes of the value being read already dropped
+	pass:
+		for fed < len(data) {
+			fed = min(fed+1+r.Intn(maxChunk), len(data))
+			for start < fed {
+				buf := append([]byte(nil), data[start:fed]...)
+				n, err := s.Next(buf)
+				for i := range buf {
+					buf[i] = '.'
+				}
+				if err != nil {
+					perr = err
+					break pass
+				}
+				if n == 0 {
+					k := s.Passable(fed - start)
+					if k < 0 || k > fed-start {
+						t.Fatalf("Passable(%d) = %d", fed-start, k)
+					}
+					if k > 0 {
+						k = r.Intn(k + 1)
+						s.Drop(k)
+						start += k
+						passed += k
+					}
+					break
+				}
+				plens = append(plens, passed+n)
+				start += n
+				passed = 0
+			}
+		}
+		if fmt.Sprint(plens) != fmt.Sprint(lens) || perr != err {
+			t.Fatalf("whole: %v, %v\npassed on: %v, %v", lens, err, plens, perr)
+		}
+
 		// AppendValue, through a 16-byte buffer and reads of any size,
 		// without and with a limit.
 		limit = limit % 64

@@ -31,6 +31,7 @@ type ReplyScanner struct {
 	// header (or past the blob being read), how much after it is known
 	// to hold no line end, and where a blob's CRLF must be (-1: none).
 	pos, seen, crlf int
+	reading         bool // a value is begun and not yet returned
 }
 
 // level is an aggregate being read: how many values it still holds (-1:
@@ -55,8 +56,9 @@ func (s *ReplyScanner) done() bool { return len(s.lv) == 0 }
 // b and more bytes after it. A value Next has returned, or an error, ends
 // its place; the next call starts a new value.
 func (s *ReplyScanner) Next(b []byte) (int, error) {
-	if s.done() {
+	if !s.reading {
 		s.begin()
+		s.reading = true
 	}
 	for {
 		if s.pos > len(b) {
@@ -70,7 +72,7 @@ func (s *ReplyScanner) Next(b []byte) (int, error) {
 		}
 		if s.done() {
 			end := s.pos
-			s.pos = 0
+			s.pos, s.reading = 0, false
 			return end, nil
 		}
 		i := bytes.IndexByte(b[s.pos+s.seen:], '\n')
@@ -97,8 +99,33 @@ func (s *ReplyScanner) Next(b []byte) (int, error) {
 	}
 }
 
+// Passable returns how many of the n bytes of a value Next has reported
+// incomplete (b, the last buffer given to it) are behind it already: all
+// those before the header it awaits, or before the end of the blob it is
+// in. A caller that must not hold a large value whole passes them on and
+// drops them with Drop; the value then continues at b[k:].
+func (s *ReplyScanner) Passable(n int) int {
+	if !s.reading {
+		return 0
+	}
+	k := min(s.pos, n)
+	if s.crlf >= 0 {
+		k = min(k, s.crlf) // the blob's CRLF stays, to be checked
+	}
+	return k
+}
+
+// Drop forgets the first k bytes of the value being read, k at most
+// Passable's answer: Next is then given the buffer without them.
+func (s *ReplyScanner) Drop(k int) {
+	s.pos -= k
+	if s.crlf >= 0 {
+		s.crlf -= k
+	}
+}
+
 func (s *ReplyScanner) fail() (int, error) {
-	s.lv = s.lv[:0]
+	s.lv, s.reading = s.lv[:0], false
 	return 0, ErrBadReply
 }
 
