@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -108,6 +109,13 @@ type Config struct {
 	// most one round trip to Redis (long when Redis is across a slow link,
 	// where WriteAtOnce is the better choice).
 	WriteAtOnce bool
+	// BackendTLS, if set, makes every connection to Redis TLS: it is called
+	// for each new connection and returns the configuration to use, so the
+	// certificates may change while the proxy runs (the proxy uses a clone;
+	// an empty ServerName becomes the server's host). Event loops own their
+	// server connections as raw sockets, so with BackendTLS every client is
+	// served by a goroutine of its own (EventLoops is 0). If nil, plain TCP.
+	BackendTLS func() *tls.Config
 	// Logger receives the proxy's logs. If nil, nothing is logged.
 	Logger *slog.Logger
 	// Registerer, if set, gets the proxy's Prometheus collectors. If nil,
@@ -129,7 +137,7 @@ func (c Config) withDefaults() Config {
 	def(&c.MaxOutput, 256<<20)
 	def(&c.MaxHeld, 10000)
 	def(&c.EventLoops, 1)
-	if c.EventLoops < 0 || !loopsSupported {
+	if c.EventLoops < 0 || !loopsSupported || c.BackendTLS != nil {
 		c.EventLoops = 0
 	}
 	if c.MaxBulk == 0 {

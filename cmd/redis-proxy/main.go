@@ -94,8 +94,13 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
+	ts, err := cfg.loadTLS(log)
+	if err != nil {
+		return err
+	}
 	pcfg := cfg.proxyConfig(log)
 	pcfg.Registerer = reg
+	pcfg.BackendTLS = ts.backendTLS()
 	p, err := proxy.New(pcfg)
 	if err != nil {
 		return cfg.varError(err)
@@ -117,28 +122,32 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 	rcfg.Authority = node == nil // in a pair, only the VIP holder acts
 	rcfg.Pauser = p
 	rcfg.Logger = log.With("component", "replication")
+	rcfg.TLS = ts.backendTLS()
 	mgr, err := replication.NewManager(rcfg, p.SetTopology)
 	if err != nil {
 		return cfg.varError(err)
 	}
 	registerReplicationMetrics(reg, mgr)
 
-	ln, err := net.Listen("tcp", cfg.Listen)
+	lns, err := cfg.listen(ts)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+		return err
 	}
 	var admin *http.Server
 	if cfg.AdminListen != "" {
 		aln, err := net.Listen("tcp", cfg.AdminListen)
 		if err != nil {
-			ln.Close()
+			for _, ln := range lns {
+				ln.Close()
+			}
 			return fmt.Errorf("admin listen on %s: %w", cfg.AdminListen, err)
 		}
 		admin = &http.Server{Handler: adminHandler(p, mgr, node, reg), ReadHeaderTimeout: 5 * time.Second}
 		go admin.Serve(aln)
 	}
-	log.Info("redis-proxy started", "listen", ln.Addr().String(), "admin", cfg.AdminListen,
-		"servers", cfg.Servers, "read_from", cfg.ReadFrom, "pool_size", cfg.PoolSize)
+	log.Info("redis-proxy started", "listen", listenAddrs(lns), "admin", cfg.AdminListen,
+		"servers", cfg.Servers, "read_from", cfg.ReadFrom, "pool_size", cfg.PoolSize, "backend_tls", cfg.BackendTLS)
+	ts.watch(ctx, cfg.TLSReloadInterval)
 
 	mgrDone := make(chan error, 1)
 	go func() { mgrDone <- mgr.Run(ctx) }()
@@ -150,8 +159,10 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 		// before Run returns, so the peer takes over after its skew only.
 		go func() { vipDone <- node.Run(ctx) }()
 	}
-	srvDone := make(chan error, 1)
-	go func() { srvDone <- p.Serve(ln) }()
+	srvDone := make(chan error, len(lns))
+	for _, ln := range lns {
+		go func() { srvDone <- p.Serve(ln) }()
+	}
 
 	var runErr error
 	select {
