@@ -28,7 +28,7 @@ func (c Config) validateTLS() error {
 		if checkHostPort(c.TLSListen) != nil {
 			return badVar("TLSListen", c.TLSListen, accepts("TLSListen"))
 		}
-		if c.TLSListen == c.Listen {
+		if _, port, _ := net.SplitHostPort(c.TLSListen); c.TLSListen == c.Listen && port != "0" {
 			return &usageError{fmt.Sprintf("%s_TLS_LISTEN=%q is also %s_LISTEN: want another address (or %s_LISTEN=%s)",
 				envPrefix, c.TLSListen, envPrefix, envPrefix, listenNone)}
 		}
