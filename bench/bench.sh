@@ -454,7 +454,8 @@ done
 if [[ -n $BASELINE_BIN ]]; then
 	log "bench: $ROUNDS round(s), targets interleaved (direct, proxy, baseline, twemproxy; baseline before proxy in even rounds) within each row"
 else
-	log "bench: $ROUNDS round(s), targets interleaved (direct, proxy, twemproxy) within each row"
+	list="${TARGETS[*]}"
+	log "bench: $ROUNDS round(s), targets interleaved (${list// /, }) within each row"
 fi
 for ((round = 1; round <= ROUNDS; round++)); do
 	order=("${TARGETS[@]}")

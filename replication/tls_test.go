@@ -42,19 +42,19 @@ func TestTLSFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := startManagerCfg(t, Config{Authority: true, TLS: st.Client}, a, b)
-	h.waitTopology("a with b", 3*time.Second, is(a.Addr, b.Addr))
+	h.waitTopology("a with b", 10*time.Second, is(a.Addr, b.Addr))
 	if _, err := a.Do("SET", "before", "1"); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "b caught up", 2*time.Second, func() bool {
+	waitUntil(t, "b caught up", 10*time.Second, func() bool {
 		v, _ := redis.String(b.Do("GET", "before"))
 		return v == "1"
 	})
 	a.Kill()
-	h.waitTopology("b promoted", 5*time.Second, func(tp Topology) bool { return tp.Master == b.Addr })
+	h.waitTopology("b promoted", 10*time.Second, func(tp Topology) bool { return tp.Master == b.Addr })
 	a.Restart()
-	h.waitTopology("a back as a replica of b", 5*time.Second, is(b.Addr, a.Addr))
-	waitUntil(t, "a has b's data over TLS replication", 5*time.Second, func() bool {
+	h.waitTopology("a back as a replica of b", 10*time.Second, is(b.Addr, a.Addr))
+	waitUntil(t, "a has b's data over TLS replication", 10*time.Second, func() bool {
 		v, _ := redis.String(a.Do("GET", "before"))
 		return v == "1"
 	})
@@ -74,7 +74,7 @@ func TestTLSRefusedServers(t *testing.T) {
 	} {
 		t.Run(strings.ReplaceAll(name, " ", "_"), func(t *testing.T) {
 			h := startManagerCfg(t, Config{Authority: true, TLS: func() *tls.Config { return cfg }}, a, b)
-			waitUntil(t, "both servers checked and down", 3*time.Second, func() bool {
+			waitUntil(t, "both servers checked and down", 10*time.Second, func() bool {
 				st := h.m.Status()
 				sa, sb := serverStatus(st, a.Addr), serverStatus(st, b.Addr)
 				return sa.Error != "" && sb.Error != "" && !sa.Up && !sb.Up

@@ -186,7 +186,7 @@ func TestTLSOnly(t *testing.T) {
 	os.WriteFile(serverCert+".new", next.CertPEM, 0o600)
 	os.Rename(serverCert+".new", serverCert)
 	os.Rename(serverKey+".new", serverKey)
-	poll.Until(t, 5*time.Second, "a new client gets the new certificate", func() bool {
+	poll.Until(t, 10*time.Second, "a new client gets the new certificate", func() bool {
 		nc, err := tls.Dial("tcp", c.cfg.TLSListen, clientTLS)
 		if err != nil {
 			return false
