@@ -45,7 +45,8 @@
 #                        proxy-tls2 (a second proxy, TLS on both sides: its clients
 #                        and its connections to Redis's TLS port), and proxy-btls
 #                        (that second proxy's plain listener: plain clients of a
-#                        proxy with BACKEND_TLS, served by goroutines). A second
+#                        proxy with BACKEND_TLS, on its event loop, which reaches
+#                        Redis through a TLS relay). A second
 #                        table sets them side by side with direct and proxy.
 #                        Default 0
 #   BENCH_RUN_TIMEOUT    seconds before a single redis-benchmark run is killed (default 300)
@@ -356,7 +357,8 @@ declare -A ARGS_OF=()
 if [[ $BENCH_TLS == 1 ]]; then
 	# The proxy under test listens for TLS clients too (its plain path is
 	# unchanged: event loops, plain to Redis). The second proxy speaks TLS
-	# to Redis as well, so it serves every client on goroutines.
+	# to Redis as well: its TLS clients on goroutines, its plain ones on
+	# its event loop, whose connection to Redis goes through a relay.
 	start_bg "$TMP/proxy2.log" env REDIS_PROXY_LISTEN="127.0.0.1:$PROXY2_PORT" \
 		REDIS_PROXY_SERVERS="127.0.0.1:$REDIS_TLS_PORT" REDIS_PROXY_ADMIN_LISTEN="127.0.0.1:$PROXY2_ADMIN_PORT" \
 		REDIS_PROXY_TLS_LISTEN="127.0.0.1:$PROXY2_TLS_PORT" REDIS_PROXY_TLS_CERT_FILE="$TLSD/server.crt" \
@@ -613,7 +615,7 @@ if [[ $BENCH_TLS == 1 ]]; then
 	echo
 	echo "TLS (BENCH_TLS=1; requests/s, medians over rounds, the same rounds as above):"
 	echo "  direct-tls: Redis's TLS port; proxy-tls: the proxy's TLS listener, plain to Redis; proxy-tls2: TLS on"
-	echo "  both sides; proxy-btls: plain clients of the proxy with BACKEND_TLS (goroutines, TLS to Redis)"
+	echo "  both sides; proxy-btls: plain clients of the proxy with BACKEND_TLS (event loop, TLS relay to Redis)"
 	TFMT='%-8s %-4s %10s %10s %10s %10s %10s %10s %10s %10s %10s %10s\n'
 	# shellcheck disable=SC2059
 	printf "$TFMT" row test direct proxy direct-tls proxy-tls proxy-tls2 proxy-btls ptls/dtls ptls2/dtls ptls/proxy btls/proxy

@@ -112,9 +112,9 @@ type Config struct {
 	// BackendTLS, if set, makes every connection to Redis TLS: it is called
 	// for each new connection and returns the configuration to use, so the
 	// certificates may change while the proxy runs (the proxy uses a clone;
-	// an empty ServerName becomes the server's host). Event loops own their
-	// server connections as raw sockets, so with BackendTLS every client is
-	// served by a goroutine of its own (EventLoops is 0). If nil, plain TCP.
+	// an empty ServerName becomes the server's host). An event loop reaches
+	// its TLS connections through a relay (loop_tls_linux.go). If nil,
+	// plain TCP.
 	BackendTLS func() *tls.Config
 	// Logger receives the proxy's logs. If nil, nothing is logged.
 	Logger *slog.Logger
@@ -137,7 +137,7 @@ func (c Config) withDefaults() Config {
 	def(&c.MaxOutput, 256<<20)
 	def(&c.MaxHeld, 10000)
 	def(&c.EventLoops, 1)
-	if c.EventLoops < 0 || !loopsSupported || c.BackendTLS != nil {
+	if c.EventLoops < 0 || !loopsSupported {
 		c.EventLoops = 0
 	}
 	if c.MaxBulk == 0 {

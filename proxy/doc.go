@@ -20,8 +20,7 @@
 //     (loop_*_linux.go).
 //   - A goroutine per client (gclient.go): every client when there are no
 //     event loops, every TLS client (tls.go: a listener from
-//     tls.NewListener; with Config.BackendTLS there are no event loops),
-//     and a client an event loop hands over at its first
+//     tls.NewListener), and a client an event loop hands over at its first
 //     command that needs a dedicated connection — a transaction sent a
 //     command at a time, WATCH, SELECT n, an ACL user's AUTH (a pinned
 //     connection, pinned.go, until the state ends), or a blocking command,

@@ -67,7 +67,6 @@ func New(cfg Config) (*Proxy, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	asked := cfg
 	cfg = cfg.withDefaults()
 	p := &Proxy{
 		cfg: cfg,
@@ -90,7 +89,6 @@ func New(cfg Config) (*Proxy, error) {
 	p.routes.Store(&routes{changed: make(chan struct{})})
 	p.returnAfter.Store(loopReturnAfter)
 	p.scripts = newScriptMirror(p)
-	p.logTLS(asked)
 	return p, nil
 }
 

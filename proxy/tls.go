@@ -21,8 +21,9 @@ import (
 //
 // Redis: with Config.BackendTLS every connection the proxy opens (shared,
 // dedicated, and the redigo connections of the command table and the
-// script mirror) is TLS. An event loop owns its server connections as
-// raw sockets too, so with BackendTLS there are none (withDefaults).
+// script mirror) is TLS. An event loop owns its server connections as raw
+// sockets too: it gets one end of a socketpair whose other end a relay
+// joins to the TLS connection (relayTLS, loop_tls_linux.go).
 
 // tlsHandshakeTimeout bounds a TLS client's handshake.
 var tlsHandshakeTimeout = 10 * time.Second
@@ -96,13 +97,5 @@ func (d *dialer) redigoTLS(addr string) []redis.DialOption {
 		redis.DialUseTLS(true),
 		redis.DialTLSConfig(d.tlsConfig(addr)),
 		redis.DialTLSHandshakeTimeout(d.timeout),
-	}
-}
-
-// logTLS says once, at New, what backend TLS does to the event loops.
-func (p *Proxy) logTLS(asked Config) {
-	if p.cfg.BackendTLS != nil && asked.EventLoops >= 0 && loopsSupported {
-		p.log.Info("backend TLS: every client is served by a goroutine of its own; event loops need plain TCP to Redis",
-			"event_loops", 0)
 	}
 }

@@ -135,9 +135,6 @@ func TestTLSBothSides(t *testing.T) {
 	redisCert := k.ca.Issue(t, certtest.Options{})
 	r := k.startRedisTLS(t, redisCert)
 	tp := startProxy(t, Config{BackendTLS: k.backendTLS(t)}, r.Addr)
-	if tp.cfg.EventLoops != 0 {
-		t.Errorf("EventLoops = %d with backend TLS, want 0", tp.cfg.EventLoops)
-	}
 	st, _, _ := k.listenerTLS(t, true)
 	addr := tp.serveTLS(t, st.Server())
 	clientLeaf, clientCert, clientKey := k.leaf(t, "client", certtest.Options{Name: "app"})
@@ -184,13 +181,77 @@ func TestTLSBothSides(t *testing.T) {
 		t.Errorf("redis-cli --tls INCRBY n 40: %q %v", out, err)
 	}
 
-	// The plain listener serves beside it (on goroutines: backend TLS).
+	// The plain listener serves beside it (on an event loop, whose
+	// connection to Redis goes through a relay).
 	resptest.Expect(t, resptest.Dial(t, tp.Addr).Do("GET", "n"), `"42"`)
 	// And every one of the proxy's connections to Redis was TLS: Redis
 	// has no plain port.
 	if v, err := redis.String(r.Do("GET", "n")); err != nil || v != "42" {
 		t.Errorf("GET n on Redis: %q %v", v, err)
 	}
+}
+
+// TestTLSBackendLoop: plain clients of a proxy that reaches Redis over
+// TLS stay on the event loop, whose connection goes through a relay:
+// pipelines of every size come back whole and in order, a client moves to
+// a goroutine and back, and when Redis dies and returns the loop's
+// connection is dialed again.
+func TestTLSBackendLoop(t *testing.T) {
+	k := newPKI(t)
+	r := k.startRedisTLS(t, k.ca.Issue(t, certtest.Options{}))
+	tp := startProxy(t, Config{BackendTLS: k.backendTLS(t)}, r.Addr)
+	if *eventLoops >= 0 && tp.cfg.EventLoops != 1 {
+		t.Errorf("EventLoops = %d with backend TLS, want the default 1", tp.cfg.EventLoops)
+	}
+	l := writetest.NewLoad()
+	var recs []*writetest.Recorder
+	for i := range 8 {
+		rec := &writetest.Recorder{Name: "writer"}
+		recs = append(recs, rec)
+		l.Go(writetest.Client{Addr: tp.Addr, Prefix: "w" + string(rune('a'+i)), Batch: 1 << (i % 5), ReadBack: true}, rec)
+	}
+	time.Sleep(time.Second)
+	l.Stop()
+	var ops []writetest.Op
+	for _, rec := range recs {
+		ops = append(ops, rec.Ops()...)
+	}
+	if bad := writetest.Failed(ops); len(bad) > 0 || len(ops) < 100 {
+		t.Fatalf("%d of %d commands failed:%s", len(bad), len(ops), writetest.Describe(bad, time.Now()))
+	}
+	t.Logf("%d commands through the relay in 1s", len(ops))
+	// A value larger than the relay's buffers, both ways.
+	c := resptest.Dial(t, tp.Addr)
+	big := strings.Repeat("x", 1<<20)
+	resptest.Expect(t, c.Do("SET", "big", big), "OK")
+	if v := c.Do("STRLEN", "big"); v.String() != "1048576" {
+		t.Errorf("STRLEN big: %v", v)
+	}
+	if v := c.Do("GET", "big"); v.Str != big {
+		t.Errorf("GET big: %d bytes back", len(v.Str))
+	}
+
+	// A transaction a command at a time moves the client to a goroutine
+	// and a dedicated TLS connection; clean batches bring it back.
+	resptest.Expect(t, c.Do("MULTI"), "OK")
+	resptest.Expect(t, c.Do("INCR", "n"), "QUEUED")
+	resptest.Expect(t, c.Do("EXEC"), "[1]")
+	for i := 0; i < 2*loopReturnAfter; i++ {
+		resptest.Expect(t, c.Do("GET", "n"), `"1"`)
+	}
+	if *eventLoops >= 0 {
+		if h, b := testutil.ToFloat64(tp.m.handoffs), testutil.ToFloat64(tp.m.loopReturns); h != 1 || b != 1 {
+			t.Errorf("handoffs %v, returns %v; want 1 and 1", h, b)
+		}
+	}
+
+	r.Kill()
+	r.Restart()
+	stEventually(t, 10*time.Second, "SET through the proxy after Redis came back", func() bool {
+		v, err := resptest.Dial(t, tp.Addr).TryDo("SET", "after", "1")
+		return err == nil && v.String() == "OK"
+	})
+	resptest.Expect(t, c.Do("GET", "after"), `"1"`)
 }
 
 func port(addr string) string {

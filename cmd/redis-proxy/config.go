@@ -47,7 +47,7 @@ type Config struct {
 	TLSCertFile          string        `envconfig:"TLS_CERT_FILE" desc:"certificate chain (PEM, leaf first) of the TLS listener" accepts:"a readable PEM certificate file"`
 	TLSKeyFile           string        `envconfig:"TLS_KEY_FILE" desc:"private key (PEM) of TLS_CERT_FILE" accepts:"a readable PEM private key file matching TLS_CERT_FILE"`
 	TLSCAFile            string        `envconfig:"TLS_CA_FILE" desc:"CA certificates (PEM); if set, TLS clients must present a certificate they signed" accepts:"a readable PEM file of CA certificates"`
-	BackendTLS           bool          `envconfig:"BACKEND_TLS" default:"false" desc:"connect to Redis over TLS (every connection; the servers replicate over TLS too); clients are then served by goroutines, not event loops" accepts:"true or false"`
+	BackendTLS           bool          `envconfig:"BACKEND_TLS" default:"false" desc:"connect to Redis over TLS (every connection; the servers replicate over TLS too)" accepts:"true or false"`
 	BackendTLSCAFile     string        `envconfig:"BACKEND_TLS_CA_FILE" desc:"CA certificates (PEM) Redis's certificates must chain to; empty: the system's" accepts:"a readable PEM file of CA certificates"`
 	BackendTLSServerName string        `envconfig:"BACKEND_TLS_SERVER_NAME" desc:"name Redis's certificates must hold; empty: the host of each server's address" accepts:"a host name"`
 	BackendTLSCertFile   string        `envconfig:"BACKEND_TLS_CERT_FILE" desc:"client certificate (PEM) the proxy presents to Redis; empty: none" accepts:"a readable PEM certificate file"`
