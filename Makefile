@@ -55,21 +55,21 @@ images: build
 	$(APPLIANCE_ENV) bash docker/images.sh
 
 # Runs the product: compose.yaml's two Redis servers and the proxy pair
-# holding the VIP (redis-cli -h 172.29.0.100 ping). Creates .env from
-# .env.example with a fresh heartbeat secret the first time. The local
-# processes of scripts/up.sh remain available as `bash scripts/up.sh`.
+# holding the VIP, with passwords (redis-cli -h 172.29.0.100 --askpass).
+# docker/env.sh creates .env from .env.example the first time and generates
+# into it (new or old) whichever of the heartbeat secret, the Redis password,
+# the client password and the admin token it lacks. The local processes of
+# scripts/up.sh remain available as `bash scripts/up.sh`.
 up: images
-	@if [ ! -e .env ]; then \
-		secret=$$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n'); \
-		sed "s/^REDIS_PROXY_HEARTBEAT_SECRET=.*/REDIS_PROXY_HEARTBEAT_SECRET=$$secret/" .env.example >.env; \
-		echo "created .env from .env.example with a new heartbeat secret"; \
-	fi
+	@bash docker/env.sh
 	$(APPLIANCE_ENV) $(COMPOSE) up -d
 	@$(APPLIANCE_ENV) bash docker/wait-healthy.sh $(COMPOSE)
 
-# Removes the appliance: containers, network and the Redis volumes.
+# Removes the appliance: containers, network and the Redis volumes. The
+# secrets compose.yaml requires need not be known to remove it.
+DOWN_ENV := $(foreach v,REDIS_PROXY_HEARTBEAT_SECRET REDIS_PROXY_BACKEND_PASSWORD REDIS_PROXY_PASSWORD REDIS_PROXY_ADMIN_TOKEN,$(v)=$${$(v):-not-needed-by-down})
 down:
-	$(APPLIANCE_ENV) REDIS_PROXY_HEARTBEAT_SECRET=$${REDIS_PROXY_HEARTBEAT_SECRET:-not-needed-by-down} $(COMPOSE) down --volumes --remove-orphans
+	$(APPLIANCE_ENV) $(DOWN_ENV) $(COMPOSE) down --volumes --remove-orphans
 
 clean:
 	rm -rf bin .run

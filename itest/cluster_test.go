@@ -23,8 +23,28 @@ import (
 	"github.com/testcontainers/testcontainers-go/network"
 )
 
-// heartbeatSecret authenticates the test pair's adverts.
-const heartbeatSecret = "itest-heartbeat-secret-0123456789"
+// The hardened appliance's secrets, as make up generates them into .env.
+const (
+	heartbeatSecret = "itest-heartbeat-secret-0123456789" // the pair's adverts
+	redisPassword   = "itest-redis-password-0123456789"   // requirepass and masterauth; the proxies' BACKEND_PASSWORD
+	clientPassword  = "itest-client-password-0123456789"  // REDIS_PROXY_PASSWORD: what clients give AUTH
+	adminToken      = "itest-admin-token-0123456789abcd"  // REDIS_PROXY_ADMIN_TOKEN
+)
+
+// secretDir is where proxy-b finds its secrets as files (REDIS_PROXY_*_FILE);
+// proxy-a gets them as variables, so both ways run in every scenario.
+const secretDir = "/secrets"
+
+// clusterOption changes one scenario's appliance from the hardened default.
+type clusterOption func(*clusterOpts)
+
+type clusterOpts struct {
+	noAdminToken bool // the proxies run without REDIS_PROXY_ADMIN_TOKEN
+}
+
+// withoutAdminToken starts the proxies with no admin token: their admin
+// APIs then accept changes from loopback peers only.
+func withoutAdminToken(o *clusterOpts) { o.noAdminToken = true }
 
 func networkListOptions(f filters.Args) dnetwork.ListOptions { return dnetwork.ListOptions{Filters: f} }
 
@@ -45,7 +65,9 @@ type cluster struct {
 	t      *testing.T
 	scen   string
 	net    *testcontainers.DockerNetwork
+	ip     func(host int) string // an address of the scenario's subnet
 	vip    string
+	token  string // the proxies' admin token ("" with withoutAdminToken)
 	redisA *node
 	redisB *node
 	proxyA *node
@@ -57,15 +79,27 @@ type cluster struct {
 // redis-a is master with redis-b linked, and the VIP answers PING. Every
 // container and the network are removed when t ends, whatever its outcome;
 // when t failed, the containers' logs are written to the test log first.
-func newCluster(t *testing.T, idx int, scen string) *cluster {
+//
+// The appliance is the hardened one compose.yaml runs: Redis with a
+// password (requirepass, masterauth), the proxies authenticating to it,
+// clients giving REDIS_PROXY_PASSWORD, the admin API's changes behind
+// REDIS_PROXY_ADMIN_TOKEN.
+func newCluster(t *testing.T, idx int, scen string, options ...clusterOption) *cluster {
 	t.Helper()
 	needAppliance(t)
+	var opts clusterOpts
+	for _, o := range options {
+		o(&opts)
+	}
 	ctx := context.Background()
 	base := fmt.Sprintf("172.29.%d.", 16+idx)
 	ip := func(host int) string { return fmt.Sprintf("%s%d", base, host) }
-	c := &cluster{t: t, scen: scen, vip: ip(100),
+	c := &cluster{t: t, scen: scen, ip: ip, vip: ip(100), token: adminToken,
 		redisA: &node{name: "redis-a", ip: ip(11)}, redisB: &node{name: "redis-b", ip: ip(12)},
 		proxyA: &node{name: "proxy-a", ip: ip(21)}, proxyB: &node{name: "proxy-b", ip: ip(22)}}
+	if opts.noAdminToken {
+		c.token = ""
+	}
 
 	nw, err := network.New(ctx,
 		network.WithLabels(map[string]string{labelKey: scen}),
@@ -81,18 +115,35 @@ func newCluster(t *testing.T, idx int, scen string) *cluster {
 	}
 	c.net = nw
 
-	redisCmd := []string{"redis-server", "--protected-mode", "no", "--appendonly", "yes", "--save", "",
-		"--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0"}
+	// As compose.yaml runs them: a password, and protected mode left on.
+	redisCmd := []string{"redis-server", "--requirepass", redisPassword, "--masterauth", redisPassword,
+		"--appendonly", "yes", "--save", "", "--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0"}
+	redisEnv := map[string]string{"REDISCLI_AUTH": redisPassword} // the image's health check
 	servers := c.redisA.addr() + "," + c.redisB.addr()
+	secrets := map[string]string{
+		"REDIS_PROXY_HEARTBEAT_SECRET": heartbeatSecret,
+		"REDIS_PROXY_BACKEND_PASSWORD": redisPassword,
+		"REDIS_PROXY_PASSWORD":         clientPassword,
+	}
+	if c.token != "" {
+		secrets["REDIS_PROXY_ADMIN_TOKEN"] = c.token
+	}
 	proxyEnv := func(prio int, self, peer *node) map[string]string {
 		return map[string]string{
-			"REDIS_PROXY_SERVERS":          servers,
-			"REDIS_PROXY_VIP":              c.vip + "/24",
-			"REDIS_PROXY_PEERS":            peer.ip,
-			"REDIS_PROXY_ADDRESS":          self.ip,
-			"REDIS_PROXY_PRIORITY":         fmt.Sprint(prio),
-			"REDIS_PROXY_HEARTBEAT_SECRET": heartbeatSecret,
+			"REDIS_PROXY_SERVERS":  servers,
+			"REDIS_PROXY_VIP":      c.vip + "/24",
+			"REDIS_PROXY_PEERS":    peer.ip,
+			"REDIS_PROXY_ADDRESS":  self.ip,
+			"REDIS_PROXY_PRIORITY": fmt.Sprint(prio),
 		}
+	}
+	envA, envB := proxyEnv(150, c.proxyA, c.proxyB), proxyEnv(100, c.proxyB, c.proxyA)
+	var filesB []testcontainers.ContainerFile
+	for k, v := range secrets {
+		envA[k] = v
+		path := secretDir + "/" + strings.ToLower(strings.TrimPrefix(k, "REDIS_PROXY_"))
+		envB[k+"_FILE"] = path
+		filesB = append(filesB, testcontainers.ContainerFile{Reader: strings.NewReader(v + "\n"), ContainerFilePath: path, FileMode: 0o400})
 	}
 	type spec struct {
 		n     *node
@@ -100,14 +151,15 @@ func newCluster(t *testing.T, idx int, scen string) *cluster {
 		cmd   []string
 		env   map[string]string
 		caps  []string
+		files []testcontainers.ContainerFile
 	}
 	// Redis first (the proxies' first check then finds a master), then the
 	// pair; each group starts concurrently.
 	groups := [][]spec{
-		{{c.redisA, redisImage, redisCmd, nil, nil},
-			{c.redisB, redisImage, append(slices.Clone(redisCmd), "--replicaof", c.redisA.ip, "6379"), nil, nil}},
-		{{c.proxyA, proxyImage, nil, proxyEnv(150, c.proxyA, c.proxyB), []string{"NET_ADMIN", "NET_RAW"}},
-			{c.proxyB, proxyImage, nil, proxyEnv(100, c.proxyB, c.proxyA), []string{"NET_ADMIN", "NET_RAW"}}},
+		{{c.redisA, redisImage, redisCmd, redisEnv, nil, nil},
+			{c.redisB, redisImage, append(slices.Clone(redisCmd), "--replicaof", c.redisA.ip, "6379"), redisEnv, nil, nil}},
+		{{c.proxyA, proxyImage, nil, envA, []string{"NET_ADMIN", "NET_RAW"}, nil},
+			{c.proxyB, proxyImage, nil, envB, []string{"NET_ADMIN", "NET_RAW"}, filesB}},
 	}
 	for _, g := range groups {
 		var wg sync.WaitGroup
@@ -116,7 +168,7 @@ func newCluster(t *testing.T, idx int, scen string) *cluster {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				errs[i] = c.run(ctx, s.n, s.image, s.cmd, s.env, s.caps)
+				errs[i] = c.run(ctx, s.n, s.image, s.cmd, s.env, s.caps, s.files...)
 			}()
 		}
 		wg.Wait()
@@ -130,14 +182,16 @@ func newCluster(t *testing.T, idx int, scen string) *cluster {
 	return c
 }
 
-// run creates and starts one container at its fixed address.
-func (c *cluster) run(ctx context.Context, n *node, image string, cmd []string, env map[string]string, caps []string) error {
+// run creates and starts one container at its fixed address, with files
+// copied in before it starts.
+func (c *cluster) run(ctx context.Context, n *node, image string, cmd []string, env map[string]string, caps []string, files ...testcontainers.ContainerFile) error {
 	t := c.t
 	req := testcontainers.ContainerRequest{
 		Image:    image,
 		Name:     fmt.Sprintf("rp-itest-%s-%s", c.scen, n.name),
 		Cmd:      cmd,
 		Env:      env,
+		Files:    files,
 		Labels:   map[string]string{labelKey: c.scen},
 		Networks: []string{c.net.Name},
 		EndpointSettingsModifier: func(m map[string]*dnetwork.EndpointSettings) {
@@ -200,6 +254,26 @@ func (c *cluster) kill(n *node) {
 		c.t.Fatalf("docker kill %s: %v", n.name, err)
 	}
 	c.logf("killed %s", n.name)
+}
+
+// killTogether sends SIGKILL to every node at once, and returns when all
+// are dead.
+func (c *cluster) killTogether(ns ...*node) {
+	c.t.Helper()
+	ctx, cancel := c.ctx()
+	defer cancel()
+	errs := make([]error, len(ns))
+	var wg sync.WaitGroup
+	for i, n := range ns {
+		wg.Go(func() { errs[i] = docker.ContainerKill(ctx, n.ctr.GetContainerID(), "KILL") })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			c.t.Fatalf("docker kill %s: %v", ns[i].name, err)
+		}
+		c.logf("killed %s", ns[i].name)
+	}
 }
 
 // stop sends SIGTERM and waits for the container to exit (docker stop).
@@ -359,7 +433,7 @@ func (c *cluster) switchover(p, target *node) {
 	c.t.Helper()
 	cl := &http.Client{Timeout: 30 * time.Second}
 	t0 := time.Now()
-	resp, err := cl.Post("http://"+p.ip+":9736/switchover?target="+target.addr(), "", nil)
+	resp, err := c.adminPost(cl, p.ip, "/switchover?target="+target.addr(), c.token)
 	if err != nil {
 		c.t.Fatalf("POST %s /switchover?target=%s: %v", p.name, target.addr(), err)
 	}
@@ -371,6 +445,19 @@ func (c *cluster) switchover(p, target *node) {
 	c.logf("switchover to %s via %s took %v: %s", target.name, p.name, time.Since(t0).Round(time.Millisecond), bytes.TrimSpace(body))
 }
 
+// adminPost POSTs to the admin API at ip:9736 with token as the bearer
+// ("" sends no Authorization header).
+func (c *cluster) adminPost(cl *http.Client, ip, path, token string) (*http.Response, error) {
+	req, err := http.NewRequest(http.MethodPost, "http://"+ip+":9736"+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	return cl.Do(req)
+}
+
 // redisRole is what ROLE says: "master", or "slave" with whom it follows.
 type redisRole struct {
 	role, masterIP, state string
@@ -379,7 +466,7 @@ type redisRole struct {
 
 func roleOf(n *node) (redisRole, error) {
 	conn, err := redis.Dial("tcp", n.addr(), redis.DialConnectTimeout(time.Second),
-		redis.DialReadTimeout(2*time.Second), redis.DialWriteTimeout(2*time.Second))
+		redis.DialReadTimeout(2*time.Second), redis.DialWriteTimeout(2*time.Second), redis.DialPassword(redisPassword))
 	if err != nil {
 		return redisRole{}, err
 	}
@@ -448,8 +535,10 @@ func (c *cluster) steady(active, master, replica *node) (bool, string) {
 	return true, ""
 }
 
+// ping sends PING as a client of the proxies would (with their password).
 func ping(addr string) error {
-	conn, err := redis.Dial("tcp", addr, redis.DialConnectTimeout(time.Second), redis.DialReadTimeout(2*time.Second))
+	conn, err := redis.Dial("tcp", addr, redis.DialConnectTimeout(time.Second), redis.DialReadTimeout(2*time.Second),
+		redis.DialPassword(clientPassword))
 	if err != nil {
 		return err
 	}

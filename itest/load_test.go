@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gomodule/redigo/redis"
+
 	"github.com/redis-proxy/redis-proxy/internal/writetest"
 )
 
@@ -35,7 +37,7 @@ func startLoad(t *testing.T, addr string, workers int) *load {
 	t.Cleanup(l.Stop)
 	run := time.Now().UnixNano()
 	for w := range workers {
-		l.Go(writetest.Client{Addr: addr, Prefix: fmt.Sprintf("itest:%x:%d", run, w), ReadBack: true,
+		l.Go(writetest.Client{Addr: addr, Password: clientPassword, Prefix: fmt.Sprintf("itest:%x:%d", run, w), ReadBack: true,
 			Timeout: opTimeout, Pace: 5 * time.Millisecond, Retry: 20 * time.Millisecond}, l.rec)
 	}
 	return l
@@ -116,12 +118,13 @@ func errKind(msg string) string {
 	return msg
 }
 
-// lost reads back every acknowledged key through addr and returns the keys
-// that are missing or hold another value.
-func (l *load) lost(t *testing.T, addr string) (acked int, lost []string) {
+// lost reads back every acknowledged key through addr (authenticating
+// with password) and returns the keys that are missing or hold another
+// value.
+func (l *load) lost(t *testing.T, addr, password string) (acked int, lost []string) {
 	t.Helper()
 	want := writetest.AckedWrites(l.rec.Ops())
-	rb, err := writetest.ReadBack(addr, want)
+	rb, err := writetest.ReadBack(addr, want, redis.DialPassword(password))
 	if err != nil {
 		t.Fatalf("verify acknowledged writes via %s: %v", addr, err)
 	}
@@ -165,7 +168,7 @@ func (r report) String() string {
 func finish(t *testing.T, c *cluster, l *load, phases ...report) int {
 	t.Helper()
 	l.Stop()
-	acked, lost := l.lost(t, c.vip+":6379")
+	acked, lost := l.lost(t, c.vip+":6379", clientPassword)
 	var worst time.Duration
 	for _, p := range phases {
 		t.Logf("phase %-34s %s", p.name+":", p)
@@ -196,7 +199,7 @@ func finish(t *testing.T, c *cluster, l *load, phases ...report) int {
 // a proxy) does not hold with the acknowledged value.
 func missingOn(t *testing.T, l *load, n *node) (int, []string) {
 	t.Helper()
-	return l.lost(t, n.addr())
+	return l.lost(t, n.addr(), redisPassword)
 }
 
 // firstWriteAfter is how long after t the first write was acknowledged

@@ -166,8 +166,11 @@ func TestScenario5BothRedisDown(t *testing.T) {
 	c := newCluster(t, 5, "both-down")
 	l := warmUp(t, c, clientWorkers)
 	t0 := time.Now()
-	c.kill(c.redisA)
-	c.kill(c.redisB)
+	// Both at once: killed one after the other on a busy Docker host (a
+	// docker kill can take a second), the proxy rightly fails over to
+	// redis-b in between and acknowledges writes there.
+	c.killTogether(c.redisA, c.redisB)
+	killed := time.Now()
 	// Past the hold timeout (5s), every held command has been answered.
 	time.Sleep(7 * time.Second)
 	t1 := time.Now()
@@ -176,8 +179,9 @@ func TestScenario5BothRedisDown(t *testing.T) {
 	if n := l.writes(); down.errors == 0 {
 		t.Errorf("no client errors while both Redis servers were down (%d writes acknowledged in all)", n)
 	}
-	if w := l.firstWriteAfter(t0.Add(500 * time.Millisecond)); w >= 0 && w < t1.Sub(t0) {
-		t.Errorf("a write was acknowledged %v after both Redis servers were killed", w)
+	// A reply already on its way when the kill landed may still arrive.
+	if w := l.firstWriteAfter(killed.Add(500 * time.Millisecond)); w >= 0 && w < t1.Sub(killed) {
+		t.Errorf("a write was acknowledged %v after both Redis servers were killed", w+500*time.Millisecond)
 	}
 	for _, p := range []*node{c.proxyA, c.proxyB} {
 		if code := healthz(p); code == 200 {
@@ -291,11 +295,9 @@ func TestScenario7RollingMaintenance(t *testing.T) {
 		c.start(c.redisB)
 		c.replicaOf(c.redisB, c.redisA, 30*time.Second)
 	})
-	step("switchover redis-a → redis-b", func() {
+	phases = append(phases, switchPhase(t, c, l, "switchover redis-a → redis-b", c.redisB, c.redisA, func() {
 		c.switchover(c.proxyA, c.redisB)
-		c.routedTo(c.proxyA, c.redisB, 10*time.Second)
-		c.replicaOf(c.redisA, c.redisB, 30*time.Second)
-	})
+	}))
 	step("restart replica redis-a", func() {
 		c.stop(c.redisA)
 		// Its command line makes it a master on start, with a copy of the
@@ -304,11 +306,9 @@ func TestScenario7RollingMaintenance(t *testing.T) {
 		c.replicaOf(c.redisA, c.redisB, 30*time.Second)
 		c.routedTo(c.proxyA, c.redisB, 10*time.Second)
 	})
-	step("switchover redis-b → redis-a", func() {
+	phases = append(phases, switchPhase(t, c, l, "switchover redis-b → redis-a", c.redisA, c.redisB, func() {
 		c.switchover(c.proxyA, c.redisA)
-		c.routedTo(c.proxyA, c.redisA, 10*time.Second)
-		c.replicaOf(c.redisB, c.redisA, 30*time.Second)
-	})
+	}))
 	step("restart standby proxy-b", func() {
 		c.stop(c.proxyB)
 		c.start(c.proxyB)

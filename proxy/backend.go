@@ -74,6 +74,9 @@ func (r *request) failWith(msg string) {
 const (
 	maxBatch = 512
 	maxWrite = 256 << 10
+	// bigCommand: a request this large is written from the client's
+	// buffer as it is, not copied into the connection's.
+	bigCommand = 64 << 10
 )
 
 // backendConn is one connection to a Redis server shared by many sessions.
@@ -104,6 +107,7 @@ type backendConn struct {
 	onFail  func(*backendConn, error) // called once, on the first failure
 	spare   []*request
 	wbuf    []byte
+	bufs    [][]byte // the pieces of one write (small commands copied into wbuf, large ones as they are)
 
 	wake     chan struct{} // hands the writing flag to the writer goroutine
 	inflight chan *request // written (or being written), awaiting replies
@@ -274,16 +278,31 @@ func (b *backendConn) flush() {
 // before its bytes are written, so no reply can arrive before its request
 // is known.
 func (b *backendConn) write(q []*request) {
-	wbuf := b.wbuf[:0]
+	wbuf, bufs := b.wbuf[:0], b.bufs[:0]
+	mark := 0 // wbuf[mark:] is not in bufs yet
 	n := 0
 	for i, r := range q {
 		for _, c := range r.cmds {
-			wbuf = append(wbuf, c...)
+			if len(c) < bigCommand {
+				wbuf = append(wbuf, c...)
+				continue
+			}
+			// A large command is written from where it is (writev),
+			// not copied: a value of hundreds of megabytes is not held
+			// twice.
+			if len(wbuf) > mark {
+				bufs = append(bufs, wbuf[mark:])
+			}
+			bufs, mark = append(bufs, c), len(wbuf)
 		}
 		b.inflight <- r
 		n++
-		if n == maxBatch || len(wbuf) >= maxWrite || i == len(q)-1 {
-			if _, err := b.nc.Write(wbuf); err != nil {
+		if n == maxBatch || len(wbuf) >= maxWrite || len(bufs) > 0 || i == len(q)-1 {
+			if len(wbuf) > mark {
+				bufs = append(bufs, wbuf[mark:])
+			}
+			nb := net.Buffers(bufs)
+			if _, err := nb.WriteTo(b.nc); err != nil {
 				// Already queued requests are failed by the reader; the
 				// rest of q goes with them.
 				b.fail(fmt.Errorf("write: %w", err))
@@ -292,13 +311,14 @@ func (b *backendConn) write(q []*request) {
 				}
 				break
 			}
-			wbuf, n = wbuf[:0], 0
+			clear(bufs)
+			wbuf, bufs, mark, n = wbuf[:0], bufs[:0], 0, 0
 		}
 	}
 	if cap(wbuf) > 4*maxWrite {
 		wbuf = nil
 	}
-	b.wbuf = wbuf
+	b.wbuf, b.bufs = wbuf, bufs
 }
 
 func (b *backendConn) readLoop() {

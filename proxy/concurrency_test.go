@@ -13,7 +13,9 @@ import (
 
 	"github.com/gomodule/redigo/redis"
 
+	"github.com/redis-proxy/redis-proxy/internal/poll"
 	"github.com/redis-proxy/redis-proxy/internal/redistest"
+	"github.com/redis-proxy/redis-proxy/internal/resptest"
 )
 
 // ccBackendWatch samples, every few milliseconds, how many connections the
@@ -39,20 +41,16 @@ func ccWatchBackend(t *testing.T, srv *redistest.Server, want int) *ccBackendWat
 	t.Helper()
 	c := srv.Dial()
 	// The pool dials its slots in the background; wait for all of them.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	poll.UntilNil(t, 5*time.Second, fmt.Sprintf("the proxy holding %d connections to redis before the test", want), func() error {
 		n, list, err := ccCountProxyConns(c)
 		if err != nil {
 			t.Fatalf("CLIENT LIST: %v", err)
 		}
-		if n == want {
-			break
+		if n != want {
+			return fmt.Errorf("%d connections:\n%s", n, list)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("proxy holds %d connections to redis before the test, want %d:\n%s", n, want, list)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
 	w := &ccBackendWatch{stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(w.done)
@@ -123,7 +121,7 @@ func TestConcurrentPipelines(t *testing.T) {
 	)
 	start := time.Now()
 	for c := 0; c < clients; c++ {
-		conn := dtDial(t, tp.Addr)
+		conn := resptest.Dial(t, tp.Addr)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -163,7 +161,7 @@ func TestConcurrentPipelines(t *testing.T) {
 				for _, op := range ops {
 					req = op.cmd.encode(req)
 				}
-				replies, err := conn.exchange(req, len(ops), 30*time.Second)
+				replies, err := conn.Pipeline(req, len(ops), 30*time.Second)
 				if err != nil {
 					t.Errorf("client %d, commands %d..%d: %v (after %d replies)", c, done, done+len(ops)-1, err, len(replies))
 					return
@@ -173,14 +171,14 @@ func TestConcurrentPipelines(t *testing.T) {
 					if op.global {
 						n, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimPrefix(got, ":"), "\r\n"), 10, 64)
 						if err != nil || got[0] != ':' {
-							t.Errorf("client %d, command %d %s: reply %s, want an integer", c, done+j, op.cmd, dtQuote(replies[j]))
+							t.Errorf("client %d, command %d %s: reply %s, want an integer", c, done+j, op.cmd, resptest.Quote(replies[j]))
 							return
 						}
 						mine = append(mine, n)
 						continue
 					}
 					if got != op.want {
-						t.Errorf("client %d, command %d %s (pipeline of %d):\n  got  %s\n  want %s", c, done+j, op.cmd, len(ops), dtQuote(replies[j]), dtQuote([]byte(op.want)))
+						t.Errorf("client %d, command %d %s (pipeline of %d):\n  got  %s\n  want %s", c, done+j, op.cmd, len(ops), resptest.Quote(replies[j]), resptest.Quote([]byte(op.want)))
 						return
 					}
 				}

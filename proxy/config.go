@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -61,6 +62,15 @@ type Config struct {
 	// before any other command, as with Redis's requirepass. If empty,
 	// clients need no password.
 	ClientPassword string
+	// OperatorPassword, if set, lets a client that gives AUTH
+	// OperatorUser OperatorPassword run the commands the command policy
+	// keeps for the operator (CONFIG SET of protected settings, ACL user
+	// management, CLIENT PAUSE, DEBUG, MODULE, unredacted CONFIG GET; see
+	// proxy/internal/command/policy.go). If empty, no client can.
+	OperatorPassword string
+	// OperatorUser is the user name the operator gives with AUTH. If
+	// empty, "redis-proxy-operator".
+	OperatorUser string
 	// BackendUsername and BackendPassword are the proxy's own credentials
 	// for the Redis servers. If empty, the proxy does not authenticate; a
 	// username needs a password.
@@ -72,8 +82,16 @@ type Config struct {
 	// proto-max-bulk-len. If zero, 512 MiB.
 	MaxBulk int64
 	// MaxOutput bounds the replies buffered for one client, in bytes; a
-	// client whose pending replies pass it is disconnected. If zero, 256 MiB.
+	// client whose pending replies would pass it is disconnected, before
+	// the reply is copied. If zero, 256 MiB.
 	MaxOutput int
+	// MaxInflightMemory bounds the memory of large requests (values over
+	// 4 MiB) being read, across all clients: one whose next request would
+	// pass it waits (it is not read) until there is room, up to
+	// HoldTimeout, then gets -TRYAGAIN and is disconnected. Each such
+	// request is read into a buffer of its exact size, once, and written
+	// to Redis from there. If zero, 1 GiB.
+	MaxInflightMemory int64
 	// IdleTimeout closes a client that sends nothing for this long (not
 	// subscribers or blocked clients). If zero, clients are never closed
 	// for being idle.
@@ -143,10 +161,16 @@ func (c Config) withDefaults() Config {
 	if c.MaxBulk == 0 {
 		c.MaxBulk = resp.DefaultMaxBulk
 	}
+	if c.MaxInflightMemory == 0 {
+		c.MaxInflightMemory = 1 << 30
+	}
 	defDur := func(v *time.Duration, d time.Duration) {
 		if *v == 0 {
 			*v = d
 		}
+	}
+	if c.OperatorUser == "" {
+		c.OperatorUser = "redis-proxy-operator"
 	}
 	defDur(&c.WriteTimeout, 60*time.Second)
 	defDur(&c.HoldTimeout, 5*time.Second)
@@ -196,12 +220,18 @@ func (c Config) Validate() error {
 	switch {
 	case c.MaxBulk < 1:
 		return config.Errorf(pkg, "MaxBulk", "must be a positive size, got %d", c.MaxBulk)
+	case c.MaxInflightMemory < bigRequest:
+		return config.Errorf(pkg, "MaxInflightMemory", "must be at least %d bytes, got %d", bigRequest, c.MaxInflightMemory)
 	case c.BusyPoll > 10*time.Millisecond:
 		return config.Errorf(pkg, "BusyPoll", "must be at most 10ms, got %v", c.BusyPoll)
 	case c.ReadFrom != ReadFromMaster && c.ReadFrom != ReadFromReplicas:
 		return config.Errorf(pkg, "ReadFrom", "must be master or replicas, got %d", c.ReadFrom)
 	case c.BackendUsername != "" && c.BackendPassword == "":
 		return config.Errorf(pkg, "BackendPassword", "is required with a backend username")
+	case c.OperatorPassword != "" && c.OperatorPassword == c.ClientPassword:
+		return config.Errorf(pkg, "OperatorPassword", "must differ from the client password")
+	case strings.ContainsAny(c.OperatorUser, " \t\r\n"):
+		return config.Errorf(pkg, "OperatorUser", "must be one word, got %q", c.OperatorUser)
 	}
 	return nil
 }

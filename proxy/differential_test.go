@@ -1,15 +1,12 @@
 package proxy
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/sha1"
 	"encoding/hex"
 	"flag"
 	"fmt"
-	"io"
 	"math/rand"
-	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/redis-proxy/redis-proxy/internal/redistest"
+	"github.com/redis-proxy/redis-proxy/internal/resptest"
 )
 
 // The differential tests run the same commands against a Redis server
@@ -77,81 +75,18 @@ func dtCount(def int) int {
 	return def
 }
 
-// --- raw RESP, independent of the proxy's own parser ---
-
-// dtReadValue reads one RESP2/RESP3 value and appends its raw bytes to dst.
-// It is deliberately a second, simple implementation: the proxy's
-// replyReader is what is under test.
-func dtReadValue(br *bufio.Reader, dst []byte) ([]byte, error) {
-	line, err := br.ReadBytes('\n')
-	if err != nil {
-		return dst, err
-	}
-	if len(line) < 3 || line[len(line)-2] != '\r' {
-		return dst, fmt.Errorf("malformed RESP line %q", line)
-	}
-	dst = append(dst, line...)
-	body := string(line[1 : len(line)-2])
-	switch line[0] {
-	case '+', '-', ':', '_', ',', '#', '(':
-		return dst, nil
-	case '$', '!', '=':
-		n, err := strconv.Atoi(body)
-		if err != nil || n < -1 {
-			return dst, fmt.Errorf("malformed RESP length %q", line)
-		}
-		if n == -1 {
-			return dst, nil
-		}
-		start := len(dst)
-		dst = append(dst, make([]byte, n+2)...)
-		if _, err := io.ReadFull(br, dst[start:]); err != nil {
-			return dst, err
-		}
-		if !bytes.HasSuffix(dst, []byte("\r\n")) {
-			return dst, fmt.Errorf("RESP bulk of %d bytes not followed by CRLF", n)
-		}
-		return dst, nil
-	case '*', '~', '>', '%', '|':
-		n, err := strconv.Atoi(body)
-		if err != nil || n < -1 {
-			return dst, fmt.Errorf("malformed RESP count %q", line)
-		}
-		if line[0] == '%' || line[0] == '|' {
-			n *= 2
-		}
-		if line[0] == '|' {
-			n++ // the value the attributes describe
-		}
-		for i := 0; i < n; i++ {
-			if dst, err = dtReadValue(br, dst); err != nil {
-				return dst, err
-			}
-		}
-		return dst, nil
-	}
-	return dst, fmt.Errorf("unknown RESP type in %q", line)
-}
-
-// dtSplit returns the header line of an aggregate reply and the raw bytes of
+// dtSplit returns the header line of an array reply and the raw bytes of
 // each of its elements.
 func dtSplit(raw []byte) (hdr []byte, elems [][]byte, ok bool) {
-	i := bytes.IndexByte(raw, '\n')
-	if i < 0 || raw[0] != '*' {
+	v, err := resptest.Parse(raw)
+	if err != nil || raw[0] != '*' {
 		return nil, nil, false
 	}
-	hdr = raw[:i+1]
-	br := bufio.NewReader(bytes.NewReader(raw[i+1:]))
-	for {
-		v, err := dtReadValue(br, nil)
-		if err == io.EOF {
-			return hdr, elems, true
-		}
-		if err != nil {
-			return nil, nil, false
-		}
-		elems = append(elems, v)
+	hdr = raw[:bytes.IndexByte(raw, '\n')+1]
+	for _, e := range v.Elems {
+		elems = append(elems, e.Raw)
 	}
+	return hdr, elems, true
 }
 
 // dtNorm says how a reply is normalised before comparison.
@@ -254,17 +189,7 @@ func (c dtCmd) encode(dst []byte) []byte {
 	if c.inline {
 		return append(append(dst, strings.Join(c.args, " ")...), "\r\n"...)
 	}
-	dst = append(dst, '*')
-	dst = strconv.AppendInt(dst, int64(len(c.args)), 10)
-	dst = append(dst, "\r\n"...)
-	for _, a := range c.args {
-		dst = append(dst, '$')
-		dst = strconv.AppendInt(dst, int64(len(a)), 10)
-		dst = append(dst, "\r\n"...)
-		dst = append(dst, a...)
-		dst = append(dst, "\r\n"...)
-	}
-	return dst
+	return resptest.AppendCmd(dst, c.args...)
 }
 
 func (c dtCmd) String() string {
@@ -1143,55 +1068,6 @@ func (g *dtGen) generate(n int) []dtCmd {
 
 // --- running ---
 
-// dtConn is a raw client connection.
-type dtConn struct {
-	nc net.Conn
-	br *bufio.Reader
-}
-
-func dtDial(t testing.TB, addr string) *dtConn {
-	t.Helper()
-	nc, err := net.DialTimeout("tcp", addr, 2*time.Second)
-	if err != nil {
-		t.Fatalf("dial %s: %v", addr, err)
-	}
-	t.Cleanup(func() { nc.Close() })
-	return &dtConn{nc: nc, br: bufio.NewReaderSize(nc, 64<<10)}
-}
-
-// exchange writes req and reads n replies at the same time, as a careful
-// pipelining client does: a large pipeline must not deadlock on full socket
-// buffers. It returns the replies read before any error.
-func (c *dtConn) exchange(req []byte, n int, timeout time.Duration) ([][]byte, error) {
-	c.nc.SetDeadline(time.Now().Add(timeout))
-	defer c.nc.SetDeadline(time.Time{})
-	werr := make(chan error, 1)
-	go func() {
-		_, err := c.nc.Write(req)
-		werr <- err
-	}()
-	replies := make([][]byte, 0, n)
-	var err error
-	for len(replies) < n {
-		var v []byte
-		if v, err = dtReadValue(c.br, nil); err != nil {
-			break
-		}
-		replies = append(replies, v)
-	}
-	if werr := <-werr; werr != nil && err == nil {
-		err = fmt.Errorf("write: %w", werr)
-	}
-	return replies, err
-}
-
-func dtQuote(b []byte) string {
-	if len(b) > 300 {
-		return fmt.Sprintf("%q...(%d bytes)", b[:200], len(b))
-	}
-	return fmt.Sprintf("%q", b)
-}
-
 // dtReplyOf returns the normalised replies of cmds[i] (it may have several)
 // from a batch's flat reply list, or a description of what is missing.
 func dtReplyOf(cmds []dtCmd, i int, replies [][]byte, err error) []byte {
@@ -1215,7 +1091,7 @@ func dtReplyOf(cmds []dtCmd, i int, replies [][]byte, err error) []byte {
 //
 // With cuts, a batch ends only where cuts says it may (the end of a
 // transaction, say).
-func dtRun(t *testing.T, name string, seed int64, cmds []dtCmd, direct, proxied *dtConn, cuts ...map[int]bool) bool {
+func dtRun(t *testing.T, name string, seed int64, cmds []dtCmd, direct, proxied *resptest.Conn, cuts ...map[int]bool) bool {
 	r := rand.New(rand.NewSource(seed ^ 0x5eed))
 	var req []byte
 	for start := 0; start < len(cmds); {
@@ -1237,12 +1113,12 @@ func dtRun(t *testing.T, name string, seed int64, cmds []dtCmd, direct, proxied 
 			req = c.encode(req)
 			n += c.nreplies()
 		}
-		ra, erra := direct.exchange(req, n, 20*time.Second)
+		ra, erra := direct.Pipeline(req, n, 20*time.Second)
 		if erra != nil {
 			t.Errorf("%s: redis itself failed on commands %d..%d: %v", name, start, end-1, erra)
 			return false
 		}
-		rp, errp := proxied.exchange(req, n, 20*time.Second)
+		rp, errp := proxied.Pipeline(req, n, 20*time.Second)
 		for i := range batch {
 			a := dtReplyOf(batch, i, ra, erra)
 			p := dtReplyOf(batch, i, rp, errp)
@@ -1254,7 +1130,7 @@ func dtRun(t *testing.T, name string, seed int64, cmds []dtCmd, direct, proxied 
 				fmt.Fprintf(&ctx, "\n      #%d %s", j, cmds[j])
 			}
 			t.Errorf("%s: reply to command #%d differs (seed %d, batch of %d from #%d)\n  command: %s\n  redis:   %s\n  proxy:   %s\n  before it:%s",
-				name, start+i, seed, len(batch), start, cmds[start+i], dtQuote(a), dtQuote(p), ctx.String())
+				name, start+i, seed, len(batch), start, cmds[start+i], resptest.Quote(a), resptest.Quote(p), ctx.String())
 			return false
 		}
 		if errp != nil {
@@ -1299,7 +1175,7 @@ func TestDifferentialRandom(t *testing.T) {
 	direct, proxied := dtServers(t, Config{})
 	cmds := newDTGen(seed, "d:", false, false).generate(n)
 	start := time.Now()
-	if dtRun(t, "sequence", seed, cmds, dtDial(t, direct), dtDial(t, proxied)) {
+	if dtRun(t, "sequence", seed, cmds, resptest.Dial(t, direct), resptest.Dial(t, proxied)) {
 		t.Logf("%d commands, identical replies, %v", len(cmds), time.Since(start).Round(time.Millisecond))
 	}
 }
@@ -1316,7 +1192,7 @@ func TestDifferentialConcurrent(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		s := seed + int64(i)*7919
 		cmds := newDTGen(s, fmt.Sprintf("c%d:", i), true, i == 2).generate(n)
-		a, p := dtDial(t, direct), dtDial(t, proxied)
+		a, p := resptest.Dial(t, direct), resptest.Dial(t, proxied)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -1354,19 +1230,19 @@ func dtPipelined(client int, cmds ...string) []dtStep {
 // client connections as the steps name, and compares every step's replies.
 func dtScenario(t *testing.T, direct, proxied string, steps []dtStep) {
 	t.Helper()
-	conns := map[string]map[int]*dtConn{direct: {}, proxied: {}}
-	conn := func(addr string, i int) *dtConn {
+	conns := map[string]map[int]*resptest.Conn{direct: {}, proxied: {}}
+	conn := func(addr string, i int) *resptest.Conn {
 		if c := conns[addr][i]; c != nil {
 			return c
 		}
-		c := dtDial(t, addr)
+		c := resptest.Dial(t, addr)
 		conns[addr][i] = c
 		return c
 	}
 	for i, st := range steps {
 		n := max(st.replies, -st.replies)
-		ra, erra := conn(direct, st.client).exchange([]byte(st.send), n, 3*time.Second)
-		rp, errp := conn(proxied, st.client).exchange([]byte(st.send), n, 3*time.Second)
+		ra, erra := conn(direct, st.client).Pipeline([]byte(st.send), n, 3*time.Second)
+		rp, errp := conn(proxied, st.client).Pipeline([]byte(st.send), n, 3*time.Second)
 		a, p := bytes.Join(ra, nil), bytes.Join(rp, nil)
 		if st.replies < 0 && erra == nil && errp == nil {
 			continue
@@ -1378,7 +1254,7 @@ func dtScenario(t *testing.T, direct, proxied string, steps []dtStep) {
 			p = append(p, fmt.Sprintf("<%v>", errp)...)
 		}
 		if !bytes.Equal(a, p) {
-			t.Errorf("step %d, client %d sends %q:\n  redis: %s\n  proxy: %s", i, st.client, st.send, dtQuote(a), dtQuote(p))
+			t.Errorf("step %d, client %d sends %q:\n  redis: %s\n  proxy: %s", i, st.client, st.send, resptest.Quote(a), resptest.Quote(p))
 			return
 		}
 	}

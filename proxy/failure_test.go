@@ -12,16 +12,18 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/redis-proxy/redis-proxy/internal/poll"
 	"github.com/redis-proxy/redis-proxy/internal/redistest"
+	"github.com/redis-proxy/redis-proxy/internal/resptest"
 )
 
 // What clients see when the Redis server behind the proxy dies: error
 // replies that say the outcome is unknown, never a hang, and service again
 // once the server is back.
 
-func stExpectLost(t *testing.T, v stValue, what string) {
+func stExpectLost(t *testing.T, v resptest.Value, what string) {
 	t.Helper()
-	if v.typ != '-' || !strings.Contains(v.str, "lost") {
+	if v.Type != '-' || !strings.Contains(v.Str, "lost") {
 		t.Fatalf("%s: reply %s, want an error saying the connection was lost", what, v)
 	}
 }
@@ -29,29 +31,30 @@ func stExpectLost(t *testing.T, v stValue, what string) {
 func TestBackendKilledWithCommandsInFlight(t *testing.T) {
 	t.Parallel()
 	r := redistest.Start(t, "--enable-debug-command", "local")
-	tp := startProxy(t, Config{PoolSize: 2}, r.Addr)
-	a := stDial(t, tp.Addr)
-	b := stDial(t, tp.Addr)
-	stExpect(t, b.do("SET", "fail:k", "v"), "OK")
+	tp := startProxy(t, Config{PoolSize: 2, OperatorPassword: "ops"}, r.Addr)
+	a := resptest.Dial(t, tp.Addr)
+	b := resptest.Dial(t, tp.Addr)
+	resptest.Expect(t, a.Do("AUTH", "redis-proxy-operator", "ops"), "OK") // DEBUG is the operator's
+	resptest.Expect(t, b.Do("SET", "fail:k", "v"), "OK")
 
 	// Redis sleeps on A's command; B's pipeline of writes waits behind it.
 	// (Reads in flight on an event loop run again instead: see
 	// TestReadsInFlightRunAgainAfterTheConnectionDies.)
-	a.send("DEBUG", "SLEEP", "3")
+	a.Send("DEBUG", "SLEEP", "3")
 	time.Sleep(100 * time.Millisecond)
 	const n = 10
 	var pipe [][]string
 	for i := 0; i < n; i++ {
 		pipe = append(pipe, []string{"INCR", "fail:w"})
 	}
-	b.write(stCmds(pipe...))
+	b.Write(resptest.Cmds(pipe...))
 	time.Sleep(100 * time.Millisecond)
 
 	r.Kill()
 	killed := time.Now()
-	stExpectLost(t, a.readTimeout(2*time.Second), "DEBUG SLEEP in flight")
+	stExpectLost(t, a.ReadTimeout(2*time.Second), "DEBUG SLEEP in flight")
 	for i := 0; i < n; i++ {
-		stExpectLost(t, b.readTimeout(2*time.Second), "INCR in flight")
+		stExpectLost(t, b.ReadTimeout(2*time.Second), "INCR in flight")
 	}
 	if d := time.Since(killed); d > 2*time.Second {
 		t.Fatalf("in-flight commands answered %v after the kill", d)
@@ -60,17 +63,17 @@ func TestBackendKilledWithCommandsInFlight(t *testing.T) {
 	// The pool heals by itself once the server is back.
 	r.Restart()
 	restarted := time.Now()
-	c := stDial(t, tp.Addr)
-	stEventually(t, 5*time.Second, "SET through the proxy after the restart", func() bool {
-		v, err := c.tryDo("SET", "fail:k2", "back")
+	c := resptest.Dial(t, tp.Addr)
+	poll.Until(t, 5*time.Second, "SET through the proxy after the restart", func() bool {
+		v, err := c.TryDo("SET", "fail:k2", "back")
 		return err == nil && v.String() == "OK"
 	})
 	t.Logf("served again %v after the restart", time.Since(restarted))
 	// The clients that saw the errors are still connected and served.
-	stExpect(t, a.do("GET", "fail:k2"), `"back"`)
-	stExpect(t, b.do("GET", "fail:k2"), `"back"`)
+	resptest.Expect(t, a.Do("GET", "fail:k2"), `"back"`)
+	resptest.Expect(t, b.Do("GET", "fail:k2"), `"back"`)
 	for i := 0; i < 20; i++ {
-		stExpect(t, b.do("INCR", "fail:n"), strconv.Itoa(i+1))
+		resptest.Expect(t, b.Do("INCR", "fail:n"), strconv.Itoa(i+1))
 	}
 }
 
@@ -78,44 +81,44 @@ func TestPinnedSessionServerDies(t *testing.T) {
 	t.Parallel()
 	r := redistest.Start(t)
 	tp := startProxy(t, Config{}, r.Addr)
-	c := stDial(t, tp.Addr)
-	stExpect(t, c.do("MULTI"), "OK")
-	stExpect(t, c.do("SET", "pin:k", "v"), "QUEUED")
+	c := resptest.Dial(t, tp.Addr)
+	resptest.Expect(t, c.Do("MULTI"), "OK")
+	resptest.Expect(t, c.Do("SET", "pin:k", "v"), "QUEUED")
 	r.Kill()
 	killed := time.Now()
-	stExpectLost(t, c.readAfter(2*time.Second, "EXEC"), "EXEC after the server died")
-	c.expectClosed(2 * time.Second)
+	stExpectLost(t, c.DoTimeout(2*time.Second, "EXEC"), "EXEC after the server died")
+	c.ExpectClosed(2 * time.Second)
 	if d := time.Since(killed); d > 2*time.Second {
 		t.Fatalf("the pinned client learned of the loss %v after the kill", d)
 	}
-	stEventually(t, time.Second, "pinned back to 0", func() bool { return tp.pinned.Load() == 0 })
+	poll.Until(t, time.Second, "pinned back to 0", func() bool { return tp.pinned.Load() == 0 })
 
 	r.Restart()
-	c2 := stDial(t, tp.Addr)
-	stEventually(t, 5*time.Second, "a transaction through the proxy after the restart", func() bool {
-		v, err := c2.tryDo("MULTI")
+	c2 := resptest.Dial(t, tp.Addr)
+	poll.Until(t, 5*time.Second, "a transaction through the proxy after the restart", func() bool {
+		v, err := c2.TryDo("MULTI")
 		if err != nil || v.String() != "OK" {
 			return false
 		}
-		c2.tryDo("SET", "pin:k", "again")
-		v, err = c2.tryDo("EXEC")
+		c2.TryDo("SET", "pin:k", "again")
+		v, err = c2.TryDo("EXEC")
 		return err == nil && v.String() == "[OK]"
 	})
-	stExpect(t, c2.do("GET", "pin:k"), `"again"`)
+	resptest.Expect(t, c2.Do("GET", "pin:k"), `"again"`)
 }
 
 func TestSubscriberServerDies(t *testing.T) {
 	t.Parallel()
 	r := redistest.Start(t)
 	tp := startProxy(t, Config{}, r.Addr)
-	sub := stDial(t, tp.Addr)
-	sub.send("SUBSCRIBE", "dies")
-	stExpect(t, sub.read(), `["subscribe","dies",1]`)
+	sub := resptest.Dial(t, tp.Addr)
+	sub.Send("SUBSCRIBE", "dies")
+	resptest.Expect(t, sub.Read(), `["subscribe","dies",1]`)
 	r.Kill()
 	// The subscriber's connection ends, as it would with Redis itself,
 	// instead of waiting for messages that will never come.
-	sub.expectClosed(2 * time.Second)
-	stEventually(t, time.Second, "pinned back to 0", func() bool { return tp.pinned.Load() == 0 })
+	sub.ExpectClosed(2 * time.Second)
+	poll.Until(t, time.Second, "pinned back to 0", func() bool { return tp.pinned.Load() == 0 })
 }
 
 // A dedicated connection kept as a spare after a transaction may be closed
@@ -125,32 +128,32 @@ func TestDeadSpareConnectionNotHandedOut(t *testing.T) {
 	t.Parallel()
 	r := redistest.Start(t)
 	tp := startProxy(t, Config{}, r.Addr)
-	c := stDial(t, tp.Addr)
-	stExpect(t, c.do("MULTI"), "OK")
-	stExpect(t, c.do("INCR", "spare:n"), "QUEUED")
-	stExpect(t, c.do("EXEC"), "[1]")
+	c := resptest.Dial(t, tp.Addr)
+	resptest.Expect(t, c.Do("MULTI"), "OK")
+	resptest.Expect(t, c.Do("INCR", "spare:n"), "QUEUED")
+	resptest.Expect(t, c.Do("EXEC"), "[1]")
 
 	// Kill the connection that ran EXEC: the spare.
-	direct := stDial(t, r.Addr)
-	list := direct.do("CLIENT", "LIST")
+	direct := resptest.Dial(t, r.Addr)
+	list := direct.Do("CLIENT", "LIST")
 	killed := 0
-	for _, line := range strings.Split(list.str, "\n") {
+	for _, line := range strings.Split(list.Str, "\n") {
 		if !strings.Contains(line, " cmd=exec ") {
 			continue
 		}
 		id, _, _ := strings.Cut(strings.TrimPrefix(line, "id="), " ")
-		stExpect(t, direct.do("CLIENT", "KILL", "ID", id), "1")
+		resptest.Expect(t, direct.Do("CLIENT", "KILL", "ID", id), "1")
 		killed++
 	}
 	if killed != 1 {
-		t.Fatalf("found %d spare connections to kill in CLIENT LIST:\n%s", killed, list.str)
+		t.Fatalf("found %d spare connections to kill in CLIENT LIST:\n%s", killed, list.Str)
 	}
 	time.Sleep(50 * time.Millisecond)
 
-	c2 := stDial(t, tp.Addr)
-	stExpect(t, c2.do("MULTI"), "OK")
-	stExpect(t, c2.do("INCR", "spare:n"), "QUEUED")
-	stExpect(t, c2.do("EXEC"), "[2]")
+	c2 := resptest.Dial(t, tp.Addr)
+	resptest.Expect(t, c2.Do("MULTI"), "OK")
+	resptest.Expect(t, c2.Do("INCR", "spare:n"), "QUEUED")
+	resptest.Expect(t, c2.Do("EXEC"), "[2]")
 }
 
 // Clients pipelining reads and writes while the server crashes and comes
@@ -209,24 +212,24 @@ func TestPipelinesThroughServerCrashes(t *testing.T) {
 					}
 				}
 				nc.SetDeadline(time.Now().Add(25 * time.Second))
-				if _, err := nc.Write(stCmds(req...)); err != nil {
+				if _, err := nc.Write(resptest.Cmds(req...)); err != nil {
 					res.bad = append(res.bad, err.Error())
 					return
 				}
 				for i := range depth {
-					v, err := stReadValue(br)
+					v, err := resptest.ReadValue(br)
 					if err != nil {
 						res.bad = append(res.bad, fmt.Sprintf("reply %d of round %d: %v", i, round, err))
 						return
 					}
 					res.replies++
 					switch {
-					case v.typ == '-' && strings.Contains(v.str, "lost"):
+					case v.Type == '-' && strings.Contains(v.Str, "lost"):
 						res.lost++
-					case v.null:
+					case v.Null:
 						res.nils++
-					case c < readers && v.typ == '$' && v.str == fmt.Sprintf("%d:%d", c, (round*depth+i)%keys):
-					case c >= readers && v.typ == ':':
+					case c < readers && v.Type == '$' && v.Str == fmt.Sprintf("%d:%d", c, (round*depth+i)%keys):
+					case c >= readers && v.Type == ':':
 					default:
 						res.bad = append(res.bad, fmt.Sprintf("%v to %v", v, req[i]))
 					}
@@ -234,15 +237,15 @@ func TestPipelinesThroughServerCrashes(t *testing.T) {
 			}
 		}()
 	}
-	probe := stDial(t, tp.Addr)
+	probe := resptest.Dial(t, tp.Addr)
 	for range 3 {
 		time.Sleep(300 * time.Millisecond)
 		r.Kill()
 		time.Sleep(50 * time.Millisecond)
 		r.Restart()
-		stEventually(t, 10*time.Second, "the proxy serving after the restart", func() bool {
-			v, err := probe.tryDo("GET", "pc:probe")
-			return err == nil && v.null
+		poll.Until(t, 10*time.Second, "the proxy serving after the restart", func() bool {
+			v, err := probe.TryDo("GET", "pc:probe")
+			return err == nil && v.Null
 		})
 	}
 	time.Sleep(300 * time.Millisecond)
@@ -311,24 +314,24 @@ return 1`, "0", strconv.Itoa(ms)}
 // does a slow read (a read-only script).
 func TestReadsInFlightRunAgainOnTheGoroutinePath(t *testing.T) {
 	r, tp, blocker, pipe, setGet, getIncr, getSelect, mget, slowRead := inFlightAtCrash(t, Config{EventLoops: -1, HoldTimeout: 20 * time.Second})
-	stExpectLost(t, blocker.read(), "the script in Redis")
-	stExpectLost(t, setGet.read(), "a SET in flight")
-	stExpectLost(t, getIncr.read(), "a GET with an INCR of its client behind it")
-	stExpectLost(t, getIncr.read(), "an INCR in flight")
-	stExpectLost(t, slowRead.read(), "a read-only script in flight")
-	stEventually(t, 5*time.Second, "6 reads given back", func() bool {
+	stExpectLost(t, blocker.Read(), "the script in Redis")
+	stExpectLost(t, setGet.Read(), "a SET in flight")
+	stExpectLost(t, getIncr.Read(), "a GET with an INCR of its client behind it")
+	stExpectLost(t, getIncr.Read(), "an INCR in flight")
+	stExpectLost(t, slowRead.Read(), "a read-only script in flight")
+	poll.Until(t, 5*time.Second, "6 reads given back", func() bool {
 		return testutil.ToFloat64(tp.m.requeued.WithLabelValues("yes")) == 6
 	})
 	time.Sleep(100 * time.Millisecond)
 	r.Restart()
 	// The restarted server has no rr:k: the nils say the reads ran there.
 	for range 3 {
-		stExpect(t, pipe.readTimeout(15*time.Second), "<nil>")
+		resptest.Expect(t, pipe.ReadTimeout(15*time.Second), "<nil>")
 	}
-	stExpect(t, setGet.readTimeout(15*time.Second), "<nil>")
-	stExpect(t, getSelect.readTimeout(15*time.Second), "<nil>")
-	stExpect(t, getSelect.read(), "OK")
-	stExpect(t, mget.readTimeout(15*time.Second), "[<nil>,<nil>]")
+	resptest.Expect(t, setGet.ReadTimeout(15*time.Second), "<nil>")
+	resptest.Expect(t, getSelect.ReadTimeout(15*time.Second), "<nil>")
+	resptest.Expect(t, getSelect.Read(), "OK")
+	resptest.Expect(t, mget.ReadTimeout(15*time.Second), "[<nil>,<nil>]")
 	if n := testutil.ToFloat64(tp.m.requeued.WithLabelValues("yes")); n != 6 {
 		t.Fatalf("%v reads given back, want 6 (3 GETs, the GET after SET, the GET before SELECT, MGET)", n)
 	}
@@ -339,27 +342,27 @@ func TestReadsInFlightRunAgainOnTheGoroutinePath(t *testing.T) {
 // them are in flight), and kills Redis: blocker ran the script; pipe sent
 // three GETs, setGet SET+GET, getIncr GET+INCR, getSelect GET+SELECT 0,
 // mget an MGET, slowRead a read-only script. Redis had rr:k = "before".
-func inFlightAtCrash(t *testing.T, cfg Config) (r *redistest.Server, tp *testProxy, blocker, pipe, setGet, getIncr, getSelect, mget, slowRead *stConn) {
+func inFlightAtCrash(t *testing.T, cfg Config) (r *redistest.Server, tp *testProxy, blocker, pipe, setGet, getIncr, getSelect, mget, slowRead *resptest.Conn) {
 	t.Helper()
 	r = redistest.Start(t)
 	if _, err := r.Do("SET", "rr:k", "before"); err != nil {
 		t.Fatal(err)
 	}
 	tp = startProxy(t, cfg, r.Addr)
-	conns := make([]*stConn, 7)
+	conns := make([]*resptest.Conn, 7)
 	for i := range conns {
-		conns[i] = stDial(t, tp.Addr)
-		stExpect(t, conns[i].do("PING"), "PONG")
+		conns[i] = resptest.Dial(t, tp.Addr)
+		resptest.Expect(t, conns[i].Do("PING"), "PONG")
 	}
 	blocker, pipe, setGet, getIncr, getSelect, mget, slowRead = conns[0], conns[1], conns[2], conns[3], conns[4], conns[5], conns[6]
-	blocker.send(slowScript(1000)...)
+	blocker.Send(slowScript(1000)...)
 	time.Sleep(50 * time.Millisecond) // the script runs; the rest waits behind it in Redis
-	pipe.write(stCmds([]string{"GET", "rr:k"}, []string{"GET", "rr:k"}, []string{"GET", "rr:k"}))
-	setGet.write(stCmds([]string{"SET", "rr:w", "x"}, []string{"GET", "rr:k"}))
-	getIncr.write(stCmds([]string{"GET", "rr:k"}, []string{"INCR", "rr:n"}))
-	getSelect.write(stCmds([]string{"GET", "rr:k"}, []string{"SELECT", "0"}))
-	mget.send("MGET", "rr:k", "rr:x")
-	slowRead.send("EVAL_RO", "return redis.call('GET', KEYS[1])", "1", "rr:k")
+	pipe.Write(resptest.Cmds([]string{"GET", "rr:k"}, []string{"GET", "rr:k"}, []string{"GET", "rr:k"}))
+	setGet.Write(resptest.Cmds([]string{"SET", "rr:w", "x"}, []string{"GET", "rr:k"}))
+	getIncr.Write(resptest.Cmds([]string{"GET", "rr:k"}, []string{"INCR", "rr:n"}))
+	getSelect.Write(resptest.Cmds([]string{"GET", "rr:k"}, []string{"SELECT", "0"}))
+	mget.Send("MGET", "rr:k", "rr:x")
+	slowRead.Send("EVAL_RO", "return redis.call('GET', KEYS[1])", "1", "rr:k")
 	time.Sleep(100 * time.Millisecond)
 	r.Kill()
 	return r, tp, blocker, pipe, setGet, getIncr, getSelect, mget, slowRead

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/redis-proxy/redis-proxy/internal/redistest"
+	"github.com/redis-proxy/redis-proxy/internal/resptest"
 )
 
 // FuzzClientBytes sends arbitrary bytes through the proxy as one client (A)
@@ -50,34 +51,37 @@ func FuzzClientBytes(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in []byte) {
 		n := iter.Add(1)
 		aOut := make(chan fzResult, 1)
-		go func() { aOut <- fzSendAndClose(fx.proxy.Addr, in) }()
+		go func() { aOut <- fzSendAndClose(t, fx.proxy.Addr, in) }()
 
 		fzCheckB(t, fx.proxy.Addr, fmt.Sprintf("fzb:%d:%d:", os.Getpid(), n))
 
 		a := <-aOut
 		if a.err != nil {
-			t.Fatalf("client A sent %d bytes %s and closed its side: %v (read %s)", len(in), fzTrunc(in), a.err, dtQuote(a.out))
+			t.Fatalf("client A sent %d bytes %s and closed its side: %v (read %s)", len(in), resptest.Quote(in), a.err, resptest.Quote(a.out))
 		}
 		if err := fzWellFormed(a.out); err != nil {
-			t.Fatalf("client A sent %s and got a malformed reply stream: %v\n%s", fzTrunc(in), err, dtQuote(a.out))
+			t.Fatalf("client A sent %s and got a malformed reply stream: %v\n%s", resptest.Quote(in), err, resptest.Quote(a.out))
 		}
 
-		c := dtDial(t, fx.proxy.Addr)
-		if r, err := c.exchange([]byte("PING\r\n"), 1, 5*time.Second); err != nil || string(r[0]) != "+PONG\r\n" {
-			t.Fatalf("after input %s: PING on a new connection: %q, %v", fzTrunc(in), r, err)
+		c := resptest.Dial(t, fx.proxy.Addr)
+		if r, err := c.Pipeline([]byte("PING\r\n"), 1, 5*time.Second); err != nil || string(r[0]) != "+PONG\r\n" {
+			t.Fatalf("after input %s: PING on a new connection: %q, %v", resptest.Quote(in), r, err)
 		}
-		c.nc.Close()
+		c.Close()
 
+		// Polled every millisecond, not every poll.Interval: the proxy sees
+		// the closes at once, and waits of 10 ms nearly doubled the time an
+		// input takes (about 3 ms).
 		deadline := time.Now().Add(3 * time.Second)
 		for fx.proxy.clients.Load() != 0 || fx.proxy.pinned.Load() != 0 {
 			if time.Now().After(deadline) {
 				t.Fatalf("after input %s and every client gone: the proxy counts %d clients and %d pinned connections",
-					fzTrunc(in), fx.proxy.clients.Load(), fx.proxy.pinned.Load())
+					resptest.Quote(in), fx.proxy.clients.Load(), fx.proxy.pinned.Load())
 			}
 			time.Sleep(time.Millisecond)
 		}
 		// A's keys, in any database, must not pile up over thousands of inputs.
-		if r, err := fx.admin.exchange(fx.flushall, 1, 5*time.Second); err != nil || string(r[0]) != "+OK\r\n" {
+		if r, err := fx.admin.Pipeline(fx.flushall, 1, 5*time.Second); err != nil || string(r[0]) != "+OK\r\n" {
 			t.Fatalf("flushing redis: %q, %v", r, err)
 		}
 	})
@@ -85,7 +89,7 @@ func FuzzClientBytes(f *testing.F) {
 
 type fzFixture struct {
 	proxy    *testProxy
-	admin    *dtConn // direct to Redis
+	admin    *resptest.Conn // direct to Redis
 	flushall []byte
 }
 
@@ -94,37 +98,31 @@ type fzResult struct {
 	err error
 }
 
-func fzTrunc(b []byte) string {
-	if len(b) > 200 {
-		return fmt.Sprintf("%q...(%d bytes)", b[:150], len(b))
-	}
-	return fmt.Sprintf("%q", b)
-}
-
 // fzSendAndClose is client A: it writes in, closes its sending side, and
-// reads until the proxy closes the connection.
-func fzSendAndClose(addr string, in []byte) fzResult {
-	nc, err := net.DialTimeout("tcp", addr, 2*time.Second)
+// reads until the proxy closes the connection. It runs off the test's
+// goroutine, so it returns its failure instead of failing t.
+func fzSendAndClose(t *testing.T, addr string, in []byte) fzResult {
+	nc, err := net.DialTimeout("tcp", addr, resptest.DialTimeout)
 	if err != nil {
 		return fzResult{err: err}
 	}
-	defer nc.Close()
-	nc.SetDeadline(time.Now().Add(5 * time.Second))
+	c := resptest.NewConn(t, nc)
+	defer c.Close()
 	werr := make(chan error, 1)
 	go func() {
-		_, err := nc.Write(in)
+		err := c.TryWrite(in)
 		if err == nil {
 			err = nc.(*net.TCPConn).CloseWrite()
 		}
 		werr <- err
 	}()
-	out, err := io.ReadAll(nc)
+	// A reset after the proxy closed (with unread input) ends the stream
+	// too.
+	out, closed := c.ReadUntilClosed(5 * time.Second)
 	<-werr // a write the proxy refused (it closed first) is fine
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
+	if !closed {
 		return fzResult{out: out, err: errors.New("the proxy neither closed the connection nor stopped answering within 5s")}
 	}
-	// A reset after the proxy closed (with unread input) ends the stream too.
 	return fzResult{out: out}
 }
 
@@ -138,7 +136,7 @@ func fzWellFormed(out []byte) error {
 		if consumed == len(out) {
 			return nil
 		}
-		if _, err := dtReadValue(br, nil); err != nil {
+		if _, err := resptest.ReadValue(br); err != nil {
 			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 				return nil // torn last value
 			}
@@ -173,15 +171,15 @@ func fzCheckB(t *testing.T, addr, k string) {
 	for _, c := range cmds {
 		req = c.encode(req)
 	}
-	b := dtDial(t, addr)
-	defer b.nc.Close()
-	got, err := b.exchange(req, len(cmds), 5*time.Second)
+	b := resptest.Dial(t, addr)
+	defer b.Close()
+	got, err := b.Pipeline(req, len(cmds), 5*time.Second)
 	if err != nil {
 		t.Fatalf("client B: %v after %d replies %q", err, len(got), got)
 	}
 	for i := range cmds {
 		if string(got[i]) != want[i] {
-			t.Fatalf("client B, %s: got %s, want %s", cmds[i], dtQuote(got[i]), dtQuote([]byte(want[i])))
+			t.Fatalf("client B, %s: got %s, want %s", cmds[i], resptest.Quote(got[i]), resptest.Quote([]byte(want[i])))
 		}
 	}
 }
@@ -205,8 +203,8 @@ func fzStart(f *testing.F) *fzFixture {
 	)
 	fx := &fzFixture{
 		proxy:    startProxy(f, Config{}, addr),
-		admin:    dtDial(f, addr),
-		flushall: dtCmd{args: []string{flush}}.encode(nil),
+		admin:    resptest.Dial(f, addr),
+		flushall: resptest.Cmd(flush),
 	}
 	return fx
 }

@@ -53,7 +53,8 @@ type gclient struct {
 	out      []byte    // replies not yet written
 	deadline time.Time // write deadline last set
 
-	pin *dedicated // a connection of the session's own (Conn Pinned or Tunnel)
+	pin  *dedicated // a connection of the session's own (Conn Pinned or Tunnel)
+	room int64      // MaxInflightMemory held for in's large request (bigreq.go)
 	// cleanBatches counts the batches run in a row without a dedicated
 	// connection (see loopReturnAfter).
 	cleanBatches int
@@ -147,11 +148,13 @@ func (g *gclient) read() {
 		g.in = g.in[:copy(g.in, g.in[g.off:])]
 		g.off = 0
 	}
-	switch {
-	case len(g.in) == 0 && cap(g.in) > gKeep:
-		g.in = nil
-	case cap(g.in)-len(g.in) < gReadSize:
-		g.in = append(make([]byte, 0, max(2*cap(g.in), len(g.in)+gReadSize)), g.in...)
+	if cap(g.in) > gKeep && len(g.in) <= gKeep/4 {
+		// A large request was run: its buffer (and room) goes back.
+		g.in = append([]byte(nil), g.in...)
+		g.unreserve()
+	}
+	if !g.size() {
+		return
 	}
 	if idle := g.p.cfg.IdleTimeout; idle > 0 && g.s.st.Conn != command.Tunnel {
 		// (Subscribers and blocked clients are never idle.)
@@ -227,10 +230,38 @@ func (g *gclient) returnToLoop() bool {
 	return true
 }
 
+// size makes room in g.in for the next read: for a large request still
+// arriving, its exact size once (its memory taken from
+// MaxInflightMemory); else twice what it had. It reports false, with the
+// client answered and closing, when no room was found in time.
+func (g *gclient) size() bool {
+	need := g.parser.Need()
+	if need <= bigRequest {
+		if cap(g.in)-len(g.in) < gReadSize {
+			g.in = append(make([]byte, 0, max(2*cap(g.in), len(g.in)+gReadSize)), g.in...)
+		}
+		return true
+	}
+	if cap(g.in) >= need {
+		return true
+	}
+	start := time.Now()
+	if !g.reserve(need) {
+		g.out = resp.AppendError(g.out, errNoRoom(g.p.cfg.MaxInflightMemory, time.Since(start)))
+		g.p.m.rejected.WithLabelValues("inflight_memory").Inc()
+		g.closing = true
+		g.flush()
+		return false
+	}
+	g.in = append(make([]byte, 0, need), g.in...)
+	return true
+}
+
 // finish closes the client and releases what its session holds.
 func (g *gclient) finish() {
 	g.nc.Close()
 	g.releasePin(false)
+	g.unreserve()
 	g.s.end()
 }
 

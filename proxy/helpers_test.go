@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"flag"
 	"net"
 	"testing"
@@ -8,7 +9,9 @@ import (
 
 	"github.com/gomodule/redigo/redis"
 
+	"github.com/redis-proxy/redis-proxy/internal/poll"
 	"github.com/redis-proxy/redis-proxy/internal/redistest"
+	"github.com/redis-proxy/redis-proxy/internal/resptest"
 	"github.com/redis-proxy/redis-proxy/replication"
 )
 
@@ -35,6 +38,15 @@ func needEventLoops(t *testing.T) {
 // it is ready, and closes it when the test ends.
 func startProxy(t testing.TB, cfg Config, master string, replicas ...string) *testProxy {
 	t.Helper()
+	tp := serveProxy(t, cfg, master, replicas...)
+	poll.Until(t, 10*time.Second, "the proxy ready", tp.Ready)
+	return tp
+}
+
+// serveProxy is startProxy without the wait: the proxy may not be ready
+// yet.
+func serveProxy(t testing.TB, cfg Config, master string, replicas ...string) *testProxy {
+	t.Helper()
 	if cfg.EventLoops == 0 {
 		cfg.EventLoops = *eventLoops
 	}
@@ -49,14 +61,20 @@ func startProxy(t testing.TB, cfg Config, master string, replicas ...string) *te
 	go p.Serve(ln)
 	t.Cleanup(func() { p.Close() })
 	p.SetTopology(replication.Topology{Master: master, Replicas: replicas})
-	deadline := time.Now().Add(10 * time.Second)
-	for !p.Ready() {
-		if time.Now().After(deadline) {
-			t.Fatalf("proxy not ready after 10s")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 	return &testProxy{Proxy: p, Addr: ln.Addr().String()}
+}
+
+// sameAsRedis sends req with exchange (resptest.Exchange, say) to Redis at
+// redisAddr and to the proxy at proxyAddr, and fails t unless the proxy's
+// replies are Redis's, byte for byte; it returns them.
+func sameAsRedis(t *testing.T, exchange func(testing.TB, string, []byte) []byte, redisAddr, proxyAddr string, req []byte) []byte {
+	t.Helper()
+	want := exchange(t, redisAddr, req)
+	got := exchange(t, proxyAddr, req)
+	if !bytes.Equal(got, want) {
+		t.Fatalf("replies to %s differ from Redis\nproxy: %q\nredis: %q", resptest.Quote(req), got, want)
+	}
+	return got
 }
 
 // dial opens a client connection to the proxy.
@@ -75,7 +93,7 @@ func (tp *testProxy) dial(t testing.TB, opts ...redis.DialOption) redis.Conn {
 func expectReplicated(t testing.TB, key string, replicas ...*redistest.Server) {
 	t.Helper()
 	for _, rep := range replicas {
-		stEventually(t, 5*time.Second, key+" replicated to "+rep.Addr, func() bool {
+		poll.Until(t, 5*time.Second, key+" replicated to "+rep.Addr, func() bool {
 			v, err := rep.Do("EXISTS", key)
 			return err == nil && v.(int64) == 1
 		})

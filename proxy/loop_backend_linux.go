@@ -25,7 +25,7 @@ type lconn struct {
 	fd      int
 	in      []byte
 	scan    resp.ReplyScanner
-	wbuf    []byte
+	wbuf    obuf
 	waiters []waiter
 	head    int
 	queued  bool // in the loop's towrite list
@@ -53,10 +53,12 @@ type lconn struct {
 
 // waiter is a reply owed to a client.
 type waiter struct {
-	c     *lclient
-	info  *command.Info
-	start time.Time
-	n     int // bytes of its request in the write buffer (0: the rest of a transaction block)
+	c      *lclient
+	info   *command.Info
+	start  time.Time
+	n      int            // bytes of its request in the write buffer (0: the rest of a transaction block)
+	filter command.Filter // what to do to the reply first (command.Decision.Filter)
+	busy   int64          // a long command's key in the pool's busyTracker (0: none)
 }
 
 // conn returns the loop's live connection to pl, starting a dial if there
@@ -138,13 +140,12 @@ func (l *evloop) writeConn(b *lconn) {
 		l.p.m.backendBatch.Observe(float64(n))
 		b.keepReads()
 	}
-	var err error
-	if b.wbuf, err = writeOut(b.fd, b.wbuf, 4<<20); err != nil {
+	if err := b.wbuf.writeTo(b.fd, 4<<20); err != nil {
 		l.failConn(b, fmt.Errorf("write: %w", err))
 		return
 	}
 	b.sent, b.unsent = len(b.waiters), 0
-	want := len(b.wbuf) > 0
+	want := b.wbuf.pending() > 0
 	if want != b.writing {
 		b.writing = want
 		ev := uint32(unix.EPOLLIN | unix.EPOLLRDHUP)
@@ -194,6 +195,7 @@ func (l *evloop) readConn(b *lconn) {
 		b.waiters[b.head] = waiter{}
 		b.head++
 		answered++
+		b.pl.busy.done(w.busy)
 		if rerunnable(&w) {
 			b.flightOff += w.n
 		}
@@ -248,7 +250,7 @@ func (b *lconn) compact() {
 // write for the first time (waiters[sent:], the last unsent bytes of
 // wbuf) to b.flight.
 func (b *lconn) keepReads() {
-	raw := b.wbuf[len(b.wbuf)-b.unsent:]
+	raw := b.wbuf.b[len(b.wbuf.b)-b.unsent:]
 	for i := b.sent; i < len(b.waiters); i++ {
 		w := &b.waiters[i]
 		if rerunnable(w) {
@@ -279,19 +281,28 @@ func (l *evloop) deliver(w waiter, reply []byte) {
 	if c.dead {
 		return
 	}
-	c.out = append(c.out, reply...)
-	if c.owed--; c.owed == 0 {
-		l.waiting--
+	if w.filter == command.FilterSecrets {
+		reply = command.RedactSecrets(reply)
 	}
-	if len(c.out) > l.p.cfg.MaxOutput {
+	if c.out.pending()+len(reply) > l.p.cfg.MaxOutput {
+		// Over the limit: the client goes, and the reply is not copied
+		// (the limit holds in memory, not only in a count).
+		if c.owed--; c.owed == 0 {
+			l.waiting--
+		}
 		l.dropClient(c, "output_limit")
 		return
+	}
+	c.out.b = append(c.out.b, reply...)
+	c.avgReply += (len(reply) - c.avgReply) / 8
+	if c.owed--; c.owed == 0 {
+		l.waiting--
 	}
 	l.markDirty(c)
 	if c.owed == 0 {
 		c.on = nil
 		if len(c.after) > 0 {
-			c.out = append(c.out, c.after...)
+			c.out.b = append(c.out.b, c.after...)
 			c.after = c.after[:0]
 		}
 		if c.stop && c.holdFrom == (time.Time{}) {
@@ -325,12 +336,14 @@ func (l *evloop) failConn(b *lconn, err error) {
 	reply := appendLost(nil, b.pl.addr, err)
 	owed := b.waiters[b.head:]
 	for _, w := range owed {
+		b.pl.busy.done(w.busy)
 		if w.c != nil { // (nil: given back by requeue)
 			l.deliver(w, reply)
 		}
 	}
 	l.p.flight.done(len(owed))
-	b.waiters, b.head, b.sent, b.unsent, b.wbuf, b.in = nil, 0, 0, 0, nil, nil
+	b.waiters, b.head, b.sent, b.unsent, b.in = nil, 0, 0, 0, nil
+	b.wbuf.reset()
 	b.flight, b.flightOff = nil, 0
 	if l.conns[b.pl] == b {
 		delete(l.conns, b.pl)
@@ -351,7 +364,7 @@ func (l *evloop) requeue(b *lconn, reads bool) {
 		return
 	}
 	back := giveBack(ws, sent, reads)
-	unsent := b.wbuf[len(b.wbuf)-b.unsent:]
+	unsent := b.wbuf.b[len(b.wbuf.b)-b.unsent:]
 	flight := b.flight[b.flightOff:]
 	pieces := map[*lclient][]byte{}
 	var order []*lclient

@@ -25,7 +25,7 @@ type lclient struct {
 	s      *session
 	parser resp.Parser
 	in     []byte // read and not yet run: a partial command, or those behind a barrier
-	out    []byte
+	out    obuf   // replies not yet written
 	// after is a reply the proxy made while replies were still owed: it is
 	// written, and the commands behind it run, once they have arrived.
 	after    []byte
@@ -34,6 +34,8 @@ type lclient struct {
 	holdFrom time.Time // parked since (zero: not parked)
 	protoErr string    // error reply owed after what came before it; then close
 	stop     bool      // a barrier, a park or a hand-off: run nothing more now
+	full     bool      // more than outPause of its replies unwritten: nothing sent, nothing read
+	avgReply int       // its replies' average size (see windowBytes)
 	handoff  bool      // move to the goroutine path once nothing is owed
 	closing  bool      // close once the output is written
 	eof      bool      // the client sent EOF: answer what it sent, then close
@@ -72,7 +74,7 @@ func (l *evloop) adopt(nc net.Conn, s *session, in []byte, parser resp.Parser) e
 			s.end()
 			return
 		}
-		c := &lclient{fd: fd, s: s, parser: parser, in: in, lastRead: time.Now()}
+		c := &lclient{fd: fd, s: s, parser: parser, in: in, lastRead: time.Now(), avgReply: initialReplySize}
 		l.clients[fd] = c
 		c.reading = true
 		if err := unix.EpollCtl(l.ep, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(fd)}); err != nil {
@@ -156,11 +158,16 @@ func (l *evloop) afterRun(c *lclient) {
 		return
 	}
 	if !c.stop && c.protoErr != "" && c.owed == 0 && len(c.after) == 0 {
-		c.out = resp.AppendError(c.out, c.protoErr)
+		c.out.b = resp.AppendError(c.out.b, c.protoErr)
 		c.protoErr = ""
 		c.closing = true
 		c.stop = true
 		l.p.m.rejected.WithLabelValues("protocol_limit").Inc()
+	}
+	if !c.handoff && c.parser.Need() > bigRequest {
+		// A large request is arriving: the goroutine path reads it, into
+		// a buffer of its size (bigreq.go), once what is owed is in.
+		c.handoff, c.stop = true, true
 	}
 	if c.handoff && c.owed == 0 && len(c.after) == 0 {
 		l.handoff(c)
@@ -169,10 +176,10 @@ func (l *evloop) afterRun(c *lclient) {
 	if c.eof && !c.stop && c.owed == 0 && len(c.after) == 0 {
 		c.closing = true
 	}
-	if len(c.out) > 0 || c.closing {
+	if c.out.pending() > 0 || c.closing {
 		l.markDirty(c)
 	}
-	if len(c.out) > l.p.cfg.MaxOutput {
+	if c.out.pending() > l.p.cfg.MaxOutput {
 		l.dropClient(c, "output_limit")
 		return
 	}
@@ -181,7 +188,13 @@ func (l *evloop) afterRun(c *lclient) {
 
 // wantRead reports whether c's socket should be read now.
 func (c *lclient) wantRead() bool {
-	return !c.stop && !c.closing && !c.eof && c.protoErr == "" && c.owed < loopMaxOwed
+	return !c.stop && !c.full && !c.closing && !c.eof && c.protoErr == "" && c.owed < loopMaxOwed
+}
+
+// window is how many requests c may have in flight on a shared
+// connection (see windowBytes).
+func (c *lclient) window() int {
+	return min(max(windowBytes/max(c.avgReply, 1), 1), loopMaxOwed)
 }
 
 func (l *evloop) setReading(c *lclient, on bool) {
@@ -262,7 +275,7 @@ func (l *evloop) failBuffered(c *lclient, msg string) {
 			break
 		}
 		if len(cmd.Args) > 0 {
-			c.out = resp.AppendError(c.out, msg)
+			c.out.b = resp.AppendError(c.out.b, msg)
 		}
 		buf = buf[n:]
 	}
@@ -272,12 +285,11 @@ func (l *evloop) failBuffered(c *lclient, msg string) {
 }
 
 func (l *evloop) writeClient(c *lclient) {
-	var err error
-	if c.out, err = writeOut(c.fd, c.out, 1<<20); err != nil {
+	if err := c.out.writeTo(c.fd, 1<<20); err != nil {
 		l.closeClient(c)
 		return
 	}
-	if len(c.out) > 0 {
+	if c.out.pending() > 0 {
 		if c.blocked == (time.Time{}) {
 			c.blocked = l.now
 		}
@@ -291,6 +303,13 @@ func (l *evloop) writeClient(c *lclient) {
 	if c.writing {
 		c.writing = false
 		l.updateInterest(c)
+	}
+	if c.full && c.out.pending() <= outResume {
+		// It read its replies: what it sent meanwhile runs now.
+		c.full = false
+		if c.owed == 0 && c.holdFrom == (time.Time{}) {
+			l.again = append(l.again, c)
+		}
 	}
 	if c.closing {
 		l.closeClient(c)
@@ -318,7 +337,8 @@ func (l *evloop) closeClient(c *lclient) {
 	}
 	delete(l.clients, c.fd)
 	unix.Close(c.fd)
-	c.in, c.out, c.after = nil, nil, nil
+	c.in, c.after = nil, nil
+	c.out.reset()
 	c.s.end()
 }
 
@@ -338,10 +358,10 @@ func (l *evloop) dropClient(c *lclient, reason string) {
 // its own, which serves it from the command that needed a dedicated
 // connection on.
 func (l *evloop) handoff(c *lclient) {
-	if len(c.out) > 0 {
+	if c.out.pending() > 0 {
 		// Write what it is owed first; the hand-off waits for that.
 		l.writeClient(c)
-		if c.dead || len(c.out) > 0 {
+		if c.dead || c.out.pending() > 0 {
 			return
 		}
 	}
@@ -368,7 +388,7 @@ func (l *evloop) sweepClients() {
 		switch {
 		case c.blocked != (time.Time{}) && l.now.Sub(c.blocked) > wt:
 			l.dropClient(c, "write_timeout")
-		case idle > 0 && c.owed == 0 && len(c.out) == 0 && c.holdFrom == (time.Time{}) && l.now.Sub(c.lastRead) > idle:
+		case idle > 0 && c.owed == 0 && c.out.pending() == 0 && c.holdFrom == (time.Time{}) && l.now.Sub(c.lastRead) > idle:
 			l.closeClient(c)
 		}
 	}

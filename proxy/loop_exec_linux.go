@@ -53,6 +53,11 @@ func (l *evloop) complete(c *lclient, buf []byte) bool {
 func (l *evloop) runCommands(c *lclient, rt *routes, buf []byte) ([]byte, int) {
 	queued := 0
 	for len(buf) > 0 && !c.stop {
+		if c.out.pending() > outPause {
+			// It is not reading its replies: send nothing more of it.
+			c.full, c.stop = true, true
+			break
+		}
 		c.parser.Unauth = !c.s.authed()
 		cmd, n, err := c.parser.Next(buf)
 		var pe *resp.ProtocolError
@@ -99,7 +104,9 @@ func (l *evloop) runCommand(c *lclient, rt *routes, cmd resp.Command, buf []byte
 			return 0, 0
 		}
 		s.commit(&d, cmd.Args)
-		return n, l.queue(c, b, d.Raw, d.Info)
+		queued := l.queue(c, b, d.Raw, d.Info)
+		b.waiters[len(b.waiters)-1].filter = d.Filter
+		return n, queued
 	case command.Close, command.Renew:
 		if c.owed > 0 {
 			c.stop = true // after the replies owed
@@ -126,18 +133,18 @@ func (l *evloop) answer(c *lclient, reply []byte) {
 		c.stop = true
 		return
 	}
-	c.out = append(c.out, reply...)
+	c.out.b = append(c.out.b, reply...)
 }
 
 // closeOrRenew carries out QUIT (+OK, then close) or RESET (the session
 // is new again; a loop client holds no connection of its own).
 func (l *evloop) closeOrRenew(c *lclient, k command.Kind) {
 	if k == command.Close {
-		c.out = append(c.out, "+OK\r\n"...)
+		c.out.b = append(c.out.b, "+OK\r\n"...)
 		c.closing, c.stop = true, true
 		return
 	}
-	c.out = append(c.out, "+RESET\r\n"...)
+	c.out.b = append(c.out.b, "+RESET\r\n"...)
 }
 
 // mayQueue reports whether c's next request can go to b now; if not, c
@@ -157,16 +164,19 @@ func (l *evloop) mayQueue(c *lclient, b *lconn) bool {
 // queue adds raw, the requests whose entries are infos, to b's next write,
 // and returns how many they are.
 func (l *evloop) queue(c *lclient, b *lconn, raw []byte, infos ...*command.Info) int {
-	if len(b.wbuf) == 0 && !b.queued {
+	if b.wbuf.pending() == 0 && !b.queued {
 		b.queued = true
 		l.towrite = append(l.towrite, b)
 	}
-	b.wbuf = append(b.wbuf, raw...)
+	b.wbuf.b = append(b.wbuf.b, raw...)
 	b.unsent += len(raw)
 	for i, info := range infos {
 		w := waiter{c: c, info: info, start: l.now}
 		if i == 0 {
 			w.n = len(raw)
+		}
+		if info.Long {
+			w.busy = b.pl.busy.start(l.now)
 		}
 		b.waiters = append(b.waiters, w)
 	}
@@ -175,8 +185,8 @@ func (l *evloop) queue(c *lclient, b *lconn, raw []byte, infos ...*command.Info)
 	}
 	c.owed += len(infos)
 	c.on = b
-	if c.owed >= loopMaxOwed {
-		c.stop = true
+	if c.owed >= c.window() {
+		c.stop = true // the rest after these replies
 	}
 	return len(infos)
 }

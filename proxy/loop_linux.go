@@ -49,6 +49,20 @@ const (
 	loopMaxOwed  = 4096     // replies owed to one client before it is read no more
 	loopTick     = 2 * time.Millisecond
 
+	// Flow control, so that a client cannot fill a shared connection (and
+	// the proxy's memory) with replies it does not read, and hold up every
+	// other client's replies behind them. A client may have as many
+	// requests in flight on a shared connection as windowBytes of replies
+	// at its average reply size (an average that starts at
+	// initialReplySize: 32 requests), from 1 to loopMaxOwed; and while
+	// more than outPause bytes of its replies are unwritten (it is not
+	// reading them), none of its requests is sent and it is not read,
+	// until they are down to outResume.
+	windowBytes      = 1 << 20
+	initialReplySize = 32 << 10
+	outPause         = 1 << 20
+	outResume        = 256 << 10
+
 	// Busy polling (Config.BusyPoll) is for few clients at a time: with
 	// many, the wait in epoll is what gathers their commands into one
 	// write to Redis, and polling would split them up. A loop polls while
@@ -316,27 +330,36 @@ func (l *evloop) runTasks() {
 // what bounds throughput. With few clients waiting every request goes out
 // at once.
 func (l *evloop) flush() {
-	l.runAgain()
-	hold := l.coalesce && l.waiting > coalesceMinClients
-	for _, b := range l.towrite {
-		b.queued = false
-		switch {
-		case b.dead:
-		case hold && b.head < b.sent && !b.writing:
-			b.held = true
-		default:
-			l.writeConn(b)
+	// A client whose output drained (writeClient) may run again and queue
+	// requests: go round until nothing is left to do.
+	for round := 0; round == 0 || len(l.again) > 0 || len(l.towrite) > 0 || len(l.dirty) > 0; round++ {
+		l.runAgain()
+		hold := l.coalesce && l.waiting > coalesceMinClients
+		for _, b := range l.towrite {
+			b.queued = false
+			switch {
+			case b.dead:
+			case hold && b.head < b.sent && !b.writing:
+				b.held = true
+			default:
+				l.writeConn(b)
+			}
+		}
+		l.towrite = l.towrite[:0]
+		l.runAgain() // a failed write answered some clients
+		dirty := l.dirty
+		l.dirty = nil
+		for _, c := range dirty {
+			c.isDirty = false
+			if !c.dead {
+				l.writeClient(c)
+			}
+		}
+		clear(dirty)
+		if l.dirty == nil {
+			l.dirty = dirty[:0]
 		}
 	}
-	l.towrite = l.towrite[:0]
-	l.runAgain() // a failed write answered some clients
-	for _, c := range l.dirty {
-		c.isDirty = false
-		if !c.dead {
-			l.writeClient(c)
-		}
-	}
-	l.dirty = l.dirty[:0]
 }
 
 // runAgain runs the clients whose barrier was lifted.

@@ -63,30 +63,50 @@ func rawIO(trap uintptr, fd int, p []byte) (int, error) {
 	return int(n), nil
 }
 
-// writeOut writes buf to the non-blocking fd once and returns what is
-// left of it: nothing (its storage dropped if it grew past keep bytes),
-// the rest after a partial write, or all of it when the socket is full.
-// An error is any other failure of the write.
-func writeOut(fd int, buf []byte, keep int) ([]byte, error) {
-	if len(buf) == 0 {
-		return buf, nil
+// obuf is bytes waiting to be written to a non-blocking socket: b[off:].
+// A partial write moves off instead of the bytes: a large buffer written
+// a socket buffer at a time would otherwise copy what remains every time
+// (quadratic in its size, with the loop and every other client waiting).
+// The written front is dropped when it is at least half of the buffer.
+type obuf struct {
+	b   []byte
+	off int
+}
+
+// pending is how many bytes are still to be written.
+func (o *obuf) pending() int { return len(o.b) - o.off }
+
+// writeTo writes what is pending to fd once: all of it (the storage is
+// dropped if it grew past keep bytes), part of it, or nothing when the
+// socket is full. An error is any other failure of the write.
+func (o *obuf) writeTo(fd int, keep int) error {
+	if o.pending() == 0 {
+		return nil
 	}
-	n, err := rawWrite(fd, buf)
+	n, err := rawWrite(fd, o.b[o.off:])
 	switch {
-	case n == len(buf):
-		if cap(buf) > keep {
-			return nil, nil
+	case n == o.pending():
+		o.b, o.off = o.b[:0], 0
+		if cap(o.b) > keep {
+			o.b = nil
 		}
-		return buf[:0], nil
+		return nil
 	case n > 0:
-		return buf[:copy(buf, buf[n:])], nil
+		if o.off += n; o.off >= len(o.b)/2 {
+			o.b = o.b[:copy(o.b, o.b[o.off:])]
+			o.off = 0
+		}
+		return nil
 	case err == unix.EAGAIN || err == unix.EINTR:
-		return buf, nil
+		return nil
 	case err == nil:
 		err = io.ErrShortWrite // nothing written, and no error said why
 	}
-	return buf, err
+	return err
 }
+
+// reset forgets what is pending.
+func (o *obuf) reset() { o.b, o.off = nil, 0 }
 
 // rawEpollPoll is epoll_wait with a zero timeout.
 func rawEpollPoll(ep int, events []unix.EpollEvent) (int, error) {

@@ -9,24 +9,25 @@ import (
 // metrics are the proxy's Prometheus collectors. They are always counted;
 // Config.Registerer decides whether anyone can scrape them.
 type metrics struct {
-	commands      *prometheus.CounterVec
-	latency       prometheus.Histogram
-	clients       prometheus.Gauge
-	clientsTotal  prometheus.Counter
-	rejected      *prometheus.CounterVec
-	backendConns  *prometheus.GaugeVec
-	backendErrors *prometheus.CounterVec
-	pinned        prometheus.Gauge
-	held          prometheus.Gauge
-	holdTimeouts  prometheus.Counter
-	topologyEpoch prometheus.Gauge
-	busyPoll      prometheus.Counter
-	backendBatch  prometheus.Histogram
-	handoffs      prometheus.Counter
-	loopReturns   prometheus.Counter
-	requeued      *prometheus.CounterVec
-	scripts       prometheus.Gauge
-	scriptLoads   prometheus.Counter
+	commands       *prometheus.CounterVec
+	latency        prometheus.Histogram
+	clients        prometheus.Gauge
+	clientsTotal   prometheus.Counter
+	rejected       *prometheus.CounterVec
+	backendConns   *prometheus.GaugeVec
+	backendErrors  *prometheus.CounterVec
+	pinned         prometheus.Gauge
+	held           prometheus.Gauge
+	holdTimeouts   prometheus.Counter
+	topologyEpoch  prometheus.Gauge
+	busyPoll       prometheus.Counter
+	backendBatch   prometheus.Histogram
+	handoffs       prometheus.Counter
+	loopReturns    prometheus.Counter
+	requeued       *prometheus.CounterVec
+	scripts        prometheus.Gauge
+	scriptLoads    prometheus.Counter
+	inflightMemory prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -52,16 +53,17 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help:    "Commands per write of an event loop to a shared backend connection (REDIS_PROXY_COALESCE gathers more into one).",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 11), // 1 to 1024
 		}),
-		handoffs:    counter("redis_proxy_loop_handoffs_total", "Clients moved from an event loop to a goroutine of their own by a command that needs a dedicated connection."),
-		loopReturns: counter("redis_proxy_loop_returns_total", "Clients moved back to an event loop after running without a dedicated connection for a while on a goroutine of their own."),
-		requeued:    counterVec("redis_proxy_requests_requeued_total", "Requests owed by a shared backend connection that died, given back to their clients to run again instead of failing: written=no never reached the server, written=yes are reads it had not answered.", "written"),
-		scripts:     gauge("redis_proxy_scripts", "Lua scripts loaded through the proxy (SCRIPT LOAD) that it copies to every server, so EVALSHA works after a failover."),
-		scriptLoads: counter("redis_proxy_script_copies_total", "Scripts the proxy loaded on a server that lacked them (a replica, a new master, a restarted server)."),
+		handoffs:       counter("redis_proxy_loop_handoffs_total", "Clients moved from an event loop to a goroutine of their own by a command that needs a dedicated connection."),
+		loopReturns:    counter("redis_proxy_loop_returns_total", "Clients moved back to an event loop after running without a dedicated connection for a while on a goroutine of their own."),
+		requeued:       counterVec("redis_proxy_requests_requeued_total", "Requests owed by a shared backend connection that died, given back to their clients to run again instead of failing: written=no never reached the server, written=yes are reads it had not answered.", "written"),
+		scripts:        gauge("redis_proxy_scripts", "Lua scripts loaded through the proxy (SCRIPT LOAD) that it copies to every server, so EVALSHA works after a failover."),
+		scriptLoads:    counter("redis_proxy_script_copies_total", "Scripts the proxy loaded on a server that lacked them (a replica, a new master, a restarted server)."),
+		inflightMemory: gauge("redis_proxy_inflight_request_bytes", "Memory held for large requests being read (REDIS_PROXY_MAX_INFLIGHT_MEMORY bounds it)."),
 	}
 	if reg != nil {
 		reg.MustRegister(m.commands, m.latency, m.clients, m.clientsTotal, m.rejected,
 			m.backendConns, m.backendErrors, m.pinned, m.held, m.holdTimeouts, m.topologyEpoch, m.busyPoll, m.backendBatch, m.handoffs, m.loopReturns, m.requeued,
-			m.scripts, m.scriptLoads)
+			m.scripts, m.scriptLoads, m.inflightMemory)
 	}
 	return m
 }

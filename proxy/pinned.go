@@ -22,6 +22,7 @@ type pinItem struct {
 	info   *command.Info
 	op     command.Op
 	arg    int
+	filter command.Filter
 }
 
 // runPinned runs cmds[i:] on the session's dedicated connection. Commands
@@ -51,7 +52,7 @@ func (g *gclient) runPinned(cmds []resp.Command, i int, start time.Time) int {
 		case command.Forward, command.Read, command.Pin:
 			g.s.commit(&d, cmds[i].Args)
 			g.wbuf = append(g.wbuf, d.Raw...)
-			g.items = append(g.items, pinItem{info: d.Info, op: d.Op, arg: d.Arg})
+			g.items = append(g.items, pinItem{info: d.Info, op: d.Op, arg: d.Arg, filter: d.Filter})
 			if command.EndsGroup(d.Op, d.Arg) {
 				d.Kind, stopped = command.Forward, true
 			}
@@ -72,6 +73,11 @@ func (g *gclient) runPinned(cmds []resp.Command, i int, start time.Time) int {
 // dropped (the connection failed, or the replies passed the output limit).
 func (g *gclient) exchange(start time.Time) (f command.Followup, ok bool) {
 	pin := g.pin
+	busy := int64(0)
+	if anyLongItem(g.items) {
+		busy = pin.p.busy.start(time.Now())
+	}
+	defer pin.p.busy.done(busy)
 	var err error
 	if len(g.wbuf) > 0 {
 		_, err = pin.nc.Write(g.wbuf)
@@ -98,8 +104,11 @@ func (g *gclient) exchange(start time.Time) (f command.Followup, ok bool) {
 		st, fu := command.AfterReply(g.s.st, it.op, it.arg, g.reply)
 		g.s.st = st
 		reply := g.reply
-		if fu.Reply != nil {
+		switch {
+		case fu.Reply != nil:
 			reply = fu.Reply
+		case it.filter == command.FilterSecrets:
+			reply = command.RedactSecrets(reply)
 		}
 		f.ReadDB, f.TunnelNow = f.ReadDB || fu.ReadDB, f.TunnelNow || fu.TunnelNow
 		g.out = append(g.out, reply...)
@@ -182,10 +191,10 @@ func (g *gclient) readDB() error {
 	return fmt.Errorf("CLIENT INFO without db: %q", reply)
 }
 
-// acquirePin gives the session a dedicated connection to the master,
-// waiting (like any command) for a master during a failover. It returns
-// the error reply when it cannot.
-func (g *gclient) acquirePin(start time.Time) string {
+// acquirePin gives the session a dedicated connection to the master (or
+// to target, if not nil), waiting (like any command) for a master during
+// a failover. It returns the error reply when it cannot.
+func (g *gclient) acquirePin(start time.Time, target *pool) string {
 	p := g.p
 	limit := int64(p.cfg.MaxPinned)
 	if p.pinned.Add(1) > limit {
@@ -196,9 +205,13 @@ func (g *gclient) acquirePin(start time.Time) string {
 	deadline := start.Add(p.cfg.HoldTimeout)
 	rt := p.routes.Load()
 	for {
-		if rt.master != nil {
+		pl := rt.master
+		if target != nil {
+			pl = target
+		}
+		if pl != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), p.cfg.DialTimeout)
-			d, err := rt.master.acquire(ctx)
+			d, err := pl.acquire(ctx)
 			cancel()
 			if err == nil {
 				g.pin = d
@@ -206,7 +219,7 @@ func (g *gclient) acquirePin(start time.Time) string {
 				p.m.pinned.Inc()
 				return ""
 			}
-			p.log.Debug("dedicated connection failed", "server", rt.master.addr, "err", err)
+			p.log.Debug("dedicated connection failed", "server", pl.addr, "err", err)
 		}
 		cur := rt
 		var msg string
@@ -229,4 +242,14 @@ func (g *gclient) releasePin(clean bool) {
 	g.s.st.Conn, g.s.st.Tx = command.Shared, command.Tx{}
 	g.p.pinned.Add(-1)
 	g.p.m.pinned.Dec()
+}
+
+// anyLongItem reports whether a pinned group holds a script or function.
+func anyLongItem(items []pinItem) bool {
+	for _, it := range items {
+		if !it.local && it.info.Long {
+			return true
+		}
+	}
+	return false
 }

@@ -37,6 +37,8 @@ type pool struct {
 	mu     sync.Mutex
 	spares []*dedicated
 	pinned map[*dedicated]struct{}
+
+	busy busyTracker // scripts and functions in flight on the server
 }
 
 // size counts the shared connections the pool dials itself; event loops

@@ -18,7 +18,9 @@ import (
 type segment struct {
 	req    *request // nil for local replies
 	pool   *pool
-	lo, hi int // local: range of g.local; forwarded: range of g.infos
+	lo, hi int            // local: range of g.local; forwarded: range of g.infos
+	filter command.Filter // the segment's one command's reply is rewritten first
+	busy   int64          // its long commands' key in the pool's busyTracker (0: none)
 }
 
 // serve runs a batch: on the session's pinned connection while it has
@@ -80,7 +82,8 @@ func (g *gclient) runPooled(cmds []resp.Command, i int, start time.Time) int {
 			continue
 		}
 		pl := rt.target(d.Kind, g.s.st.ID, &g.p.rr)
-		if n := len(g.segs); n > 0 && g.segs[n-1].req != nil && g.segs[n-1].pool == pl {
+		// A command whose reply is rewritten has a segment of its own.
+		if n := len(g.segs); n > 0 && g.segs[n-1].req != nil && g.segs[n-1].pool == pl && d.Filter == 0 && g.segs[n-1].filter == 0 {
 			seg := &g.segs[n-1]
 			seg.req.cmds = append(seg.req.cmds, d.Raw)
 			seg.hi++
@@ -88,7 +91,7 @@ func (g *gclient) runPooled(cmds []resp.Command, i int, start time.Time) int {
 			req := g.request(nreq)
 			nreq++
 			req.cmds = append(req.cmds, d.Raw)
-			g.segs = append(g.segs, segment{req: req, pool: pl, lo: len(g.infos), hi: len(g.infos) + 1})
+			g.segs = append(g.segs, segment{req: req, pool: pl, lo: len(g.infos), hi: len(g.infos) + 1, filter: d.Filter})
 		}
 		g.infos = append(g.infos, d.Info)
 	}
@@ -116,7 +119,11 @@ func (g *gclient) dedicate(cmds []resp.Command, i int, d command.Decision, start
 	// Pin or Open: cmds[i] runs on a dedicated connection, classified
 	// again there.
 	if g.pin == nil {
-		if msg := g.acquirePin(start); msg != "" {
+		var target *pool // the master
+		if d.Info.Special == command.KillScript {
+			target = g.p.routes.Load().busyPool()
+		}
+		if msg := g.acquirePin(start, target); msg != "" {
 			g.out = resp.AppendError(g.out, msg)
 			return i + 1
 		}
@@ -151,8 +158,11 @@ func (g *gclient) request(k int) *request {
 // backend connection still refers to a request when it is reused.
 func (g *gclient) flushPooled(rt *routes, start time.Time) {
 	for k := range g.segs {
-		if g.segs[k].req != nil {
-			g.dispatch(rt, &g.segs[k], start)
+		if seg := &g.segs[k]; seg.req != nil {
+			if anyLong(g.infos[seg.lo:seg.hi]) {
+				seg.busy = seg.pool.busy.start(time.Now())
+			}
+			g.dispatch(rt, seg, start)
 		}
 	}
 	overflow := false
@@ -163,11 +173,15 @@ func (g *gclient) flushPooled(rt *routes, start time.Time) {
 			continue
 		}
 		<-seg.req.done
+		seg.pool.busy.done(seg.busy)
 		overflow = overflow || seg.req.overflow
 		switch r := seg.req; {
 		case overflow:
 		case r.failed != nil && rerunErr(r.failed):
 			overflow = g.rerun(seg, g.segs[k+1:], start)
+		case seg.filter == command.FilterSecrets:
+			g.out = append(g.out, command.RedactSecrets(r.out)...)
+			g.account(r.isErr, g.infos[seg.lo:seg.hi], start)
 		default:
 			g.out = append(g.out, r.out...)
 			g.account(r.isErr, g.infos[seg.lo:seg.hi], start)
@@ -270,4 +284,14 @@ func (g *gclient) account(isErr []bool, infos []*command.Info, start time.Time) 
 		info.Count(isErr[j])
 		g.p.m.latency.Observe(d)
 	}
+}
+
+// anyLong reports whether infos hold a script or function (see busy.go).
+func anyLong(infos []*command.Info) bool {
+	for _, info := range infos {
+		if info.Long {
+			return true
+		}
+	}
+	return false
 }

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/semaphore"
+
 	"github.com/redis-proxy/redis-proxy/proxy/internal/command"
 	"github.com/redis-proxy/redis-proxy/proxy/internal/resp"
 	"github.com/redis-proxy/redis-proxy/replication"
@@ -58,6 +60,7 @@ type Proxy struct {
 	rr      atomic.Uint64 // replica round-robin
 	tunnels sync.Map      // client id -> server-side id of its tunnel connection
 	scripts *scriptMirror
+	mem     *semaphore.Weighted // Config.MaxInflightMemory, for large requests (bigreq.go)
 }
 
 // New validates cfg and returns a Proxy with no topology yet: until
@@ -82,10 +85,13 @@ func New(cfg Config) (*Proxy, error) {
 		pools: make(map[string]*pool),
 	}
 	p.env = command.Env{
-		Password:     cfg.ClientPassword,
-		ReadReplicas: cfg.ReadFrom == ReadFromReplicas,
-		TunnelID:     p.tunnelID,
+		Password:         cfg.ClientPassword,
+		ReadReplicas:     cfg.ReadFrom == ReadFromReplicas,
+		TunnelID:         p.tunnelID,
+		OperatorUser:     cfg.OperatorUser,
+		OperatorPassword: cfg.OperatorPassword,
 	}
+	p.mem = semaphore.NewWeighted(cfg.MaxInflightMemory)
 	p.routes.Store(&routes{changed: make(chan struct{})})
 	p.returnAfter.Store(loopReturnAfter)
 	p.scripts = newScriptMirror(p)

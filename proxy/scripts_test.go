@@ -10,6 +10,7 @@ import (
 	"github.com/gomodule/redigo/redis"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/redis-proxy/redis-proxy/internal/poll"
 	"github.com/redis-proxy/redis-proxy/internal/redistest"
 	"github.com/redis-proxy/redis-proxy/replication"
 )
@@ -51,7 +52,7 @@ func TestScriptsAreCopiedToEveryServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	expectReplicated(t, "sk", b)
-	stEventually(t, 5*time.Second, "the script copied to the replica", func() bool { return scriptOn(b, sha) })
+	poll.Until(t, 5*time.Second, "the script copied to the replica", func() bool { return scriptOn(b, sha) })
 
 	// The master fails; the replica is promoted.
 	a.Kill()
@@ -59,7 +60,7 @@ func TestScriptsAreCopiedToEveryServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	tp.SetTopology(replication.Topology{Master: b.Addr, Epoch: 1})
-	stEventually(t, 5*time.Second, "EVALSHA on the new master", func() bool {
+	poll.Until(t, 5*time.Second, "EVALSHA on the new master", func() bool {
 		v, err := redis.String(c.Do("EVALSHA", sha, 1, "sk"))
 		if err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
 			t.Fatalf("EVALSHA on the new master: %v", err)
@@ -71,7 +72,7 @@ func TestScriptsAreCopiedToEveryServer(t *testing.T) {
 	if _, err := b.Do("SCRIPT", "FLUSH"); err != nil {
 		t.Fatal(err)
 	}
-	stEventually(t, 5*time.Second, "the script loaded again after the server lost it", func() bool { return scriptOn(b, sha) })
+	poll.Until(t, 5*time.Second, "the script loaded again after the server lost it", func() bool { return scriptOn(b, sha) })
 	if n := testutil.ToFloat64(tp.m.scriptLoads); n < 2 {
 		t.Errorf("redis_proxy_script_copies_total = %v, want at least 2 (replica, then after the flush)", n)
 	}
@@ -96,7 +97,7 @@ func TestScriptThatDoesNotCompileIsNotKept(t *testing.T) {
 	if _, err := c.Do("SCRIPT", "LOAD", "return ("); err == nil || !strings.Contains(err.Error(), "compiling") {
 		t.Fatalf("SCRIPT LOAD of a broken script: %v, want Redis's compile error", err)
 	}
-	stEventually(t, 5*time.Second, "the broken script forgotten", func() bool { return testutil.ToFloat64(tp.m.scripts) == 0 })
+	poll.Until(t, 5*time.Second, "the broken script forgotten", func() bool { return testutil.ToFloat64(tp.m.scripts) == 0 })
 	if n := testutil.ToFloat64(tp.m.scriptLoads); n != 0 {
 		t.Errorf("redis_proxy_script_copies_total = %v, want 0", n)
 	}
@@ -189,7 +190,7 @@ func TestScriptCopyIsNotHeldUpByASilentServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stEventually(t, 5*time.Second, "the script copied to the replica", func() bool { return scriptOn(b, sha) })
+	poll.Until(t, 5*time.Second, "the script copied to the replica", func() bool { return scriptOn(b, sha) })
 	took := time.Since(start)
 	t.Logf("copied to the replica %v after SCRIPT LOAD, with a silent server listed before it", took.Round(time.Millisecond))
 	if took > scriptIOTimeout/2 {

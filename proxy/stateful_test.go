@@ -1,19 +1,17 @@
 package proxy
 
 import (
-	"bufio"
 	"bytes"
-	"errors"
 	"fmt"
-	"io"
-	"net"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/redis-proxy/redis-proxy/internal/poll"
 	"github.com/redis-proxy/redis-proxy/internal/redistest"
+	"github.com/redis-proxy/redis-proxy/internal/resptest"
 )
 
 // Behavioural tests of the proxy's stateful features: pub/sub, MULTI/EXEC,
@@ -28,32 +26,32 @@ func TestPubSubDeliversMessages(t *testing.T) {
 	r := redistest.Start(t)
 	tp := startProxy(t, Config{}, r.Addr)
 
-	sub := stDial(t, tp.Addr)
-	sub.send("SUBSCRIBE", "news")
-	stExpect(t, sub.read(), `["subscribe","news",1]`)
-	psub := stDial(t, tp.Addr)
-	psub.send("PSUBSCRIBE", "ne*")
-	stExpect(t, psub.read(), `["psubscribe","ne*",1]`)
+	sub := resptest.Dial(t, tp.Addr)
+	sub.Send("SUBSCRIBE", "news")
+	resptest.Expect(t, sub.Read(), `["subscribe","news",1]`)
+	psub := resptest.Dial(t, tp.Addr)
+	psub.Send("PSUBSCRIBE", "ne*")
+	resptest.Expect(t, psub.Read(), `["psubscribe","ne*",1]`)
 
-	pub := stDial(t, tp.Addr)
-	stExpect(t, pub.do("PUBLISH", "news", "hello world"), "2")
-	stExpect(t, sub.read(), `["message","news","hello world"]`)
-	stExpect(t, psub.read(), `["pmessage","ne*","news","hello world"]`)
+	pub := resptest.Dial(t, tp.Addr)
+	resptest.Expect(t, pub.Do("PUBLISH", "news", "hello world"), "2")
+	resptest.Expect(t, sub.Read(), `["message","news","hello world"]`)
+	resptest.Expect(t, psub.Read(), `["pmessage","ne*","news","hello world"]`)
 
 	// A channel the plain subscriber did not ask for reaches only the
 	// pattern subscriber.
-	stExpect(t, pub.do("PUBLISH", "nets", "second"), "1")
-	stExpect(t, psub.read(), `["pmessage","ne*","nets","second"]`)
-	stExpect(t, pub.do("PUBLISH", "news", "third"), "2")
-	stExpect(t, sub.read(), `["message","news","third"]`)
-	stExpect(t, psub.read(), `["pmessage","ne*","news","third"]`)
+	resptest.Expect(t, pub.Do("PUBLISH", "nets", "second"), "1")
+	resptest.Expect(t, psub.Read(), `["pmessage","ne*","nets","second"]`)
+	resptest.Expect(t, pub.Do("PUBLISH", "news", "third"), "2")
+	resptest.Expect(t, sub.Read(), `["message","news","third"]`)
+	resptest.Expect(t, psub.Read(), `["pmessage","ne*","news","third"]`)
 }
 
 func TestPubSubUnsubscribeWhenNotSubscribedLikeRedis(t *testing.T) {
 	t.Parallel()
 	r := redistest.Start(t)
 	tp := startProxy(t, Config{}, r.Addr)
-	req := stCmds(
+	req := resptest.Cmds(
 		[]string{"UNSUBSCRIBE"},
 		[]string{"UNSUBSCRIBE", "a", "b"},
 		[]string{"PUNSUBSCRIBE"},
@@ -63,11 +61,7 @@ func TestPubSubUnsubscribeWhenNotSubscribedLikeRedis(t *testing.T) {
 		[]string{"SET", "unsub:k", "v"},
 		[]string{"GET", "unsub:k"},
 	)
-	want := stExchange(t, r.Addr, req)
-	got := stExchange(t, tp.Addr, req)
-	if !bytes.Equal(got, want) {
-		t.Fatalf("replies differ from Redis\nproxy: %q\nredis: %q", got, want)
-	}
+	got := sameAsRedis(t, resptest.Exchange, r.Addr, tp.Addr, req)
 	if !bytes.HasPrefix(got, []byte("*3\r\n$11\r\nunsubscribe\r\n$-1\r\n:0\r\n")) {
 		t.Fatalf("UNSUBSCRIBE reply: %q", got)
 	}
@@ -77,22 +71,18 @@ func TestPubSubPingAndRestrictionsInSubscribedMode(t *testing.T) {
 	t.Parallel()
 	r := redistest.Start(t)
 	tp := startProxy(t, Config{}, r.Addr)
-	req := stCmds(
+	req := resptest.Cmds(
 		[]string{"SUBSCRIBE", "x"},
 		[]string{"PING"},
 		[]string{"PING", "hi"},
 		[]string{"GET", "a"},
 	)
-	want := stExchange(t, r.Addr, req)
-	got := stExchange(t, tp.Addr, req)
-	if !bytes.Equal(got, want) {
-		t.Fatalf("replies differ from Redis\nproxy: %q\nredis: %q", got, want)
-	}
-	c := stDial(t, tp.Addr)
-	c.send("SUBSCRIBE", "x")
-	stExpect(t, c.read(), `["subscribe","x",1]`)
-	stExpect(t, c.do("PING"), `["pong",""]`)
-	stExpect(t, c.do("PING", "hi"), `["pong","hi"]`)
+	sameAsRedis(t, resptest.Exchange, r.Addr, tp.Addr, req)
+	c := resptest.Dial(t, tp.Addr)
+	c.Send("SUBSCRIBE", "x")
+	resptest.Expect(t, c.Read(), `["subscribe","x",1]`)
+	resptest.Expect(t, c.Do("PING"), `["pong",""]`)
+	resptest.Expect(t, c.Do("PING", "hi"), `["pong","hi"]`)
 }
 
 func TestPubSubSubscriberDisconnectReleasesBackend(t *testing.T) {
@@ -101,9 +91,9 @@ func TestPubSubSubscriberDisconnectReleasesBackend(t *testing.T) {
 	tp := startProxy(t, Config{}, r.Addr)
 	base := stConnected(t, r)
 
-	sub := stDial(t, tp.Addr)
-	sub.send("SUBSCRIBE", "gone")
-	stExpect(t, sub.read(), `["subscribe","gone",1]`)
+	sub := resptest.Dial(t, tp.Addr)
+	sub.Send("SUBSCRIBE", "gone")
+	resptest.Expect(t, sub.Read(), `["subscribe","gone",1]`)
 	if n := tp.pinned.Load(); n != 1 {
 		t.Fatalf("pinned while subscribed = %d, want 1", n)
 	}
@@ -113,11 +103,11 @@ func TestPubSubSubscriberDisconnectReleasesBackend(t *testing.T) {
 	if n := stNumSub(t, r, "gone"); n != 1 {
 		t.Fatalf("PUBSUB NUMSUB gone = %d, want 1", n)
 	}
-	sub.close()
-	stEventually(t, 3*time.Second, "pinned back to 0 after the subscriber left", func() bool {
+	sub.Close()
+	poll.Until(t, 3*time.Second, "pinned back to 0 after the subscriber left", func() bool {
 		return tp.pinned.Load() == 0
 	})
-	stEventually(t, 3*time.Second, "the subscription's Redis connection closed", func() bool {
+	poll.Until(t, 3*time.Second, "the subscription's Redis connection closed", func() bool {
 		return stConnected(t, r) == base && stNumSub(t, r, "gone") == 0
 	})
 }
@@ -128,33 +118,33 @@ func TestMultiExecQueuesAndReleasesPin(t *testing.T) {
 	t.Parallel()
 	r := redistest.Start(t)
 	tp := startProxy(t, Config{}, r.Addr)
-	c := stDial(t, tp.Addr)
-	other := stDial(t, tp.Addr)
+	c := resptest.Dial(t, tp.Addr)
+	other := resptest.Dial(t, tp.Addr)
 
-	stExpect(t, c.do("MULTI"), "OK")
+	resptest.Expect(t, c.Do("MULTI"), "OK")
 	if n := tp.pinned.Load(); n != 1 {
 		t.Fatalf("pinned inside MULTI = %d, want 1", n)
 	}
-	stExpect(t, c.do("SET", "tx:k", "v"), "QUEUED")
-	stExpect(t, c.do("INCR", "tx:n"), "QUEUED")
-	stExpect(t, c.do("INCR", "tx:n"), "QUEUED")
+	resptest.Expect(t, c.Do("SET", "tx:k", "v"), "QUEUED")
+	resptest.Expect(t, c.Do("INCR", "tx:n"), "QUEUED")
+	resptest.Expect(t, c.Do("INCR", "tx:n"), "QUEUED")
 	// Queued, not run: another client does not see the writes yet.
-	stExpect(t, other.do("GET", "tx:k"), "<nil>")
-	stExpect(t, c.do("EXEC"), `[OK,1,2]`)
-	stExpect(t, other.do("GET", "tx:k"), `"v"`)
-	stExpect(t, other.do("GET", "tx:n"), `"2"`)
+	resptest.Expect(t, other.Do("GET", "tx:k"), "<nil>")
+	resptest.Expect(t, c.Do("EXEC"), `[OK,1,2]`)
+	resptest.Expect(t, other.Do("GET", "tx:k"), `"v"`)
+	resptest.Expect(t, other.Do("GET", "tx:n"), `"2"`)
 	if n := tp.pinned.Load(); n != 0 {
 		t.Fatalf("pinned after EXEC = %d, want 0 (session back on the shared pool)", n)
 	}
 	// A pipelined transaction: replies in order, pin released at the end.
-	c.send("MULTI")
-	c.send("INCR", "tx:n")
-	c.send("EXEC")
-	c.send("GET", "tx:n")
-	stExpect(t, c.read(), "OK")
-	stExpect(t, c.read(), "QUEUED")
-	stExpect(t, c.read(), `[3]`)
-	stExpect(t, c.read(), `"3"`)
+	c.Send("MULTI")
+	c.Send("INCR", "tx:n")
+	c.Send("EXEC")
+	c.Send("GET", "tx:n")
+	resptest.Expect(t, c.Read(), "OK")
+	resptest.Expect(t, c.Read(), "QUEUED")
+	resptest.Expect(t, c.Read(), `[3]`)
+	resptest.Expect(t, c.Read(), `"3"`)
 	if n := tp.pinned.Load(); n != 0 {
 		t.Fatalf("pinned after pipelined EXEC = %d, want 0", n)
 	}
@@ -164,37 +154,37 @@ func TestWatchAbortsExecAfterConcurrentModification(t *testing.T) {
 	t.Parallel()
 	r := redistest.Start(t)
 	tp := startProxy(t, Config{}, r.Addr)
-	c := stDial(t, tp.Addr)
-	other := stDial(t, tp.Addr)
+	c := resptest.Dial(t, tp.Addr)
+	other := resptest.Dial(t, tp.Addr)
 
-	stExpect(t, c.do("SET", "w:k", "0"), "OK")
-	stExpect(t, c.do("WATCH", "w:k"), "OK")
-	stExpect(t, c.do("GET", "w:k"), `"0"`)
-	stExpect(t, other.do("SET", "w:k", "theirs"), "OK")
-	stExpect(t, c.do("MULTI"), "OK")
-	stExpect(t, c.do("SET", "w:k", "mine"), "QUEUED")
-	stExpect(t, c.do("EXEC"), "<nil>")
-	stExpect(t, other.do("GET", "w:k"), `"theirs"`)
+	resptest.Expect(t, c.Do("SET", "w:k", "0"), "OK")
+	resptest.Expect(t, c.Do("WATCH", "w:k"), "OK")
+	resptest.Expect(t, c.Do("GET", "w:k"), `"0"`)
+	resptest.Expect(t, other.Do("SET", "w:k", "theirs"), "OK")
+	resptest.Expect(t, c.Do("MULTI"), "OK")
+	resptest.Expect(t, c.Do("SET", "w:k", "mine"), "QUEUED")
+	resptest.Expect(t, c.Do("EXEC"), "<nil>")
+	resptest.Expect(t, other.Do("GET", "w:k"), `"theirs"`)
 	if n := tp.pinned.Load(); n != 0 {
 		t.Fatalf("pinned after aborted EXEC = %d, want 0", n)
 	}
 	// Without interference the same transaction commits.
-	stExpect(t, c.do("WATCH", "w:k"), "OK")
-	stExpect(t, c.do("MULTI"), "OK")
-	stExpect(t, c.do("SET", "w:k", "mine"), "QUEUED")
-	stExpect(t, c.do("EXEC"), `[OK]`)
-	stExpect(t, other.do("GET", "w:k"), `"mine"`)
+	resptest.Expect(t, c.Do("WATCH", "w:k"), "OK")
+	resptest.Expect(t, c.Do("MULTI"), "OK")
+	resptest.Expect(t, c.Do("SET", "w:k", "mine"), "QUEUED")
+	resptest.Expect(t, c.Do("EXEC"), `[OK]`)
+	resptest.Expect(t, other.Do("GET", "w:k"), `"mine"`)
 }
 
 func TestDiscardDropsQueuedCommands(t *testing.T) {
 	t.Parallel()
 	r := redistest.Start(t)
 	tp := startProxy(t, Config{}, r.Addr)
-	c := stDial(t, tp.Addr)
-	stExpect(t, c.do("MULTI"), "OK")
-	stExpect(t, c.do("SET", "d:k", "v"), "QUEUED")
-	stExpect(t, c.do("DISCARD"), "OK")
-	stExpect(t, c.do("GET", "d:k"), "<nil>")
+	c := resptest.Dial(t, tp.Addr)
+	resptest.Expect(t, c.Do("MULTI"), "OK")
+	resptest.Expect(t, c.Do("SET", "d:k", "v"), "QUEUED")
+	resptest.Expect(t, c.Do("DISCARD"), "OK")
+	resptest.Expect(t, c.Do("GET", "d:k"), "<nil>")
 	if n := tp.pinned.Load(); n != 0 {
 		t.Fatalf("pinned after DISCARD = %d, want 0", n)
 	}
@@ -203,7 +193,7 @@ func TestDiscardDropsQueuedCommands(t *testing.T) {
 func TestTransactionErrorsLikeRedis(t *testing.T) {
 	t.Parallel()
 	r := redistest.Start(t)
-	req := stCmds(
+	req := resptest.Cmds(
 		[]string{"EXEC"},
 		[]string{"DISCARD"},
 		[]string{"MULTI"},
@@ -217,14 +207,10 @@ func TestTransactionErrorsLikeRedis(t *testing.T) {
 		[]string{"EXEC"},
 		[]string{"GET", "te:b"},
 	)
-	want := stExchange(t, r.Addr, req)
 	// Run on the proxy against a fresh server so the keys start absent.
 	r2 := redistest.Start(t)
 	tp2 := startProxy(t, Config{}, r2.Addr)
-	got := stExchange(t, tp2.Addr, req)
-	if !bytes.Equal(got, want) {
-		t.Fatalf("replies differ from Redis\nproxy: %q\nredis: %q", got, want)
-	}
+	got := sameAsRedis(t, resptest.Exchange, r.Addr, tp2.Addr, req)
 	if !bytes.HasPrefix(got, []byte("-ERR EXEC without MULTI\r\n-ERR DISCARD without MULTI\r\n")) {
 		t.Fatalf("unexpected replies: %q", got)
 	}
@@ -240,25 +226,25 @@ func TestWatchAbortedExecKeepsDatabase(t *testing.T) {
 	r := redistest.Start(t)
 	tp := startProxy(t, Config{}, r.Addr)
 	for _, target := range []struct{ name, addr string }{{"redis", r.Addr}, {"proxy", tp.Addr}} {
-		c := stDial(t, target.addr)
-		other := stDial(t, target.addr)
+		c := resptest.Dial(t, target.addr)
+		other := resptest.Dial(t, target.addr)
 		key := "wsel:" + target.name
-		stExpect(t, c.do("SELECT", "1"), "OK")
-		stExpect(t, c.do("SET", key, "in-db1"), "OK")
-		stExpect(t, c.do("WATCH", key+":w"), "OK")
-		stExpect(t, other.do("SELECT", "1"), "OK")
-		stExpect(t, other.do("SET", key+":w", "touched"), "OK")
-		stExpect(t, c.do("MULTI"), "OK")
-		stExpect(t, c.do("SELECT", "0"), "QUEUED")
-		stExpect(t, c.do("EXEC"), "<nil>")
-		if got := c.do("GET", key).String(); got != `"in-db1"` {
+		resptest.Expect(t, c.Do("SELECT", "1"), "OK")
+		resptest.Expect(t, c.Do("SET", key, "in-db1"), "OK")
+		resptest.Expect(t, c.Do("WATCH", key+":w"), "OK")
+		resptest.Expect(t, other.Do("SELECT", "1"), "OK")
+		resptest.Expect(t, other.Do("SET", key+":w", "touched"), "OK")
+		resptest.Expect(t, c.Do("MULTI"), "OK")
+		resptest.Expect(t, c.Do("SELECT", "0"), "QUEUED")
+		resptest.Expect(t, c.Do("EXEC"), "<nil>")
+		if got := c.Do("GET", key).String(); got != `"in-db1"` {
 			t.Errorf("%s: GET after a WATCH-aborted EXEC with a queued SELECT 0 = %s, want \"in-db1\" (still in db 1)", target.name, got)
 		}
 		// A new client starts in db 0, whatever connection serves it.
-		fresh := stDial(t, target.addr)
-		stExpect(t, fresh.do("MULTI"), "OK")
-		stExpect(t, fresh.do("GET", key), "QUEUED")
-		if got := fresh.do("EXEC").String(); got != "[<nil>]" {
+		fresh := resptest.Dial(t, target.addr)
+		resptest.Expect(t, fresh.Do("MULTI"), "OK")
+		resptest.Expect(t, fresh.Do("GET", key), "QUEUED")
+		if got := fresh.Do("EXEC").String(); got != "[<nil>]" {
 			t.Errorf("%s: a new client's transaction read %s, want [<nil>]: it ran in db 1", target.name, got)
 		}
 	}
@@ -281,20 +267,20 @@ func TestConnectionStateSetInsideMultiStaysWithSession(t *testing.T) {
 			t.Parallel()
 			r := redistest.Start(t)
 			tp := startProxy(t, Config{}, r.Addr)
-			a := stDial(t, tp.Addr)
-			stExpect(t, a.do("MULTI"), "OK")
-			stExpect(t, a.do(tc.cmd...), "QUEUED")
-			if v := a.do("EXEC"); v.typ != '*' || len(v.elems) != 1 {
-				t.Fatalf("EXEC: %q", v.raw)
+			a := resptest.Dial(t, tp.Addr)
+			resptest.Expect(t, a.Do("MULTI"), "OK")
+			resptest.Expect(t, a.Do(tc.cmd...), "QUEUED")
+			if v := a.Do("EXEC"); v.Type != '*' || len(v.Elems) != 1 {
+				t.Fatalf("EXEC: %q", v.Raw)
 			}
 			// Another client's transaction, perhaps on the connection A
 			// used, must see a plain RESP2, unsubscribed connection.
-			b := stDial(t, tp.Addr)
-			b.write(stCmds([]string{"MULTI"}, []string{"GET", "mstate:none"}, []string{"HSET", "mstate:h", "f", "v"}, []string{"HGETALL", "mstate:h"}, []string{"EXEC"}))
+			b := resptest.Dial(t, tp.Addr)
+			b.Write(resptest.Cmds([]string{"MULTI"}, []string{"GET", "mstate:none"}, []string{"HSET", "mstate:h", "f", "v"}, []string{"HGETALL", "mstate:h"}, []string{"EXEC"}))
 			var got []byte
 			for i := 0; i < 5; i++ {
-				v, err := b.tryRead(2 * time.Second)
-				got = append(got, v.raw...)
+				v, err := b.TryRead(2 * time.Second)
+				got = append(got, v.Raw...)
 				if err != nil {
 					t.Fatalf("other client's transaction: %v after %q", err, got)
 				}
@@ -313,61 +299,61 @@ func TestSelectIsolatesDatabases(t *testing.T) {
 	t.Parallel()
 	r := redistest.Start(t)
 	tp := startProxy(t, Config{}, r.Addr)
-	c1 := stDial(t, tp.Addr)
-	c2 := stDial(t, tp.Addr)
+	c1 := resptest.Dial(t, tp.Addr)
+	c2 := resptest.Dial(t, tp.Addr)
 
-	stExpect(t, c1.do("SELECT", "1"), "OK")
-	stExpect(t, c1.do("SET", "sel:k", "db1"), "OK")
+	resptest.Expect(t, c1.Do("SELECT", "1"), "OK")
+	resptest.Expect(t, c1.Do("SET", "sel:k", "db1"), "OK")
 	if n := tp.pinned.Load(); n != 1 {
 		t.Fatalf("pinned while in db 1 = %d, want 1", n)
 	}
-	stExpect(t, c2.do("GET", "sel:k"), "<nil>")
-	stExpect(t, c1.do("GET", "sel:k"), `"db1"`)
+	resptest.Expect(t, c2.Do("GET", "sel:k"), "<nil>")
+	resptest.Expect(t, c1.Do("GET", "sel:k"), `"db1"`)
 	// Where the key really is, asked of Redis directly.
-	direct := stDial(t, r.Addr)
-	stExpect(t, direct.do("GET", "sel:k"), "<nil>")
-	stExpect(t, direct.do("SELECT", "1"), "OK")
-	stExpect(t, direct.do("GET", "sel:k"), `"db1"`)
+	direct := resptest.Dial(t, r.Addr)
+	resptest.Expect(t, direct.Do("GET", "sel:k"), "<nil>")
+	resptest.Expect(t, direct.Do("SELECT", "1"), "OK")
+	resptest.Expect(t, direct.Do("GET", "sel:k"), `"db1"`)
 
-	stExpect(t, c1.do("SELECT", "0"), "OK")
-	stExpect(t, c1.do("GET", "sel:k"), "<nil>")
+	resptest.Expect(t, c1.Do("SELECT", "0"), "OK")
+	resptest.Expect(t, c1.Do("GET", "sel:k"), "<nil>")
 	if n := tp.pinned.Load(); n != 0 {
 		t.Fatalf("pinned after SELECT 0 = %d, want 0", n)
 	}
 	// A session in db 1 that turns into a tunnel (a blocking command) stays
 	// in db 1.
-	c4 := stDial(t, tp.Addr)
-	stExpect(t, c4.do("SELECT", "1"), "OK")
-	stExpect(t, c4.readAfter(3*time.Second, "BLPOP", "sel:none", "0.1"), "<nil>")
-	stExpect(t, c4.do("GET", "sel:k"), `"db1"`)
+	c4 := resptest.Dial(t, tp.Addr)
+	resptest.Expect(t, c4.Do("SELECT", "1"), "OK")
+	resptest.Expect(t, c4.DoTimeout(3*time.Second, "BLPOP", "sel:none", "0.1"), "<nil>")
+	resptest.Expect(t, c4.Do("GET", "sel:k"), `"db1"`)
 	// The released connection went back clean: a new session's MULTI (which
 	// may reuse it) runs in db 0.
-	c3 := stDial(t, tp.Addr)
-	stExpect(t, c3.do("MULTI"), "OK")
-	stExpect(t, c3.do("GET", "sel:k"), "QUEUED")
-	stExpect(t, c3.do("EXEC"), "[<nil>]")
+	c3 := resptest.Dial(t, tp.Addr)
+	resptest.Expect(t, c3.Do("MULTI"), "OK")
+	resptest.Expect(t, c3.Do("GET", "sel:k"), "QUEUED")
+	resptest.Expect(t, c3.Do("EXEC"), "[<nil>]")
 }
 
 func TestSelectInsideMultiAppliedAtExec(t *testing.T) {
 	t.Parallel()
 	r := redistest.Start(t)
 	tp := startProxy(t, Config{}, r.Addr)
-	c := stDial(t, tp.Addr)
-	stExpect(t, c.do("MULTI"), "OK")
-	stExpect(t, c.do("SELECT", "2"), "QUEUED")
-	stExpect(t, c.do("SET", "msel:k", "db2"), "QUEUED")
-	stExpect(t, c.do("EXEC"), `[OK,OK]`)
+	c := resptest.Dial(t, tp.Addr)
+	resptest.Expect(t, c.Do("MULTI"), "OK")
+	resptest.Expect(t, c.Do("SELECT", "2"), "QUEUED")
+	resptest.Expect(t, c.Do("SET", "msel:k", "db2"), "QUEUED")
+	resptest.Expect(t, c.Do("EXEC"), `[OK,OK]`)
 	// The session is now in db 2.
-	stExpect(t, c.do("GET", "msel:k"), `"db2"`)
-	stExpect(t, c.do("SET", "msel:k2", "also-db2"), "OK")
-	direct := stDial(t, r.Addr)
-	stExpect(t, direct.do("SELECT", "2"), "OK")
-	stExpect(t, direct.do("MGET", "msel:k", "msel:k2"), `["db2","also-db2"]`)
+	resptest.Expect(t, c.Do("GET", "msel:k"), `"db2"`)
+	resptest.Expect(t, c.Do("SET", "msel:k2", "also-db2"), "OK")
+	direct := resptest.Dial(t, r.Addr)
+	resptest.Expect(t, direct.Do("SELECT", "2"), "OK")
+	resptest.Expect(t, direct.Do("MGET", "msel:k", "msel:k2"), `["db2","also-db2"]`)
 	if n := tp.pinned.Load(); n != 1 {
 		t.Fatalf("pinned in db 2 after EXEC = %d, want 1", n)
 	}
-	stExpect(t, c.do("SELECT", "0"), "OK")
-	stExpect(t, c.do("GET", "msel:k"), "<nil>")
+	resptest.Expect(t, c.Do("SELECT", "0"), "OK")
+	resptest.Expect(t, c.Do("GET", "msel:k"), "<nil>")
 	if n := tp.pinned.Load(); n != 0 {
 		t.Fatalf("pinned after SELECT 0 = %d, want 0", n)
 	}
@@ -377,7 +363,7 @@ func TestSelectInvalidIndexLikeRedis(t *testing.T) {
 	t.Parallel()
 	r := redistest.Start(t)
 	tp := startProxy(t, Config{}, r.Addr)
-	req := stCmds(
+	req := resptest.Cmds(
 		[]string{"SELECT", "16"},
 		[]string{"SELECT", "abc"},
 		[]string{"SELECT", "-1"},
@@ -387,18 +373,14 @@ func TestSelectInvalidIndexLikeRedis(t *testing.T) {
 		[]string{"SET", "inv:k", "v"},
 		[]string{"GET", "inv:k"},
 	)
-	want := stExchange(t, r.Addr, req)
-	got := stExchange(t, tp.Addr, req)
-	if !bytes.Equal(got, want) {
-		t.Fatalf("replies differ from Redis\nproxy: %q\nredis: %q", got, want)
-	}
+	got := sameAsRedis(t, resptest.Exchange, r.Addr, tp.Addr, req)
 	if !bytes.HasPrefix(got, []byte("-ERR DB index is out of range\r\n")) {
 		t.Fatalf("SELECT 16: %q", got)
 	}
 	// The failed SELECTs left the session in db 0, on the shared pool.
-	stEventually(t, time.Second, "pinned back to 0", func() bool { return tp.pinned.Load() == 0 })
-	direct := stDial(t, r.Addr)
-	stExpect(t, direct.do("GET", "inv:k"), `"v"`)
+	poll.Until(t, time.Second, "pinned back to 0", func() bool { return tp.pinned.Load() == 0 })
+	direct := resptest.Dial(t, r.Addr)
+	resptest.Expect(t, direct.Do("GET", "inv:k"), `"v"`)
 }
 
 // --- blocking commands -----------------------------------------------------
@@ -407,80 +389,80 @@ func TestBlpopWokenByPushFromAnotherClient(t *testing.T) {
 	t.Parallel()
 	r := redistest.Start(t)
 	tp := startProxy(t, Config{}, r.Addr)
-	a := stDial(t, tp.Addr)
-	b := stDial(t, tp.Addr)
-	a.send("BLPOP", "bl:list", "0")
+	a := resptest.Dial(t, tp.Addr)
+	b := resptest.Dial(t, tp.Addr)
+	a.Send("BLPOP", "bl:list", "0")
 	stWaitBlocked(t, r, 1)
 	pushed := time.Now()
-	stExpect(t, b.do("RPUSH", "bl:list", "x"), "1")
-	v := a.readTimeout(2 * time.Second)
-	stExpect(t, v, `["bl:list","x"]`)
+	resptest.Expect(t, b.Do("RPUSH", "bl:list", "x"), "1")
+	v := a.ReadTimeout(2 * time.Second)
+	resptest.Expect(t, v, `["bl:list","x"]`)
 	if d := time.Since(pushed); d > time.Second {
 		t.Fatalf("BLPOP answered %v after the push", d)
 	}
-	stExpect(t, b.do("LLEN", "bl:list"), "0")
+	resptest.Expect(t, b.Do("LLEN", "bl:list"), "0")
 }
 
 func TestBlpopTimesOut(t *testing.T) {
 	t.Parallel()
 	r := redistest.Start(t)
 	tp := startProxy(t, Config{}, r.Addr)
-	c := stDial(t, tp.Addr)
+	c := resptest.Dial(t, tp.Addr)
 	start := time.Now()
-	v := c.readAfter(3*time.Second, "BLPOP", "bl:empty", "1")
+	v := c.DoTimeout(3*time.Second, "BLPOP", "bl:empty", "1")
 	d := time.Since(start)
-	stExpect(t, v, "<nil>")
+	resptest.Expect(t, v, "<nil>")
 	if d < 900*time.Millisecond || d > 2*time.Second {
 		t.Fatalf("BLPOP with a 1s timeout answered after %v", d)
 	}
 	// The session goes on working after the timeout.
-	stExpect(t, c.do("SET", "bl:after", "1"), "OK")
-	stExpect(t, c.do("GET", "bl:after"), `"1"`)
+	resptest.Expect(t, c.Do("SET", "bl:after", "1"), "OK")
+	resptest.Expect(t, c.Do("GET", "bl:after"), `"1"`)
 }
 
 func TestXreadBlockWokenByXadd(t *testing.T) {
 	t.Parallel()
 	r := redistest.Start(t)
 	tp := startProxy(t, Config{}, r.Addr)
-	a := stDial(t, tp.Addr)
-	b := stDial(t, tp.Addr)
-	a.send("XREAD", "BLOCK", "0", "STREAMS", "xs", "$")
+	a := resptest.Dial(t, tp.Addr)
+	b := resptest.Dial(t, tp.Addr)
+	a.Send("XREAD", "BLOCK", "0", "STREAMS", "xs", "$")
 	stWaitBlocked(t, r, 1)
-	id := b.do("XADD", "xs", "*", "field", "value")
-	if id.typ != '$' || !strings.Contains(id.str, "-") {
+	id := b.Do("XADD", "xs", "*", "field", "value")
+	if id.Type != '$' || !strings.Contains(id.Str, "-") {
 		t.Fatalf("XADD: %s", id)
 	}
-	v := a.readTimeout(2 * time.Second)
-	want := fmt.Sprintf(`[["xs",[[%q,["field","value"]]]]]`, id.str)
-	stExpect(t, v, want)
+	v := a.ReadTimeout(2 * time.Second)
+	want := fmt.Sprintf(`[["xs",[[%q,["field","value"]]]]]`, id.Str)
+	resptest.Expect(t, v, want)
 }
 
 func TestBlmoveWokenByPush(t *testing.T) {
 	t.Parallel()
 	r := redistest.Start(t)
 	tp := startProxy(t, Config{}, r.Addr)
-	a := stDial(t, tp.Addr)
-	b := stDial(t, tp.Addr)
-	a.send("BLMOVE", "bm:src", "bm:dst", "LEFT", "RIGHT", "0")
+	a := resptest.Dial(t, tp.Addr)
+	b := resptest.Dial(t, tp.Addr)
+	a.Send("BLMOVE", "bm:src", "bm:dst", "LEFT", "RIGHT", "0")
 	stWaitBlocked(t, r, 1)
-	stExpect(t, b.do("RPUSH", "bm:src", "item"), "1")
-	stExpect(t, a.readTimeout(2*time.Second), `"item"`)
-	stExpect(t, b.do("LRANGE", "bm:dst", "0", "-1"), `["item"]`)
-	stExpect(t, b.do("LLEN", "bm:src"), "0")
+	resptest.Expect(t, b.Do("RPUSH", "bm:src", "item"), "1")
+	resptest.Expect(t, a.ReadTimeout(2*time.Second), `"item"`)
+	resptest.Expect(t, b.Do("LRANGE", "bm:dst", "0", "-1"), `["item"]`)
+	resptest.Expect(t, b.Do("LLEN", "bm:src"), "0")
 }
 
 func TestWaitZeroReplicas(t *testing.T) {
 	t.Parallel()
 	r := redistest.Start(t)
 	tp := startProxy(t, Config{}, r.Addr)
-	c := stDial(t, tp.Addr)
-	stExpect(t, c.do("SET", "wait:k", "v"), "OK")
+	c := resptest.Dial(t, tp.Addr)
+	resptest.Expect(t, c.Do("SET", "wait:k", "v"), "OK")
 	start := time.Now()
-	stExpect(t, c.do("WAIT", "0", "0"), "0")
+	resptest.Expect(t, c.Do("WAIT", "0", "0"), "0")
 	if d := time.Since(start); d > time.Second {
 		t.Fatalf("WAIT 0 0 took %v", d)
 	}
-	stExpect(t, c.do("GET", "wait:k"), `"v"`)
+	resptest.Expect(t, c.Do("GET", "wait:k"), `"v"`)
 }
 
 func TestBlockedClientDisconnectFreesBackend(t *testing.T) {
@@ -488,21 +470,21 @@ func TestBlockedClientDisconnectFreesBackend(t *testing.T) {
 	r := redistest.Start(t)
 	tp := startProxy(t, Config{}, r.Addr)
 	base := stConnected(t, r)
-	c := stDial(t, tp.Addr)
-	c.send("BLPOP", "bd:list", "0")
+	c := resptest.Dial(t, tp.Addr)
+	c.Send("BLPOP", "bd:list", "0")
 	stWaitBlocked(t, r, 1)
 	if n := stConnected(t, r); n != base+1 {
 		t.Fatalf("Redis clients while blocked = %d, want %d", n, base+1)
 	}
-	c.close()
-	stEventually(t, 3*time.Second, "the blocked client's Redis connection closed", func() bool {
+	c.Close()
+	poll.Until(t, 3*time.Second, "the blocked client's Redis connection closed", func() bool {
 		return stInfoInt(t, r, "clients", "blocked_clients") == 0 && stConnected(t, r) == base
 	})
-	stEventually(t, time.Second, "pinned back to 0", func() bool { return tp.pinned.Load() == 0 })
+	poll.Until(t, time.Second, "pinned back to 0", func() bool { return tp.pinned.Load() == 0 })
 	// Nobody is waiting on the list any more: a push stays in it.
-	other := stDial(t, tp.Addr)
-	stExpect(t, other.do("RPUSH", "bd:list", "x"), "1")
-	stExpect(t, other.do("LLEN", "bd:list"), "1")
+	other := resptest.Dial(t, tp.Addr)
+	resptest.Expect(t, other.Do("RPUSH", "bd:list", "x"), "1")
+	resptest.Expect(t, other.Do("LLEN", "bd:list"), "1")
 }
 
 func TestBlockedClientsDoNotStallSharedPool(t *testing.T) {
@@ -510,24 +492,24 @@ func TestBlockedClientsDoNotStallSharedPool(t *testing.T) {
 	r := redistest.Start(t)
 	tp := startProxy(t, Config{PoolSize: 2}, r.Addr)
 	const blocked = 20
-	waiters := make([]*stConn, blocked)
+	waiters := make([]*resptest.Conn, blocked)
 	for i := range waiters {
-		waiters[i] = stDial(t, tp.Addr)
-		waiters[i].send("BLPOP", fmt.Sprintf("stall:%d", i), "0")
+		waiters[i] = resptest.Dial(t, tp.Addr)
+		waiters[i].Send("BLPOP", fmt.Sprintf("stall:%d", i), "0")
 	}
 	stWaitBlocked(t, r, blocked)
 
 	const n = 200
 	var worst time.Duration
-	var clients [4]*stConn
+	var clients [4]*resptest.Conn
 	for i := range clients {
-		clients[i] = stDial(t, tp.Addr)
+		clients[i] = resptest.Dial(t, tp.Addr)
 	}
 	for i := 0; i < n; i++ {
 		c := clients[i%len(clients)]
 		start := time.Now()
-		stExpect(t, c.do("SET", fmt.Sprintf("stall:k%d", i), strconv.Itoa(i)), "OK")
-		stExpect(t, c.do("GET", fmt.Sprintf("stall:k%d", i)), strconv.Quote(strconv.Itoa(i)))
+		resptest.Expect(t, c.Do("SET", fmt.Sprintf("stall:k%d", i), strconv.Itoa(i)), "OK")
+		resptest.Expect(t, c.Do("GET", fmt.Sprintf("stall:k%d", i)), strconv.Quote(strconv.Itoa(i)))
 		worst = max(worst, time.Since(start))
 	}
 	t.Logf("worst SET+GET round trip with %d clients blocked: %v", blocked, worst)
@@ -538,10 +520,10 @@ func TestBlockedClientsDoNotStallSharedPool(t *testing.T) {
 	}
 	// Every blocked client is still waiting on its own connection and is
 	// woken by its own list.
-	pusher := stDial(t, tp.Addr)
+	pusher := resptest.Dial(t, tp.Addr)
 	for i, w := range waiters {
-		stExpect(t, pusher.do("RPUSH", fmt.Sprintf("stall:%d", i), "v"+strconv.Itoa(i)), "1")
-		stExpect(t, w.readTimeout(2*time.Second), fmt.Sprintf(`["stall:%d","v%d"]`, i, i))
+		resptest.Expect(t, pusher.Do("RPUSH", fmt.Sprintf("stall:%d", i), "v"+strconv.Itoa(i)), "1")
+		resptest.Expect(t, w.ReadTimeout(2*time.Second), fmt.Sprintf(`["stall:%d","v%d"]`, i, i))
 	}
 }
 
@@ -551,14 +533,14 @@ func TestMonitorSeesOtherClientsCommands(t *testing.T) {
 	t.Parallel()
 	r := redistest.Start(t)
 	tp := startProxy(t, Config{}, r.Addr)
-	mon := stDial(t, tp.Addr)
-	stExpect(t, mon.do("MONITOR"), "OK")
-	c := stDial(t, tp.Addr)
-	stExpect(t, c.do("SET", "mon:key", "mon-value"), "OK")
+	mon := resptest.Dial(t, tp.Addr)
+	resptest.Expect(t, mon.Do("MONITOR"), "OK")
+	c := resptest.Dial(t, tp.Addr)
+	resptest.Expect(t, c.Do("SET", "mon:key", "mon-value"), "OK")
 	deadline := time.Now().Add(3 * time.Second)
 	for {
-		v := mon.readTimeout(time.Until(deadline))
-		if v.typ == '+' && strings.Contains(v.str, `"SET" "mon:key" "mon-value"`) {
+		v := mon.ReadTimeout(time.Until(deadline))
+		if v.Type == '+' && strings.Contains(v.Str, `"SET" "mon:key" "mon-value"`) {
 			return
 		}
 	}
@@ -569,7 +551,7 @@ func TestMonitorSeesOtherClientsCommands(t *testing.T) {
 func TestClientReplyLikeRedis(t *testing.T) {
 	t.Parallel()
 	r := redistest.Start(t)
-	req := stCmds(
+	req := resptest.Cmds(
 		[]string{"CLIENT", "REPLY", "ON"},
 		[]string{"CLIENT", "REPLY", "OFF"},
 		[]string{"SET", "cr:a", "1"},
@@ -579,34 +561,30 @@ func TestClientReplyLikeRedis(t *testing.T) {
 		[]string{"INCR", "cr:a"},
 		[]string{"GET", "cr:a"},
 	)
-	want := stExchange(t, r.Addr, req)
 	r2 := redistest.Start(t)
 	tp2 := startProxy(t, Config{}, r2.Addr)
-	got := stExchange(t, tp2.Addr, req)
-	if !bytes.Equal(got, want) {
-		t.Fatalf("replies differ from Redis\nproxy: %q\nredis: %q", got, want)
-	}
+	got := sameAsRedis(t, resptest.Exchange, r.Addr, tp2.Addr, req)
 	if string(got) != "+OK\r\n+OK\r\n$1\r\n3\r\n" {
 		t.Fatalf("CLIENT REPLY replies: %q", got)
 	}
 	// The silenced commands did run.
-	stExpect(t, stDial(t, r2.Addr).do("GET", "cr:a"), `"3"`)
+	resptest.Expect(t, resptest.Dial(t, r2.Addr).Do("GET", "cr:a"), `"3"`)
 }
 
 func TestClientNamesArePerClient(t *testing.T) {
 	t.Parallel()
 	r := redistest.Start(t)
 	tp := startProxy(t, Config{}, r.Addr)
-	c1 := stDial(t, tp.Addr)
-	c2 := stDial(t, tp.Addr)
-	c3 := stDial(t, tp.Addr)
-	stExpect(t, c1.do("CLIENT", "SETNAME", "alpha"), "OK")
-	stExpect(t, c2.do("CLIENT", "SETNAME", "beta"), "OK")
-	stExpect(t, c1.do("CLIENT", "GETNAME"), `"alpha"`)
-	stExpect(t, c2.do("CLIENT", "GETNAME"), `"beta"`)
-	stExpect(t, c3.do("CLIENT", "GETNAME"), "<nil>")
-	stExpect(t, c1.do("CLIENT", "SETNAME", "bad name"), "(error) ERR Client names cannot contain spaces, newlines or special characters.")
-	stExpect(t, c1.do("CLIENT", "GETNAME"), `"alpha"`)
+	c1 := resptest.Dial(t, tp.Addr)
+	c2 := resptest.Dial(t, tp.Addr)
+	c3 := resptest.Dial(t, tp.Addr)
+	resptest.Expect(t, c1.Do("CLIENT", "SETNAME", "alpha"), "OK")
+	resptest.Expect(t, c2.Do("CLIENT", "SETNAME", "beta"), "OK")
+	resptest.Expect(t, c1.Do("CLIENT", "GETNAME"), `"alpha"`)
+	resptest.Expect(t, c2.Do("CLIENT", "GETNAME"), `"beta"`)
+	resptest.Expect(t, c3.Do("CLIENT", "GETNAME"), "<nil>")
+	resptest.Expect(t, c1.Do("CLIENT", "SETNAME", "bad name"), "(error) ERR Client names cannot contain spaces, newlines or special characters.")
+	resptest.Expect(t, c1.Do("CLIENT", "GETNAME"), `"alpha"`)
 }
 
 // A session that became a tunnel (here after a blocking command) must keep
@@ -618,15 +596,15 @@ func TestClientGetNameAfterBlockingCommand(t *testing.T) {
 	tp := startProxy(t, Config{}, r.Addr)
 	for _, target := range []struct{ name, addr string }{{"redis", r.Addr}, {"proxy", tp.Addr}} {
 		t.Logf("target %s", target.name)
-		named := stDial(t, target.addr)
-		stExpect(t, named.do("CLIENT", "SETNAME", "worker-1"), "OK")
-		stExpect(t, named.readAfter(3*time.Second, "BLPOP", "gn:none", "0.1"), "<nil>")
-		stExpect(t, named.do("CLIENT", "GETNAME"), `"worker-1"`)
+		named := resptest.Dial(t, target.addr)
+		resptest.Expect(t, named.Do("CLIENT", "SETNAME", "worker-1"), "OK")
+		resptest.Expect(t, named.DoTimeout(3*time.Second, "BLPOP", "gn:none", "0.1"), "<nil>")
+		resptest.Expect(t, named.Do("CLIENT", "GETNAME"), `"worker-1"`)
 
-		anon := stDial(t, target.addr)
-		stExpect(t, anon.do("CLIENT", "GETNAME"), "<nil>")
-		stExpect(t, anon.readAfter(3*time.Second, "BLPOP", "gn:none", "0.1"), "<nil>")
-		stExpect(t, anon.do("CLIENT", "GETNAME"), "<nil>")
+		anon := resptest.Dial(t, target.addr)
+		resptest.Expect(t, anon.Do("CLIENT", "GETNAME"), "<nil>")
+		resptest.Expect(t, anon.DoTimeout(3*time.Second, "BLPOP", "gn:none", "0.1"), "<nil>")
+		resptest.Expect(t, anon.Do("CLIENT", "GETNAME"), "<nil>")
 	}
 }
 
@@ -637,7 +615,7 @@ func TestLocallyAnsweredCommandsInsideMultiLikeRedis(t *testing.T) {
 	t.Parallel()
 	r := redistest.Start(t)
 	tp := startProxy(t, Config{}, r.Addr)
-	req := stCmds(
+	req := resptest.Cmds(
 		[]string{"MULTI"},
 		[]string{"CLIENT", "SETNAME", "in-tx"},
 		[]string{"CLIENT", "GETNAME"},
@@ -646,29 +624,25 @@ func TestLocallyAnsweredCommandsInsideMultiLikeRedis(t *testing.T) {
 		[]string{"EXEC"},
 		[]string{"CLIENT", "GETNAME"},
 	)
-	want := stExchange(t, r.Addr, req)
-	got := stExchange(t, tp.Addr, req)
-	if !bytes.Equal(got, want) {
-		t.Fatalf("replies differ from Redis\nproxy: %q\nredis: %q", got, want)
-	}
+	sameAsRedis(t, resptest.Exchange, r.Addr, tp.Addr, req)
 }
 
 func TestClientIDIsPerClient(t *testing.T) {
 	t.Parallel()
 	r := redistest.Start(t)
 	tp := startProxy(t, Config{}, r.Addr)
-	c1 := stDial(t, tp.Addr)
-	c2 := stDial(t, tp.Addr)
-	id1 := c1.do("CLIENT", "ID")
-	id2 := c2.do("CLIENT", "ID")
-	if id1.typ != ':' || id2.typ != ':' {
+	c1 := resptest.Dial(t, tp.Addr)
+	c2 := resptest.Dial(t, tp.Addr)
+	id1 := c1.Do("CLIENT", "ID")
+	id2 := c2.Do("CLIENT", "ID")
+	if id1.Type != ':' || id2.Type != ':' {
 		t.Fatalf("CLIENT ID replies: %s %s", id1, id2)
 	}
-	if id1.num == id2.num {
-		t.Fatalf("two clients share CLIENT ID %d", id1.num)
+	if id1.Int == id2.Int {
+		t.Fatalf("two clients share CLIENT ID %d", id1.Int)
 	}
-	if again := c1.do("CLIENT", "ID"); again.num != id1.num {
-		t.Fatalf("CLIENT ID changed from %d to %d on the same connection", id1.num, again.num)
+	if again := c1.Do("CLIENT", "ID"); again.Int != id1.Int {
+		t.Fatalf("CLIENT ID changed from %d to %d on the same connection", id1.Int, again.Int)
 	}
 }
 
@@ -681,18 +655,18 @@ func TestClientIDStableAndUsableForUnblock(t *testing.T) {
 	tp := startProxy(t, Config{}, r.Addr)
 	for _, target := range []struct{ name, addr string }{{"redis", r.Addr}, {"proxy", tp.Addr}} {
 		t.Logf("target %s", target.name)
-		worker := stDial(t, target.addr)
-		ctl := stDial(t, target.addr)
-		id := worker.do("CLIENT", "ID")
-		if id.typ != ':' {
+		worker := resptest.Dial(t, target.addr)
+		ctl := resptest.Dial(t, target.addr)
+		id := worker.Do("CLIENT", "ID")
+		if id.Type != ':' {
 			t.Fatalf("CLIENT ID: %s", id)
 		}
-		worker.send("BLPOP", "unb:list", "0")
+		worker.Send("BLPOP", "unb:list", "0")
 		stWaitBlocked(t, r, 1)
-		stExpect(t, ctl.do("CLIENT", "UNBLOCK", strconv.FormatInt(id.num, 10)), "1")
-		stExpect(t, worker.readTimeout(2*time.Second), "<nil>")
-		if again := worker.do("CLIENT", "ID"); again.num != id.num {
-			t.Fatalf("CLIENT ID changed from %d to %d after a blocking command", id.num, again.num)
+		resptest.Expect(t, ctl.Do("CLIENT", "UNBLOCK", strconv.FormatInt(id.Int, 10)), "1")
+		resptest.Expect(t, worker.ReadTimeout(2*time.Second), "<nil>")
+		if again := worker.Do("CLIENT", "ID"); again.Int != id.Int {
+			t.Fatalf("CLIENT ID changed from %d to %d after a blocking command", id.Int, again.Int)
 		}
 	}
 }
@@ -703,27 +677,27 @@ func TestHello3RepliesInRESP3(t *testing.T) {
 	t.Parallel()
 	r := redistest.Start(t)
 	tp := startProxy(t, Config{}, r.Addr)
-	c := stDial(t, tp.Addr)
-	hello := c.do("HELLO", "3")
-	if hello.typ != '%' || hello.raw[0] != '%' {
-		t.Fatalf("HELLO 3 reply is not a RESP3 map: %q", hello.raw)
+	c := resptest.Dial(t, tp.Addr)
+	hello := c.Do("HELLO", "3")
+	if hello.Type != '%' || hello.Raw[0] != '%' {
+		t.Fatalf("HELLO 3 reply is not a RESP3 map: %q", hello.Raw)
 	}
-	if v, ok := hello.mapGet("proto"); !ok || v.num != 3 {
+	if v, ok := hello.Get("proto"); !ok || v.Int != 3 {
 		t.Fatalf("HELLO 3 proto field: %s", hello)
 	}
-	stExpect(t, c.do("HSET", "h3:h", "f1", "v1", "f2", "v2"), "2")
-	all := c.do("HGETALL", "h3:h")
-	if all.typ != '%' {
-		t.Fatalf("HGETALL after HELLO 3 is not a map: %q", all.raw)
+	resptest.Expect(t, c.Do("HSET", "h3:h", "f1", "v1", "f2", "v2"), "2")
+	all := c.Do("HGETALL", "h3:h")
+	if all.Type != '%' {
+		t.Fatalf("HGETALL after HELLO 3 is not a map: %q", all.Raw)
 	}
-	if v, _ := all.mapGet("f1"); v.str != "v1" {
+	if v, _ := all.Get("f1"); v.Str != "v1" {
 		t.Fatalf("HGETALL map: %s", all)
 	}
-	if v, _ := all.mapGet("f2"); v.str != "v2" {
+	if v, _ := all.Get("f2"); v.Str != "v2" {
 		t.Fatalf("HGETALL map: %s", all)
 	}
-	if v := c.do("GET", "h3:none"); v.typ != '_' {
-		t.Fatalf("GET of a missing key in RESP3: %q, want the RESP3 null", v.raw)
+	if v := c.Do("GET", "h3:none"); v.Type != '_' {
+		t.Fatalf("GET of a missing key in RESP3: %q, want the RESP3 null", v.Raw)
 	}
 }
 
@@ -731,291 +705,24 @@ func TestClientTrackingRESP3Invalidation(t *testing.T) {
 	t.Parallel()
 	r := redistest.Start(t)
 	tp := startProxy(t, Config{}, r.Addr)
-	c := stDial(t, tp.Addr)
-	other := stDial(t, tp.Addr)
-	stExpect(t, other.do("SET", "trk:k", "v1"), "OK")
-	if v := c.do("HELLO", "3"); v.typ != '%' {
-		t.Fatalf("HELLO 3: %q", v.raw)
+	c := resptest.Dial(t, tp.Addr)
+	other := resptest.Dial(t, tp.Addr)
+	resptest.Expect(t, other.Do("SET", "trk:k", "v1"), "OK")
+	if v := c.Do("HELLO", "3"); v.Type != '%' {
+		t.Fatalf("HELLO 3: %q", v.Raw)
 	}
-	stExpect(t, c.do("CLIENT", "TRACKING", "ON"), "OK")
-	stExpect(t, c.do("GET", "trk:k"), `"v1"`)
-	stExpect(t, other.do("SET", "trk:k", "v2"), "OK")
-	push := c.readTimeout(2 * time.Second)
-	if push.typ != '>' {
-		t.Fatalf("expected an invalidation push, got %q", push.raw)
+	resptest.Expect(t, c.Do("CLIENT", "TRACKING", "ON"), "OK")
+	resptest.Expect(t, c.Do("GET", "trk:k"), `"v1"`)
+	resptest.Expect(t, other.Do("SET", "trk:k", "v2"), "OK")
+	push := c.ReadTimeout(2 * time.Second)
+	if push.Type != '>' {
+		t.Fatalf("expected an invalidation push, got %q", push.Raw)
 	}
-	stExpect(t, push, `["invalidate",["trk:k"]]`)
-	stExpect(t, c.do("GET", "trk:k"), `"v2"`)
+	resptest.Expect(t, push, `["invalidate",["trk:k"]]`)
+	resptest.Expect(t, c.Do("GET", "trk:k"), `"v2"`)
 }
 
 // === helpers (prefixed st) ===================================================
-
-// stValue is one RESP2/RESP3 value as read from the wire, with its raw bytes.
-type stValue struct {
-	typ   byte
-	str   string
-	num   int64
-	null  bool
-	elems []stValue // arrays, sets, pushes; maps as key, value, key, value
-	raw   []byte
-}
-
-// String renders v compactly: simple strings bare, bulk strings quoted,
-// integers as numbers, errors as "(error) ...", aggregates as [a,b].
-func (v stValue) String() string {
-	if v.null {
-		return "<nil>"
-	}
-	switch v.typ {
-	case '+':
-		return v.str
-	case '-', '!':
-		return "(error) " + v.str
-	case ':':
-		return strconv.FormatInt(v.num, 10)
-	case '$', '=':
-		return strconv.Quote(v.str)
-	case ',', '(', '#':
-		return v.str
-	case '*', '~', '>', '%':
-		parts := make([]string, len(v.elems))
-		for i, e := range v.elems {
-			parts[i] = e.String()
-		}
-		return "[" + strings.Join(parts, ",") + "]"
-	}
-	return fmt.Sprintf("?%q", v.raw)
-}
-
-func (v stValue) mapGet(key string) (stValue, bool) {
-	for i := 0; i+1 < len(v.elems); i += 2 {
-		if v.elems[i].str == key {
-			return v.elems[i+1], true
-		}
-	}
-	return stValue{}, false
-}
-
-func stReadValue(br *bufio.Reader) (stValue, error) {
-	line, err := br.ReadString('\n')
-	if err != nil {
-		return stValue{raw: []byte(line)}, err
-	}
-	if len(line) < 3 || line[len(line)-2] != '\r' {
-		return stValue{raw: []byte(line)}, fmt.Errorf("malformed RESP line %q", line)
-	}
-	v := stValue{typ: line[0], raw: []byte(line)}
-	body := line[1 : len(line)-2]
-	switch v.typ {
-	case '+', '-', ',', '(', '#':
-		v.str = body
-	case ':':
-		v.num, err = strconv.ParseInt(body, 10, 64)
-	case '_':
-		v.null = true
-	case '$', '=', '!':
-		n, perr := strconv.Atoi(body)
-		if perr != nil {
-			return v, perr
-		}
-		if n < 0 {
-			v.null = true
-			break
-		}
-		buf := make([]byte, n+2)
-		if _, err = io.ReadFull(br, buf); err != nil {
-			return v, err
-		}
-		v.raw = append(v.raw, buf...)
-		v.str = string(buf[:n])
-	case '*', '~', '>', '%':
-		n, perr := strconv.Atoi(body)
-		if perr != nil {
-			return v, perr
-		}
-		if n < 0 {
-			v.null = true
-			break
-		}
-		if v.typ == '%' {
-			n *= 2
-		}
-		for i := 0; i < n; i++ {
-			e, err := stReadValue(br)
-			v.raw = append(v.raw, e.raw...)
-			if err != nil {
-				return v, err
-			}
-			v.elems = append(v.elems, e)
-		}
-	default:
-		return v, fmt.Errorf("unknown RESP type in %q", line)
-	}
-	return v, err
-}
-
-// stCmd encodes one command as a RESP array of bulk strings.
-func stCmd(args ...string) []byte {
-	b := fmt.Appendf(nil, "*%d\r\n", len(args))
-	for _, a := range args {
-		b = fmt.Appendf(b, "$%d\r\n%s\r\n", len(a), a)
-	}
-	return b
-}
-
-func stCmds(cmds ...[]string) []byte {
-	var b []byte
-	for _, c := range cmds {
-		b = append(b, stCmd(c...)...)
-	}
-	return b
-}
-
-// stConn is a raw RESP client: it sees the exact bytes the proxy sends.
-type stConn struct {
-	t  testing.TB
-	nc net.Conn
-	br *bufio.Reader
-}
-
-func stDial(t testing.TB, addr string) *stConn {
-	t.Helper()
-	nc, err := net.DialTimeout("tcp", addr, 2*time.Second)
-	if err != nil {
-		t.Fatalf("dial %s: %v", addr, err)
-	}
-	t.Cleanup(func() { nc.Close() })
-	return &stConn{t: t, nc: nc, br: bufio.NewReaderSize(nc, 64<<10)}
-}
-
-func (c *stConn) close() { c.nc.Close() }
-
-func (c *stConn) write(b []byte) {
-	c.t.Helper()
-	c.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	if _, err := c.nc.Write(b); err != nil {
-		c.t.Fatalf("write: %v", err)
-	}
-}
-
-func (c *stConn) send(args ...string) {
-	c.t.Helper()
-	c.write(stCmd(args...))
-}
-
-// tryRead reads one value within d.
-func (c *stConn) tryRead(d time.Duration) (stValue, error) {
-	c.nc.SetReadDeadline(time.Now().Add(d))
-	defer c.nc.SetReadDeadline(time.Time{})
-	return stReadValue(c.br)
-}
-
-func (c *stConn) readTimeout(d time.Duration) stValue {
-	c.t.Helper()
-	v, err := c.tryRead(d)
-	if err != nil {
-		c.t.Fatalf("read reply: %v (partial %q)", err, v.raw)
-	}
-	return v
-}
-
-func (c *stConn) read() stValue {
-	c.t.Helper()
-	return c.readTimeout(5 * time.Second)
-}
-
-// tryDo is do without failing the test, for use off the test goroutine.
-func (c *stConn) tryDo(args ...string) (stValue, error) {
-	c.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	if _, err := c.nc.Write(stCmd(args...)); err != nil {
-		return stValue{}, err
-	}
-	return c.tryRead(5 * time.Second)
-}
-
-func (c *stConn) do(args ...string) stValue {
-	c.t.Helper()
-	c.send(args...)
-	return c.read()
-}
-
-// readAfter sends a command and waits up to d for its reply.
-func (c *stConn) readAfter(d time.Duration, args ...string) stValue {
-	c.t.Helper()
-	c.send(args...)
-	return c.readTimeout(d)
-}
-
-// readUntilClosed reads everything until the server closes the connection
-// or d passes; closed says which.
-func (c *stConn) readUntilClosed(d time.Duration) (got []byte, closed bool) {
-	c.nc.SetReadDeadline(time.Now().Add(d))
-	defer c.nc.SetReadDeadline(time.Time{})
-	buf := make([]byte, 64<<10)
-	for {
-		n, err := c.br.Read(buf)
-		got = append(got, buf[:n]...)
-		if err == nil {
-			continue
-		}
-		var ne net.Error
-		return got, !(errors.As(err, &ne) && ne.Timeout())
-	}
-}
-
-// expectClosed asserts that the server closes the connection within d
-// (after any replies still in flight, which are returned).
-func (c *stConn) expectClosed(d time.Duration) []byte {
-	c.t.Helper()
-	got, closed := c.readUntilClosed(d)
-	if !closed {
-		c.t.Fatalf("connection still open after %v (read %d bytes: %.200q)", d, len(got), got)
-	}
-	return got
-}
-
-func stExpect(t testing.TB, v stValue, want string) {
-	t.Helper()
-	if got := v.String(); got != want {
-		t.Fatalf("reply %s (raw %.300q), want %s", got, v.raw, want)
-	}
-}
-
-// stExchange sends req followed by a sentinel PING on a new connection and
-// returns the raw bytes of every reply before the sentinel's.
-func stExchange(t testing.TB, addr string, req []byte) []byte {
-	t.Helper()
-	const sentinel = "st-exchange-end"
-	c := stDial(t, addr)
-	c.write(append(append([]byte(nil), req...), stCmd("PING", sentinel)...))
-	var out []byte
-	for {
-		v, err := c.tryRead(5 * time.Second)
-		if err != nil {
-			t.Fatalf("exchange with %s: %v after %q", addr, err, out)
-		}
-		// In subscribed mode PING answers ["pong", arg].
-		end := v.typ == '$' && v.str == sentinel ||
-			v.typ == '*' && len(v.elems) == 2 && v.elems[1].str == sentinel
-		if end {
-			c.close()
-			return out
-		}
-		out = append(out, v.raw...)
-	}
-}
-
-// stEventually polls cond every 10ms until it holds or d passes.
-func stEventually(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
 
 // stInfoInt reads an integer field of INFO section from Redis directly.
 func stInfoInt(t testing.TB, r *redistest.Server, section, field string) int64 {
@@ -1046,7 +753,7 @@ func stConnected(t testing.TB, r *redistest.Server) int64 {
 
 func stWaitBlocked(t testing.TB, r *redistest.Server, n int64) {
 	t.Helper()
-	stEventually(t, 5*time.Second, fmt.Sprintf("%d clients blocked on %s", n, r.Addr), func() bool {
+	poll.Until(t, 5*time.Second, fmt.Sprintf("%d clients blocked on %s", n, r.Addr), func() bool {
 		return stInfoInt(t, r, "clients", "blocked_clients") == n
 	})
 }

@@ -17,11 +17,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/redis-proxy/redis-proxy/internal/certtest"
+	"github.com/redis-proxy/redis-proxy/internal/poll"
 	"github.com/redis-proxy/redis-proxy/internal/redistest"
 	"github.com/redis-proxy/redis-proxy/internal/resptest"
 	"github.com/redis-proxy/redis-proxy/internal/tlsfiles"
 	"github.com/redis-proxy/redis-proxy/internal/writetest"
-	"github.com/redis-proxy/redis-proxy/replication"
 )
 
 // pki is one test's certificates: a CA that signs every party's, written
@@ -247,7 +247,7 @@ func TestTLSBackendLoop(t *testing.T) {
 
 	r.Kill()
 	r.Restart()
-	stEventually(t, 10*time.Second, "SET through the proxy after Redis came back", func() bool {
+	poll.Until(t, 10*time.Second, "SET through the proxy after Redis came back", func() bool {
 		v, err := resptest.Dial(t, tp.Addr).TryDo("SET", "after", "1")
 		return err == nil && v.String() == "OK"
 	})
@@ -280,7 +280,7 @@ func TestTLSClientCertificatesRefused(t *testing.T) {
 			t.Logf("%s: %v", name, err)
 		}
 	}
-	stEventually(t, 2*time.Second, "3 TLS handshake errors counted", func() bool {
+	poll.Until(t, 2*time.Second, "3 TLS handshake errors counted", func() bool {
 		return testutil.ToFloat64(tp.m.rejected.WithLabelValues("tls_handshake")) == 3
 	})
 	good := k.ca.Issue(t, certtest.Options{Name: "app"})
@@ -294,7 +294,7 @@ func TestTLSClientCertificatesRefused(t *testing.T) {
 	if _, err := dialTLS(t, addr, &tls.Config{RootCAs: other.Pool(), ServerName: "localhost"}); err == nil {
 		t.Errorf("a client trusting another CA accepted the proxy's certificate")
 	}
-	stEventually(t, 2*time.Second, "the refused clients uncounted", func() bool { return tp.clients.Load() == 1 })
+	poll.Until(t, 2*time.Second, "the refused clients uncounted", func() bool { return tp.clients.Load() == 1 })
 }
 
 // TestTLSHandshakeTimeout: a client that connects and never starts its
@@ -357,22 +357,12 @@ func TestTLSBackendCertificatesRefused(t *testing.T) {
 			helper.Certificates = []tls.Certificate{hc}
 			r := redistest.StartTLS(t, helper, "--tls-cert-file", cert, "--tls-key-file", key, "--tls-ca-cert-file", k.caFile)
 
-			p, err := New(Config{BackendTLS: k.backendTLS(t), HoldTimeout: 200 * time.Millisecond, EventLoops: *eventLoops})
-			if err != nil {
-				t.Fatal(err)
-			}
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			go p.Serve(ln)
-			t.Cleanup(func() { p.Close() })
-			p.SetTopology(replication.Topology{Master: r.Addr})
+			tp := serveProxy(t, Config{BackendTLS: k.backendTLS(t), HoldTimeout: 200 * time.Millisecond}, r.Addr)
 			time.Sleep(500 * time.Millisecond)
-			if p.Ready() {
+			if tp.Ready() {
 				t.Fatalf("the proxy is ready with a Redis whose certificate is refused")
 			}
-			c := resptest.Dial(t, ln.Addr().String())
+			c := resptest.Dial(t, tp.Addr)
 			v := c.Do("SET", "k", "v")
 			if !v.IsError() || !strings.HasPrefix(v.String(), "TRYAGAIN") && !strings.Contains(v.String(), "TRYAGAIN") {
 				t.Errorf("SET through the proxy: %v, want TRYAGAIN", v)
@@ -451,7 +441,7 @@ func TestTLSRotationUnderLoad(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := next.Cert.SerialNumber.Text(16)
-		stEventually(t, 10*time.Second, "new connections see certificate "+want, func() bool {
+		poll.Until(t, 10*time.Second, "new connections see certificate "+want, func() bool {
 			mu.Lock()
 			defer mu.Unlock()
 			return lastSerial == want

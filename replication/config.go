@@ -46,8 +46,27 @@ type Config struct {
 	SwitchoverTimeout time.Duration
 	// Pauser, if set, is called around a planned switchover (see Pauser).
 	Pauser Pauser
+	// Busy, if set, tells which servers are running a long command (a
+	// script, a function) the proxy sent them: such a server silent
+	// because of it is not down (see BusyGrace). If nil, silence counts
+	// as it does for any server.
+	Busy BusyReporter
+	// BusyGrace is how long after the proxy sent a long command a server
+	// silent while running it still counts as alive. Redis answers nobody
+	// while a script or function runs, until busy-reply-threshold (5s by
+	// default), and -BUSY after that (a reply: alive). If zero, 5s plus
+	// DownAfter.
+	BusyGrace time.Duration
 	// Logger receives state transitions. If nil, nothing is logged.
 	Logger *slog.Logger
+}
+
+// BusyReporter is the data path's view of the long commands it has in
+// flight: Busy reports whether a script or function it sent to addr is
+// still unanswered, and since when (the oldest). It is called from the
+// manager's probing goroutines and must be safe for concurrent use.
+type BusyReporter interface {
+	Busy(addr string) (since time.Time, ok bool)
 }
 
 // Pauser lets the data path take part in a planned switchover. The manager
@@ -65,6 +84,8 @@ const (
 	DefaultCheckInterval     = 250 * time.Millisecond
 	DefaultDownAfter         = time.Second
 	DefaultSwitchoverTimeout = 5 * time.Second
+	// DefaultBusyThreshold is Redis's busy-reply-threshold default.
+	DefaultBusyThreshold = 5 * time.Second
 )
 
 // withDefaults returns c with every zero optional field set to its
@@ -80,6 +101,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.SwitchoverTimeout == 0 {
 		c.SwitchoverTimeout = DefaultSwitchoverTimeout
+	}
+	if c.BusyGrace == 0 {
+		c.BusyGrace = DefaultBusyThreshold + c.DownAfter
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -114,6 +138,9 @@ func (c Config) Validate() error {
 	if c.DownAfter <= c.CheckInterval {
 		return config.Errorf(pkg, "DownAfter", "must be longer than the check interval (%v): a server needs at least two checks to be judged down",
 			c.CheckInterval)
+	}
+	if c.BusyGrace < 0 {
+		return config.Errorf(pkg, "BusyGrace", "must not be negative, got %v", c.BusyGrace)
 	}
 	if c.SwitchoverTimeout <= 0 {
 		return config.Errorf(pkg, "SwitchoverTimeout", "must be a positive duration, got %v", c.SwitchoverTimeout)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -83,20 +84,23 @@ func TestDefaults(t *testing.T) {
 
 func TestClassify(t *testing.T) {
 	tests := []struct {
-		err       error
-		wantErr   string
-		wantReply string
+		err        error
+		wantErr    string
+		wantReply  string
+		wantSilent bool
 	}{
-		{fmt.Errorf("check a: ROLE: %w", redis.Error("LOADING Redis is loading the dataset in memory")), "", "LOADING Redis is loading the dataset in memory"},
-		{fmt.Errorf("check a: %w", redis.Error("MASTERDOWN Link with MASTER is down")), "", "MASTERDOWN Link with MASTER is down"},
-		{fmt.Errorf("check a: %w", redis.Error("NOAUTH Authentication required.")), "check a: NOAUTH Authentication required.", ""},
-		{fmt.Errorf("check a: %w", context.DeadlineExceeded), "check a: context deadline exceeded", ""},
-		{errors.New("dial tcp: connection refused"), "dial tcp: connection refused", ""},
+		{fmt.Errorf("check a: ROLE: %w", redis.Error("LOADING Redis is loading the dataset in memory")), "", "LOADING Redis is loading the dataset in memory", false},
+		{fmt.Errorf("check a: %w", redis.Error("MASTERDOWN Link with MASTER is down")), "", "MASTERDOWN Link with MASTER is down", false},
+		{fmt.Errorf("check a: %w", redis.Error("BUSY Redis is busy running a script.")), "", "BUSY Redis is busy running a script.", false},
+		{fmt.Errorf("check a: %w", redis.Error("NOAUTH Authentication required.")), "check a: NOAUTH Authentication required.", "", false},
+		{fmt.Errorf("check a: %w", context.DeadlineExceeded), "check a: context deadline exceeded", "", true},
+		{fmt.Errorf("check a: %w", &net.OpError{Op: "read", Err: timeoutErr{}}), "check a: read: i/o timeout", "", true},
+		{errors.New("dial tcp: connection refused"), "dial tcp: connection refused", "", false},
 	}
 	for _, tt := range tests {
-		e, r := classify(tt.err)
-		if e != tt.wantErr || r != tt.wantReply {
-			t.Errorf("classify(%v) = %q, %q; want %q, %q", tt.err, e, r, tt.wantErr, tt.wantReply)
+		e, r, silent := classify(tt.err)
+		if e != tt.wantErr || r != tt.wantReply || silent != tt.wantSilent {
+			t.Errorf("classify(%v) = %q, %q, %v; want %q, %q, %v", tt.err, e, r, silent, tt.wantErr, tt.wantReply, tt.wantSilent)
 		}
 	}
 }
@@ -149,3 +153,10 @@ func TestSwitchoverAfterRunReturns(t *testing.T) {
 		t.Fatal("Switchover blocked after Run returned")
 	}
 }
+
+// timeoutErr is a net.Error that timed out, as a read deadline gives.
+type timeoutErr struct{}
+
+func (timeoutErr) Error() string   { return "i/o timeout" }
+func (timeoutErr) Timeout() bool   { return true }
+func (timeoutErr) Temporary() bool { return true }

@@ -17,6 +17,10 @@ type State struct {
 	DownAfter     time.Duration // a server is down after this long without a valid reply
 	CheckInterval time.Duration // how often each server is checked; paces retries
 	Authority     bool          // false: observe and publish, never act
+	// BusyGrace: a server silent while running a long command the proxy
+	// sent it (Observation.BusySince) counts as alive for this long after
+	// the command was sent (0: never). See busyExcused.
+	BusyGrace time.Duration
 
 	Started   time.Time       // the first Decide call
 	Epoch     uint64          // increases with every change of master (see Topology.Epoch)
@@ -52,13 +56,16 @@ type Node struct {
 	LastObs     time.Time // the check time of the newest observation applied
 	LastOK      time.Time // the check time of the newest valid reply
 	Err         string    // why the newest check failed; "" if it was valid
-	Reply       string    // the newest check got a LOADING or MASTERDOWN reply
+	Reply       string    // the newest check got a LOADING, MASTERDOWN or BUSY reply, or the server was busy (see busyExcused)
 	Info        Info      // from the newest check that returned one (Role "" if none, or LOADING)
 	Remote      string    // ip:port the server was last reached at
 	Down        bool      // as of the last Decide
 	ActedAt     time.Time // when an action was last sent to it
 	PendingLost int64     // bytes a REPLICAOF in flight will discard
 	ReportedAt  time.Time // discovered: last time a master listed it
+	// BusyUntil: its newest check found it silent while running a long
+	// command the proxy sent it; it is not down before this (busyExcused).
+	BusyUntil time.Time
 }
 
 // Promotion is a failover in flight: REPLICAOF NO ONE was sent to Target.
@@ -95,8 +102,9 @@ type ObsKind uint8
 const (
 	// ObsCheck is the result of a check (ROLE + INFO) of Addr at At. Err
 	// means no valid reply (dial error, timeout, error reply other than
-	// LOADING/MASTERDOWN); Reply means the server is alive but replied
-	// LOADING or MASTERDOWN; otherwise Info holds the reply.
+	// LOADING/MASTERDOWN/BUSY), and Silent that it timed out; Reply means
+	// the server is alive but replied LOADING, MASTERDOWN or BUSY;
+	// otherwise Info holds the reply.
 	ObsCheck ObsKind = iota
 	// ObsResult is the outcome of an action (Action, Addr, Err).
 	ObsResult
@@ -109,14 +117,18 @@ const (
 
 // Observation is one fact for Decide, stamped with when it was gathered.
 type Observation struct {
-	Kind     ObsKind
-	Addr     string
-	At       time.Time // for a check: when it was sent (its data is at least this new)
-	Err      string
-	Reply    string
-	Info     Info
-	Action   ActionKind // ObsResult: which action
-	Promoted bool       // ObsSwitchoverResult
+	Kind   ObsKind
+	Addr   string
+	At     time.Time // for a check: when it was sent (its data is at least this new)
+	Err    string
+	Silent bool // a failed check timed out: the server said nothing
+	// BusySince: the proxy had a long command (a script, a function) in
+	// flight on the server since then, unanswered when the check was sent.
+	BusySince time.Time
+	Reply     string
+	Info      Info
+	Action    ActionKind // ObsResult: which action
+	Promoted  bool       // ObsSwitchoverResult
 }
 
 // ActionKind says what an Action asks for.
@@ -159,6 +171,7 @@ const (
 	EventSwitchoverAbort = "switchover-aborted"
 	EventStall           = "stall"      // the manager did not decide for longer than stallAfter
 	EventStallOver       = "stall-over" // the hold after a stall ended: acting again
+	EventBusy            = "busy"       // silent or -BUSY while running a long command: alive
 )
 
 func (a Action) String() string {
@@ -306,9 +319,23 @@ func (d *decider) observe(o Observation) {
 			return // unknown server, or older than what we already applied
 		}
 		n.LastObs = o.At
+		wasBusy := strings.HasPrefix(n.Reply, "BUSY") || strings.HasPrefix(n.Reply, busySilent)
+		n.BusyUntil = time.Time{}
 		switch {
+		case o.Err != "" && busyExcused(o.Silent, o.BusySince, o.At, st.BusyGrace):
+			// Silent because it runs a command the proxy sent it: alive,
+			// and still what it was (a busy master stays master), until
+			// the grace runs out. (Each such check takes its whole
+			// timeout, so its news is old: the grace, not the check
+			// time, says how long the server is up.)
+			n.Err, n.Reply, n.LastOK = "", busySilent+o.At.Sub(o.BusySince).Round(time.Millisecond).String(), o.At
+			n.BusyUntil = o.BusySince.Add(st.BusyGrace)
 		case o.Err != "":
 			n.Err, n.Reply = o.Err, ""
+		case strings.HasPrefix(o.Reply, "BUSY"):
+			// A script or function runs past busy-reply-threshold: alive,
+			// and still what it was.
+			n.Err, n.Reply, n.LastOK = "", o.Reply, o.At
 		case o.Reply != "":
 			// Alive (LOADING, MASTERDOWN) but not answering for its role.
 			n.Err, n.Reply, n.LastOK, n.Info = "", o.Reply, o.At, Info{}
@@ -318,6 +345,9 @@ func (d *decider) observe(o Observation) {
 				n.Remote = o.Info.Remote
 			}
 			d.learn(o.Info.position())
+		}
+		if isBusy := strings.HasPrefix(n.Reply, "BUSY") || strings.HasPrefix(n.Reply, busySilent); isBusy && !wasBusy {
+			d.event(EventBusy, o.Addr, "%s", n.Reply)
 		}
 		st.Nodes[o.Addr] = n
 	case ObsResult:
@@ -415,6 +445,9 @@ func (d *decider) discover() {
 // down clock restarted when the manager resumed; one already down stays down
 // until it answers.
 func (d *decider) isDown(n Node) bool {
+	if d.now.Before(n.BusyUntil) {
+		return false
+	}
 	since := n.Since
 	if !n.Down && d.st.Resumed.After(since) {
 		since = d.st.Resumed

@@ -28,6 +28,10 @@ var update = flag.Bool("update", false, "rewrite the expected output in testdata
 //	tick 250ms                 advance the clock; the manager runs meanwhile
 //	stall 10s                  advance the clock with the manager stopped
 //	observe a down [err=...]   a failed check
+//	observe a silent [busy=2s] a check that timed out; busy: the proxy has had a
+//	                           long command in flight there for that long
+//	observe a busy             a BUSY reply (a script past busy-reply-threshold)
+//	busy-grace 6s              State.BusyGrace (default 0)
 //	observe a loading          a LOADING reply (also: masterdown)
 //	observe a master id=X [id2=W off2=N] off=N [replicas=b,c] [runid=r]
 //	observe b replica of=a link=up|down id=X off=N [prio=N] [runid=r]
@@ -97,6 +101,8 @@ func runScenario(t *testing.T, text string) string {
 			st.DownAfter = mustDuration(t, f[1])
 		case "check-interval":
 			st.CheckInterval = mustDuration(t, f[1])
+		case "busy-grace":
+			st.BusyGrace = mustDuration(t, f[1])
 		case "authority":
 			st.Authority = f[1] == "on"
 		case "tick":
@@ -197,6 +203,17 @@ func parseObservation(f []string, now time.Time) (Observation, error) {
 		if i := slices.IndexFunc(f, func(s string) bool { return strings.HasPrefix(s, "err=") }); i >= 0 {
 			o.Err = strings.TrimPrefix(strings.Join(f[i:], " "), "err=")
 		}
+	case "silent":
+		o.Err, o.Silent = "check "+f[0]+": read: i/o timeout", true
+		if v, ok := kv["busy"]; ok {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				return Observation{}, fmt.Errorf("busy=%s: %w", v, err)
+			}
+			o.BusySince = now.Add(-d)
+		}
+	case "busy":
+		o.Reply = "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."
 	case "loading":
 		o.Reply = "LOADING Redis is loading the dataset in memory"
 	case "masterdown":

@@ -147,7 +147,9 @@ func (m *Manager) Run(ctx context.Context) error {
 
 	m.log.Info("replication manager started", "servers", m.cfg.Servers, "authority", m.authority.Load(),
 		"check_interval", m.cfg.CheckInterval, "down_after", m.cfg.DownAfter)
-	st := m.step(ctx, NewState(m.cfg.Servers, m.cfg.DownAfter, m.cfg.CheckInterval, m.authority.Load()), nil, nil)
+	st0 := NewState(m.cfg.Servers, m.cfg.DownAfter, m.cfg.CheckInterval, m.authority.Load())
+	st0.BusyGrace = m.cfg.BusyGrace
+	st := m.step(ctx, st0, nil, nil)
 	follow(st)
 	tick := time.NewTicker(m.cfg.CheckInterval / 2)
 	defer tick.Stop()
@@ -210,7 +212,12 @@ func (m *Manager) check(ctx context.Context, n node, addr string) Observation {
 	defer cancel()
 	in, err := n.Check(cctx)
 	if err != nil {
-		o.Err, o.Reply = classify(fmt.Errorf("check %s: %w", addr, err))
+		o.Err, o.Reply, o.Silent = classify(fmt.Errorf("check %s: %w", addr, err))
+		if o.Silent && m.cfg.Busy != nil {
+			if since, ok := m.cfg.Busy.Busy(addr); ok && since.Before(o.At) {
+				o.BusySince = since
+			}
+		}
 		return o
 	}
 	o.Info = in
@@ -414,6 +421,7 @@ var eventMessages = map[string]string{
 	EventSwitchoverAbort: "switchover aborted",
 	EventStall:           "stall detected",
 	EventStallOver:       "acting again after stall",
+	EventBusy:            "server busy running a long command: alive",
 }
 
 func (m *Manager) logEvent(a Action) {

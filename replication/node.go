@@ -30,22 +30,26 @@ type node interface {
 }
 
 // aliveReplies are error replies that prove a server is alive: it answers,
-// but cannot serve its role yet. They count as valid replies for liveness.
-var aliveReplies = []string{"LOADING", "MASTERDOWN"}
+// but cannot serve its role yet (LOADING, MASTERDOWN), or is running a
+// script or function past busy-reply-threshold (BUSY). They count as valid
+// replies for liveness.
+var aliveReplies = []string{"LOADING", "MASTERDOWN", "BUSY"}
 
 // classify turns a check error into an observation: err for a failure
-// (transport, timeout, other error replies such as NOAUTH), reply for an
-// alive-but-busy reply.
-func classify(e error) (err, reply string) {
+// (transport, timeout, other error replies such as NOAUTH), with silent
+// when it timed out; reply for an alive-but-busy reply.
+func classify(e error) (err, reply string, silent bool) {
 	var re redis.Error
 	if errors.As(e, &re) { // the bare reply, without the wrapping
 		for _, p := range aliveReplies {
 			if strings.HasPrefix(string(re), p) {
-				return "", string(re)
+				return "", string(re), false
 			}
 		}
 	}
-	return e.Error(), ""
+	var ne net.Error
+	silent = errors.Is(e, context.DeadlineExceeded) || errors.As(e, &ne) && ne.Timeout()
+	return e.Error(), "", silent
 }
 
 // redisNode talks to one server over one control connection, opened on

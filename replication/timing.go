@@ -82,3 +82,23 @@ func holdOver(resumed, oldest, now time.Time, interval, downAfter time.Duration)
 	waited := now.Sub(resumed)
 	return (waited >= interval && oldest.After(resumed)) || waited >= downAfter
 }
+
+// busySilent begins a Node's Reply while busyExcused holds for it.
+const busySilent = "silent, running a command the proxy sent it for "
+
+// busyExcused reports whether a check that failed at at is no evidence
+// against the server: it said nothing (silent) while running a long
+// command the proxy sent it at busySince (a Lua script or a function,
+// which holds Redis until it ends), for less than grace. Redis answers
+// nobody while such a command runs, until its busy-reply-threshold (5s by
+// default), and -BUSY after that, which is a reply and proves it alive.
+// So silence with such a command in flight is what a busy server looks
+// like for up to that threshold; past grace it counts again, as it does
+// for a server that stopped (SIGSTOP) with such a command in flight, which
+// is thus failed over grace later than otherwise. Sentinel, which has no
+// view of the clients' commands, takes no silence as busy; it sends
+// SCRIPT KILL to a master answering -BUSY. The proxy leaves the script to
+// its client (SCRIPT KILL goes to the server that runs it).
+func busyExcused(silent bool, busySince, at time.Time, grace time.Duration) bool {
+	return silent && !busySince.IsZero() && !busySince.After(at) && at.Sub(busySince) < grace
+}

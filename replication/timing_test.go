@@ -157,3 +157,27 @@ func TestHoldOver(t *testing.T) {
 		})
 	}
 }
+
+func TestBusyExcused(t *testing.T) {
+	at := t0.Add(10 * time.Second)
+	grace := 6 * time.Second
+	for _, tc := range []struct {
+		name      string
+		silent    bool
+		busySince time.Time
+		grace     time.Duration
+		want      bool
+	}{
+		{"silent, a script in flight for 1s", true, at.Add(-time.Second), grace, true},
+		{"silent, in flight just under grace", true, at.Add(-grace + time.Millisecond), grace, true},
+		{"silent, in flight for grace", true, at.Add(-grace), grace, false},
+		{"silent, nothing in flight", true, time.Time{}, grace, false},
+		{"an error, not silence (refused, reset)", false, at.Add(-time.Second), grace, false},
+		{"grace off", true, at.Add(-time.Second), 0, false},
+		{"sent after the check (clock skew): no excuse", true, at.Add(time.Millisecond), grace, false},
+	} {
+		if got := busyExcused(tc.silent, tc.busySince, at, tc.grace); got != tc.want {
+			t.Errorf("%s: busyExcused = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

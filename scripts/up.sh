@@ -53,8 +53,11 @@ REDIS_PROXY_LISTEN=127.0.0.1:$PROXY_PORT \
 echo $! >"$RUN/proxy.pid"
 
 for _ in $(seq 50); do
-	if REDIS_PROXY_ADMIN_LISTEN=127.0.0.1:$ADMIN_PORT REDIS_PROXY_SERVERS=x:1 bin/redis-proxy healthcheck 2>/dev/null; then
+	# healthcheck reads only the admin variables.
+	if REDIS_PROXY_ADMIN_LISTEN=127.0.0.1:$ADMIN_PORT bin/redis-proxy healthcheck 2>/dev/null; then
 		echo "redis-proxy is up: redis-cli -p $PROXY_PORT   (admin: http://127.0.0.1:$ADMIN_PORT/topology, logs: $RUN/proxy.log)"
+		echo "  everything listens on 127.0.0.1: with no REDIS_PROXY_ADMIN_TOKEN, switchovers are accepted from loopback:"
+		echo "  REDIS_PROXY_ADMIN_LISTEN=127.0.0.1:$ADMIN_PORT bin/redis-proxy switchover"
 		exit 0
 	fi
 	sleep 0.2

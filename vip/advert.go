@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
 	"net/netip"
 	"time"
 )
@@ -65,10 +66,13 @@ const (
 	ReasonStale                       // sender clock outside the replay window
 	ReasonReplay                      // sequence or boot id not newer than the last accepted
 	ReasonSelf                        // our own address or boot id: a loop or an address clash
+	ReasonNotPeer                     // from an address (or port) that is not a configured peer; dropped before any decoding
+
+	lastReason = ReasonNotPeer
 )
 
 // Reasons lists every Reason, for exporting counters with stable labels.
-var Reasons = []Reason{ReasonTruncated, ReasonNotAdvert, ReasonVersion, ReasonBadMAC, ReasonMalformed, ReasonStale, ReasonReplay, ReasonSelf}
+var Reasons = []Reason{ReasonTruncated, ReasonNotAdvert, ReasonVersion, ReasonBadMAC, ReasonMalformed, ReasonStale, ReasonReplay, ReasonSelf, ReasonNotPeer}
 
 func (r Reason) String() string {
 	switch r {
@@ -88,6 +92,8 @@ func (r Reason) String() string {
 		return "replay"
 	case ReasonSelf:
 		return "self"
+	case ReasonNotPeer:
+		return "not-peer"
 	}
 	return fmt.Sprintf("Reason(%d)", uint8(r))
 }
@@ -103,8 +109,22 @@ type RejectError struct {
 func (e *RejectError) Error() string { return e.Reason.Error() + ": " + e.Detail }
 func (e *RejectError) Unwrap() error { return e.Reason }
 
-func reject(r Reason, format string, args ...any) error {
-	return &RejectError{Reason: r, Detail: fmt.Sprintf(format, args...)}
+// rejecter builds rejections. A quiet one returns the bare Reason, which
+// costs no formatting and no allocation: a node under a flood counts
+// rejections and describes only the few it logs (the detail is a closure,
+// run only when wanted).
+type rejecter bool
+
+const (
+	quiet   rejecter = false
+	verbose rejecter = true
+)
+
+func (v rejecter) reject(r Reason, detail func() string) error {
+	if v == quiet {
+		return r
+	}
+	return &RejectError{Reason: r, Detail: detail()}
 }
 
 // ReasonOf returns the Reason of an error from Unmarshal or the replay
@@ -164,50 +184,56 @@ func Marshal(a Advert, key []byte) ([]byte, error) {
 // *RejectError carrying a Reason; Unmarshal never panics and does not retain
 // b. It does not check freshness: see replayGuard.
 func Unmarshal(b, key []byte) (Advert, error) {
+	return decode(b, hmac.New(sha256.New, key), nil, verbose)
+}
+
+// decode is Unmarshal with the MAC's hash given (keyed, in any state), room
+// for the sum (nil: allocated) and the rejections built by v.
+func decode(b []byte, mac hash.Hash, sum []byte, v rejecter) (Advert, error) {
 	var a Advert
 	if len(b) >= 2 && (b[0] != magic0 || b[1] != magic1) {
-		return a, reject(ReasonNotAdvert, "magic %#02x%02x", b[0], b[1])
+		return a, v.reject(ReasonNotAdvert, func() string { return fmt.Sprintf("magic %#02x%02x", b[0], b[1]) })
 	}
 	if len(b) >= 3 && b[2] != advertVersion {
-		return a, reject(ReasonVersion, "version %d, want %d", b[2], advertVersion)
+		return a, v.reject(ReasonVersion, func() string { return fmt.Sprintf("version %d, want %d", b[2], advertVersion) })
 	}
 	if len(b) < minAdvertLen {
-		return a, reject(ReasonTruncated, "%d bytes, need at least %d", len(b), minAdvertLen)
+		return a, v.reject(ReasonTruncated, func() string { return fmt.Sprintf("%d bytes, need at least %d", len(b), minAdvertLen) })
 	}
 	n := int(binary.BigEndian.Uint16(b[56:58]))
 	if n > maxMasterLen {
-		return a, reject(ReasonMalformed, "master length %d exceeds %d", n, maxMasterLen)
+		return a, v.reject(ReasonMalformed, func() string { return fmt.Sprintf("master length %d exceeds %d", n, maxMasterLen) })
 	}
 	want := headerLen + n + macLen
 	if len(b) < want {
-		return a, reject(ReasonTruncated, "%d bytes, header says %d", len(b), want)
+		return a, v.reject(ReasonTruncated, func() string { return fmt.Sprintf("%d bytes, header says %d", len(b), want) })
 	}
 	if len(b) > want {
-		return a, reject(ReasonMalformed, "%d trailing bytes", len(b)-want)
+		return a, v.reject(ReasonMalformed, func() string { return fmt.Sprintf("%d trailing bytes", len(b)-want) })
 	}
-	mac := hmac.New(sha256.New, key)
+	mac.Reset()
 	mac.Write(b[:headerLen+n])
-	if !hmac.Equal(mac.Sum(nil), b[headerLen+n:]) {
-		return a, reject(ReasonBadMAC, "hmac mismatch")
+	if !hmac.Equal(mac.Sum(sum[:0]), b[headerLen+n:]) {
+		return a, v.reject(ReasonBadMAC, func() string { return "hmac mismatch" })
 	}
 	flags := b[3]
 	if flags&^knownFlags != 0 {
-		return a, reject(ReasonMalformed, "unknown flags %#02x", flags)
+		return a, v.reject(ReasonMalformed, func() string { return fmt.Sprintf("unknown flags %#02x", flags) })
 	}
 	a.Healthy = flags&flagUnhealthy == 0
 	a.Priority = b[4]
 	if b[5] > byte(Fault) {
-		return a, reject(ReasonMalformed, "role %d", b[5])
+		return a, v.reject(ReasonMalformed, func() string { return fmt.Sprintf("role %d", b[5]) })
 	}
 	a.Role = Role(b[5])
 	ms := binary.BigEndian.Uint16(b[6:8])
 	if ms == 0 {
-		return a, reject(ReasonMalformed, "interval 0")
+		return a, v.reject(ReasonMalformed, func() string { return "interval 0" })
 	}
 	a.Interval = time.Duration(ms) * time.Millisecond
 	a.Sender = netip.AddrFrom16([16]byte(b[8:24])).Unmap()
 	if a.Sender.IsUnspecified() {
-		return a, reject(ReasonMalformed, "unspecified sender")
+		return a, v.reject(ReasonMalformed, func() string { return "unspecified sender" })
 	}
 	a.BootID = binary.BigEndian.Uint64(b[24:32])
 	a.Seq = binary.BigEndian.Uint64(b[32:40])
@@ -240,15 +266,21 @@ func newReplayGuard(window time.Duration) *replayGuard {
 // check records a as the latest from its sender if it is fresh, else
 // returns a *RejectError (ReasonStale or ReasonReplay) and records nothing.
 func (g *replayGuard) check(a Advert, now time.Time) error {
+	return g.checkBy(a, now, verbose)
+}
+
+func (g *replayGuard) checkBy(a Advert, now time.Time, v rejecter) error {
 	if d := now.Sub(a.Time); d > g.window || d < -g.window {
-		return reject(ReasonStale, "sender clock %v off by %v, window %v", a.Sender, d.Round(time.Millisecond), g.window)
+		return v.reject(ReasonStale, func() string {
+			return fmt.Sprintf("sender clock %v off by %v, window %v", a.Sender, d.Round(time.Millisecond), g.window)
+		})
 	}
 	if l, ok := g.last[a.Sender]; ok {
 		if a.BootID == l.boot && a.Seq <= l.seq {
-			return reject(ReasonReplay, "%v seq %d, last %d", a.Sender, a.Seq, l.seq)
+			return v.reject(ReasonReplay, func() string { return fmt.Sprintf("%v seq %d, last %d", a.Sender, a.Seq, l.seq) })
 		}
 		if a.BootID != l.boot && !a.Time.After(l.time) {
-			return reject(ReasonReplay, "%v boot %x older than boot %x", a.Sender, a.BootID, l.boot)
+			return v.reject(ReasonReplay, func() string { return fmt.Sprintf("%v boot %x older than boot %x", a.Sender, a.BootID, l.boot) })
 		}
 	}
 	g.last[a.Sender] = seen{boot: a.BootID, seq: a.Seq, time: a.Time}
@@ -256,23 +288,42 @@ func (g *replayGuard) check(a Advert, now time.Time) error {
 }
 
 // receiver turns packets into adverts Step may see: decode, authenticate,
-// drop our own, check freshness.
+// drop our own, check freshness. Not safe for concurrent use.
 type receiver struct {
-	key    []byte
 	self   netip.Addr
 	bootID uint64
 	guard  *replayGuard
+	mac    hash.Hash // keyed with the shared secret, reused for every packet
+	sum    [sha256.Size]byte
 }
 
+func newReceiver(key []byte, self netip.Addr, bootID uint64, window time.Duration) *receiver {
+	return &receiver{self: self, bootID: bootID, guard: newReplayGuard(window), mac: hmac.New(sha256.New, key)}
+}
+
+// accept returns the advert in b, or why it is rejected as a bare Reason:
+// counting a flood's rejections costs neither formatting nor allocation.
+// explain describes a rejection.
 func (r *receiver) accept(b []byte, now time.Time) (Advert, error) {
-	a, err := Unmarshal(b, r.key)
+	return r.acceptBy(b, now, quiet)
+}
+
+// explain returns accept's rejection of b at now as a *RejectError with its
+// detail, for the log. A rejection records nothing, so it is the same.
+func (r *receiver) explain(b []byte, now time.Time) error {
+	_, err := r.acceptBy(b, now, verbose)
+	return err
+}
+
+func (r *receiver) acceptBy(b []byte, now time.Time, v rejecter) (Advert, error) {
+	a, err := decode(b, r.mac, r.sum[:], v)
 	if err != nil {
 		return a, err
 	}
 	if a.Sender == r.self || a.BootID == r.bootID {
-		return a, reject(ReasonSelf, "sender %v boot %x is this node", a.Sender, a.BootID)
+		return a, v.reject(ReasonSelf, func() string { return fmt.Sprintf("sender %v boot %x is this node", a.Sender, a.BootID) })
 	}
-	if err := r.guard.check(a, now); err != nil {
+	if err := r.guard.checkBy(a, now, v); err != nil {
 		return a, err
 	}
 	return a, nil

@@ -246,6 +246,7 @@ func (c Config) params() Params {
 		GARPRefresh:     refresh,
 		FaultHold:       c.FaultHold,
 		HandoverTimeout: handover,
+		LossHold:        DefaultLossHold(c.Priority, c.Interval),
 	}
 }
 

@@ -38,7 +38,24 @@
 //   - Adverts are signed with HMAC-SHA256 (Secret, required with a VIP) and
 //     carry a per-process boot id, an increasing sequence number and the
 //     sender's clock (ReplayWindow). Every rejected packet is counted by
-//     Reason in Stats; none changes state.
+//     Reason in Stats; none changes state. Packets from an address that is
+//     not one of Peers (or from another port, for a peer given with one)
+//     are dropped before they are decoded (ReasonNotPeer).
+//   - Floods: the advert socket asks for a DefaultRecvBuffer (4 MiB)
+//     receive buffer, past net.core.rmem_max with CAP_NET_ADMIN
+//     (Stats.RecvBuffer). The node reads in batches and rejects without
+//     allocating; a datagram that forges a peer's address costs at most one
+//     HMAC. Before it acts on a timer it reads every datagram that arrived
+//     before the timer fired (by the kernel's receive time), so an advert
+//     queued behind a flood is handled late but never missed. Datagrams the
+//     kernel drops because the queue is full (Stats.RecvDropped) may have
+//     been the master's adverts: a backup then defers its takeover as if it
+//     had just heard the master, for at most DefaultLossHold (ten
+//     master-down intervals, ≈7.2s) after it last did, and counts each
+//     deferral (Stats.TakeoverDeferrals, logged rate-limited). So a flood
+//     moves the VIP only if it lets no advert through for that long, and a
+//     master that dies while the backup's queue overflows is replaced up to
+//     that much later.
 //   - The master adds the VIP with netlink, announces it with GARPCount
 //     gratuitous ARPs GARPSpacing apart and one more every GARPRefresh. A
 //     reconcile loop (netlink address updates plus every ReconcileInterval)
@@ -56,7 +73,9 @@
 // []Effect): no I/O, no clock. Node is the loop that feeds it events
 // (timers, adverts, health) and applies its effects; it logs each transition
 // once ("vip claimed", "vip handover: waiting for the peer to claim", "vip
-// released", "became backup", "entered fault").
+// released", "became backup", "entered fault"). One goroutine runs Step,
+// the timers and the reading of adverts; another only waits for the socket
+// to be readable.
 //
 // IsMaster turns true only after the VIP is on the interface and false as
 // soon as the node decides to step down, before the VIP is removed; a
@@ -68,8 +87,9 @@
 // epoch is the fencing token for it.)
 //
 // Limits: IPv4 VIPs only (no unsolicited neighbour advertisements for
-// IPv6); adverts are not TTL-checked (authentication is by HMAC only);
-// node clocks must agree within ReplayWindow.
+// IPv6); adverts are not TTL-checked (authentication is by HMAC only), so
+// an attacker on the segment can forge a peer's source address and make
+// each datagram cost a MAC; node clocks must agree within ReplayWindow.
 //
 // Owning a VIP needs CAP_NET_ADMIN and CAP_NET_RAW; CheckCapabilities names
 // the missing ones, and New calls it when a VIP is configured.

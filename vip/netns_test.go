@@ -35,7 +35,7 @@ import (
 )
 
 const (
-	helperEnv  = "VIP_TEST_HELPER" // "node" or "send"
+	helperEnv  = "VIP_TEST_HELPER" // a key of helpers
 	helperConf = "VIP_TEST_CONFIG" // JSON helperConfig, for "node"
 	helperDest = "VIP_TEST_SENDTO" // ip:port, for "send"
 	nsVIP      = "10.77.0.100/24"
@@ -45,12 +45,13 @@ const (
 
 var nsMAC = map[string]string{"a": "02:00:00:77:00:01", "b": "02:00:00:77:00:02"}
 
+// helpers are the modes of this test binary re-executed inside a namespace,
+// by the value of helperEnv.
+var helpers = map[string]func() int{"node": helperNode, "send": helperSend}
+
 func TestMain(m *testing.M) {
-	switch os.Getenv(helperEnv) {
-	case "node":
-		os.Exit(helperNode())
-	case "send":
-		os.Exit(helperSend())
+	if h := helpers[os.Getenv(helperEnv)]; h != nil {
+		os.Exit(h())
 	}
 	os.Exit(m.Run())
 }
@@ -70,6 +71,7 @@ type helperEvent struct {
 	Reason string `json:",omitempty"`
 	At     int64  // Unix nanoseconds
 	Detail string `json:",omitempty"`
+	Stats  *Stats `json:",omitempty"` // with "stats"
 }
 
 func helperNode() int {
@@ -120,9 +122,10 @@ func helperNode() int {
 	case <-time.After(time.Second):
 	}
 	st := n.Stats()
-	emit(helperEvent{Ev: "stats", At: time.Now().UnixNano(), Detail: fmt.Sprintf(
-		"sent=%d recv=%d rejected=%v garps=%d adds=%d removes=%d repairs=%d transitions=%d",
-		st.AdvertsSent, st.AdvertsReceived, nonZero(st.Rejected), st.GARPsSent, st.VIPAdds, st.VIPRemoves, st.VIPRepairs, st.Transitions)})
+	emit(helperEvent{Ev: "stats", At: time.Now().UnixNano(), Stats: &st, Detail: fmt.Sprintf(
+		"sent=%d recv=%d rejected=%v garps=%d adds=%d removes=%d repairs=%d transitions=%d recv_buffer=%d recv_dropped=%d takeover_deferrals=%d",
+		st.AdvertsSent, st.AdvertsReceived, nonZero(st.Rejected), st.GARPsSent, st.VIPAdds, st.VIPRemoves, st.VIPRepairs, st.Transitions,
+		st.RecvBuffer, st.RecvDropped, st.TakeoverDeferrals)})
 	if err != nil {
 		emit(helperEvent{Ev: "exit", At: time.Now().UnixNano(), Detail: err.Error()})
 		return 1

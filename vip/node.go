@@ -46,7 +46,11 @@ type Node struct {
 	st         State
 	seq        uint64
 	txbuf      []byte
+	filter     sourceFilter
 	rcv        *receiver
+	rx         []datagram
+	backlog    bool   // the last read filled its batch: more may be queued
+	dropped    uint32 // the transport's drop counter when last read
 	timer      *time.Timer
 	loopCtx    context.Context
 	wg         sync.WaitGroup
@@ -106,7 +110,21 @@ type Stats struct {
 	// AdvertsReceived counts accepted adverts.
 	AdvertsReceived uint64
 	// Rejected counts dropped packets by reason; every Reason is present.
+	// Packets from addresses other than the peers' count as
+	// ReasonNotPeer, and are dropped before any decoding.
 	Rejected map[Reason]uint64
+	// RecvBuffer is the advert socket's receive buffer in bytes, as the
+	// kernel reports it (twice what it lets the queue hold, for its
+	// bookkeeping); 0 where unknown. See DefaultRecvBuffer.
+	RecvBuffer int
+	// RecvDropped counts datagrams the kernel discarded unread, nearly
+	// always because the receive queue was full: a flood faster than the
+	// node reads. Each loss defers a backup's takeover (TakeoverDeferrals).
+	RecvDropped uint64
+	// TakeoverDeferrals counts the times a backup moved its master-down
+	// deadline out because the master's adverts may have been among
+	// dropped datagrams (at most Params.LossHold after it last heard them).
+	TakeoverDeferrals uint64
 
 	GARPsSent  uint64
 	GARPErrors uint64
@@ -125,6 +143,7 @@ func New(cfg Config, logger *slog.Logger) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	peers := cfg.Peers // as configured: a port only where one was named
 	cfg = cfg.withDefaults()
 	if cfg.VIP.IsValid() {
 		if _, err := net.InterfaceByName(cfg.Interface); err != nil {
@@ -145,12 +164,14 @@ func New(cfg Config, logger *slog.Logger) (*Node, error) {
 		}
 	}
 	n := newNode(cfg, logger)
+	n.filter = newSourceFilter(peers)
 	n.open = n.openDeps
 	return n, nil
 }
 
 // newNode builds a Node from a defaulted, valid cfg without touching the
-// system.
+// system. Its peers all have ports by then, which the source filter
+// requires; New relaxes that for the peers configured without one.
 func newNode(cfg Config, logger *slog.Logger) *Node {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -171,17 +192,22 @@ func newNode(cfg Config, logger *slog.Logger) *Node {
 	n.snap = n.st
 	n.stats.Rejected = make(map[Reason]uint64)
 	n.stats.TransitionsTo = make(map[Role]uint64)
-	n.rcv = &receiver{key: n.key, self: cfg.Address, bootID: n.bootID, guard: newReplayGuard(cfg.ReplayWindow)}
+	n.filter = newSourceFilter(cfg.Peers)
+	n.rcv = newReceiver(n.key, cfg.Address, n.bootID, cfg.ReplayWindow)
+	n.rx = newDatagrams(rxBatch, rxBufLen)
 	return n
 }
 
 // openDeps opens the production transport and, with a VIP, the netlink
 // owner and the ARP socket.
 func (n *Node) openDeps() (*deps, error) {
-	tr, err := listenUDP(netip.AddrPortFrom(n.cfg.Address, n.cfg.Port), n.cfg.Peers)
+	tr, err := listenUDP(netip.AddrPortFrom(n.cfg.Address, n.cfg.Port), n.cfg.Peers, DefaultRecvBuffer)
 	if err != nil {
 		return nil, err
 	}
+	n.mu.Lock()
+	n.stats.RecvBuffer = tr.RecvBuffer()
+	n.mu.Unlock()
 	d := &deps{tr: tr, close: func() {}}
 	if !n.cfg.VIP.IsValid() {
 		return d, nil
@@ -231,11 +257,17 @@ func (n *Node) Run(ctx context.Context) error {
 		d.close()
 	}()
 
-	rx := make(chan received, 16)
+	// The waiter tells the loop when datagrams are queued, then waits to
+	// be re-armed until the loop has read the queue empty; the loop reads
+	// (and authenticates) them itself, a batch per turn, so a flood shares
+	// it fairly with the timers and never queues between two goroutines.
+	ready, rearm := make(chan struct{}, 1), make(chan struct{}, 1)
+	armed := true // the waiter is watching the socket, not waiting for rearm
+	n.dropped = d.tr.Dropped()
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		n.readLoop(loopCtx, rx)
+		n.waitLoop(loopCtx, ready, rearm)
 	}()
 	addrChanged := make(chan struct{}, 1)
 	if d.watch != nil {
@@ -251,28 +283,43 @@ func (n *Node) Run(ctx context.Context) error {
 	n.timer.Stop()
 	defer n.timer.Stop()
 
+	n.mu.Lock()
+	rcvbuf := n.stats.RecvBuffer
+	n.mu.Unlock()
 	n.log.Info("vip node starting", "address", n.cfg.Address, "port", n.cfg.Port, "peers", n.cfg.Peers,
 		"vip", n.cfg.VIP, "interface", n.cfg.Interface, "priority", n.cfg.Priority, "interval", n.cfg.Interval,
-		"preempt", !n.cfg.NoPreempt, "preempt_delay", n.cfg.PreemptDelay, "track", n.cfg.Track)
+		"preempt", !n.cfg.NoPreempt, "preempt_delay", n.cfg.PreemptDelay, "track", n.cfg.Track, "recv_buffer", rcvbuf)
 	n.syncInputs()
 	n.step(Start{})
 	n.reconcile()
 	stop := ctx.Done()
 	for {
+		var more <-chan struct{}
+		if n.backlog {
+			more = closedChan
+		}
 		select {
 		case <-stop:
 			stop = nil // a master keeps running (Releasing) until the peer claims
 			n.step(Shutdown{})
 		case <-n.timer.C:
+			n.catchUp(time.Now())
 			n.step(Tick{})
-		case p := <-rx:
-			n.receive(p)
+		case <-ready:
+			armed = false
+			n.readBatch()
+		case <-more:
+			n.readBatch()
 		case <-n.notify:
 			n.syncInputs()
 		case <-reconcile.C:
 			n.reconcile()
 		case <-addrChanged:
 			n.reconcile()
+		}
+		if !n.backlog && !armed {
+			rearm <- struct{}{}
+			armed = true
 		}
 		if n.st.Stopped {
 			n.log.Info("vip node stopped")
@@ -281,16 +328,14 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 }
 
-type received struct {
-	b    []byte
-	from netip.AddrPort
-}
+// closedChan is always ready to receive from.
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
-func (n *Node) readLoop(ctx context.Context, out chan<- received) {
-	buf := make([]byte, 2048)
+// waitLoop signals ready whenever the transport has datagrams queued, then
+// waits for rearm: the loop sends it once it has read the queue empty.
+func (n *Node) waitLoop(ctx context.Context, ready chan<- struct{}, rearm <-chan struct{}) {
 	for {
-		k, from, err := n.d.tr.Recv(buf)
-		if err != nil {
+		if err := n.d.tr.Wait(); err != nil {
 			if errors.Is(err, net.ErrClosed) || ctx.Err() != nil {
 				return
 			}
@@ -303,30 +348,136 @@ func (n *Node) readLoop(ctx context.Context, out chan<- received) {
 			continue
 		}
 		select {
-		case out <- received{b: append([]byte(nil), buf[:k]...), from: from}:
+		case ready <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		select {
+		case <-rearm:
 		case <-ctx.Done():
 			return
 		}
 	}
 }
 
-// receive authenticates a packet and steps with it, or counts why not.
-func (n *Node) receive(p received) {
-	now := time.Now()
-	a, err := n.rcv.accept(p.b, now)
-	if err != nil {
-		r := ReasonOf(err)
-		n.mu.Lock()
-		n.stats.Rejected[r]++
-		n.mu.Unlock()
-		n.limited("reject-"+r.String(), slog.LevelWarn, "vip: advert rejected", "from", p.from, "reason", r.String(), "err", err)
-		return
+// catchUp handles every datagram that arrived before t, so that no timer
+// fires on an advert that had arrived but still sat in the queue behind a
+// flood. It stops at the first datagram that arrived at t or later, at an
+// empty queue, or after one Interval of reading: a full receive buffer
+// takes milliseconds to read, so that means the datagrams only look older
+// than t, the clock having been stepped back.
+func (n *Node) catchUp(t time.Time) {
+	budget := time.Now().Add(n.cfg.Interval)
+	for {
+		last, full := n.readBatch()
+		if !full || !last.Before(t) {
+			return
+		}
+		if time.Now().After(budget) {
+			n.limited("catch-up", slog.LevelWarn, "vip: still reading adverts that arrived before the timer; acting on it", "behind", time.Since(last).Round(time.Millisecond))
+			return
+		}
 	}
+}
+
+// readBatch reads one batch of queued datagrams and handles them: drops
+// those not from a peer (before any decoding), authenticates the rest,
+// steps with the accepted adverts and counts the rejected ones by reason,
+// logging at most one of each reason per batch (rate-limited). It returns
+// when the last datagram read had arrived (zero if none was read) and
+// whether the batch was full, so that more may be queued.
+func (n *Node) readBatch() (last time.Time, full bool) {
+	k, err := n.d.tr.Read(n.rx)
+	n.backlog = err == nil && k == len(n.rx)
+	if err != nil {
+		if !errors.Is(err, net.ErrClosed) {
+			n.limited("recv", slog.LevelWarn, "vip: receive advert", "err", err)
+		}
+		return time.Time{}, false
+	}
+	now := time.Now()
+	var counts [lastReason + 1]uint64 // by Reason
+	for i := range n.rx[:k] {
+		p := &n.rx[i]
+		b := p.buf[:p.n]
+		var r Reason
+		var a Advert
+		if !n.filter.admits(p.from) {
+			r = ReasonNotPeer
+		} else if a, err = n.rcv.accept(b, now); err != nil {
+			r = ReasonOf(err)
+		}
+		if r == 0 {
+			n.heard(a, now)
+			continue
+		}
+		if counts[r]++; counts[r] == 1 {
+			if ok, suppressed := n.allowLog(rejectKeys[r]); ok {
+				var detail error = r
+				if r != ReasonNotPeer {
+					detail = n.rcv.explain(b, now)
+				}
+				args := []any{"from", p.from, "reason", r.String(), "err", detail}
+				if suppressed > 0 {
+					args = append(args, "suppressed", suppressed)
+				}
+				n.log.Warn("vip: advert rejected", args...)
+			}
+		}
+	}
+	n.mu.Lock()
+	for r, c := range counts {
+		if c > 0 {
+			n.stats.Rejected[Reason(r)] += c
+			n.suppress(rejectKeys[r], c-1) // all but the first were not logged
+		}
+	}
+	n.mu.Unlock()
+	n.checkDropped()
+	if k == 0 {
+		return time.Time{}, false
+	}
+	last = n.rx[k-1].at
+	if last.IsZero() {
+		last = now // no receive time: assume it just arrived
+	}
+	return last, n.backlog
+}
+
+// rejectKeys are the rate-limiting keys of the rejection log, by Reason.
+var rejectKeys = func() (k [lastReason + 1]string) {
+	for _, r := range Reasons {
+		k[r] = "reject-" + r.String()
+	}
+	return k
+}()
+
+// heard steps with an accepted advert.
+func (n *Node) heard(a Advert, now time.Time) {
 	n.mu.Lock()
 	n.stats.AdvertsReceived++
 	n.peer = PeerInfo{Addr: a.Sender, Role: a.Role, Priority: a.Priority, Healthy: a.Healthy, Payload: a.Payload, HeardAt: now}
 	n.mu.Unlock()
 	n.step(a.event())
+}
+
+// checkDropped feeds datagrams the kernel discarded unread to the machine,
+// which then defers a backup's takeover: the master's adverts may have been
+// among them.
+func (n *Node) checkDropped() {
+	cur := n.d.tr.Dropped()
+	lost := cur - n.dropped // modulo 2³², as the counter
+	if lost == 0 {
+		return
+	}
+	n.dropped = cur
+	n.mu.Lock()
+	n.stats.RecvDropped += uint64(lost)
+	rcvbuf := n.stats.RecvBuffer
+	n.mu.Unlock()
+	n.limited("dropped", slog.LevelWarn, "vip: receive queue overflowed: adverts may have been lost (a flood faster than this node reads?)",
+		"dropped", lost, "recv_buffer", rcvbuf, "role", n.st.Role.String())
+	n.step(PacketsDropped{N: uint64(lost)})
 }
 
 // syncInputs feeds main's latest health and payload to the machine.
@@ -393,6 +544,12 @@ func (n *Node) apply(effs []Effect) Event {
 			n.transition(e)
 		case PayloadAdopted:
 			n.log.Info("inherited replication decision from peer", "peer", e.From, "epoch", e.Payload.Epoch, "master", e.Payload.Master)
+		case TakeoverDeferred:
+			n.mu.Lock()
+			n.stats.TakeoverDeferrals++
+			n.mu.Unlock()
+			n.limited("deferred", slog.LevelWarn, "vip: takeover deferred: the master's adverts may have been dropped unread",
+				"master", n.st.CurrentMaster, "master_down_in", time.Until(e.Until).Round(time.Millisecond))
 		}
 	}
 	return nil
@@ -694,23 +851,46 @@ type limitState struct {
 // limited logs the first occurrence of key, then at most one line every 10s
 // saying how many were suppressed.
 func (n *Node) limited(key string, level slog.Level, msg string, args ...any) {
+	ok, suppressed := n.allowLog(key)
+	if !ok {
+		return
+	}
+	if suppressed > 0 {
+		args = append(args, "suppressed", suppressed)
+	}
+	n.log.Log(context.Background(), level, msg, args...)
+}
+
+// allowLog reports whether a line for key may be logged now (see limited),
+// and how many were suppressed since the last one.
+func (n *Node) allowLog(key string) (bool, int) {
 	now := time.Now()
 	n.mu.Lock()
+	defer n.mu.Unlock()
+	l := n.limitFor(key)
+	if !l.last.IsZero() && now.Sub(l.last) < 10*time.Second {
+		l.suppressed++
+		return false, 0
+	}
+	suppressed := l.suppressed
+	l.last, l.suppressed = now, 0
+	return true, suppressed
+}
+
+// suppress counts k more occurrences of key that were not offered to
+// allowLog. n.mu must be held.
+func (n *Node) suppress(key string, k uint64) {
+	if k > 0 {
+		n.limitFor(key).suppressed += int(k)
+	}
+}
+
+// limitFor returns key's limiter state. n.mu must be held.
+func (n *Node) limitFor(key string) *limitState {
 	l := n.logLimit[key]
 	if l == nil {
 		l = &limitState{}
 		n.logLimit[key] = l
 	}
-	if !l.last.IsZero() && now.Sub(l.last) < 10*time.Second {
-		l.suppressed++
-		n.mu.Unlock()
-		return
-	}
-	suppressed := l.suppressed
-	l.last, l.suppressed = now, 0
-	n.mu.Unlock()
-	if suppressed > 0 {
-		args = append(args, "suppressed", suppressed)
-	}
-	n.log.Log(context.Background(), level, msg, args...)
+	return l
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,21 +18,17 @@ var testVIP = netip.MustParsePrefix("10.0.0.100/24")
 
 // fakeNet delivers datagrams between fake transports; cut nodes neither
 // send nor receive (a killed or partitioned node), and a dropped link loses
-// what one node sends to another (a one-way partition).
+// what one node sends to another (a one-way partition). Each transport
+// receives into a bounded memQueue, from port DefaultPort of the sender.
 type fakeNet struct {
 	mu    sync.Mutex
-	inbox map[netip.Addr]chan dgram
+	inbox map[netip.Addr]*fakeTransport
 	cut   map[netip.Addr]bool
 	drop  map[[2]netip.Addr]bool
 }
 
-type dgram struct {
-	b    []byte
-	from netip.Addr
-}
-
 func newFakeNet() *fakeNet {
-	return &fakeNet{inbox: map[netip.Addr]chan dgram{}, cut: map[netip.Addr]bool{}, drop: map[[2]netip.Addr]bool{}}
+	return &fakeNet{inbox: map[netip.Addr]*fakeTransport{}, cut: map[netip.Addr]bool{}, drop: map[[2]netip.Addr]bool{}}
 }
 
 func (f *fakeNet) setDrop(from, to netip.Addr, drop bool) {
@@ -46,28 +43,34 @@ func (f *fakeNet) setCut(a netip.Addr, cut bool) {
 	f.cut[a] = cut
 }
 
-// inject delivers b to a as if sent by from.
+// inject delivers b to a as if sent by from (port DefaultPort).
 func (f *fakeNet) inject(to, from netip.Addr, b []byte) {
+	f.injectPort(to, netip.AddrPortFrom(from, DefaultPort), b)
+}
+
+func (f *fakeNet) injectPort(to netip.Addr, from netip.AddrPort, b []byte) {
 	f.mu.Lock()
-	ch := f.inbox[to]
+	t := f.inbox[to]
 	f.mu.Unlock()
-	ch <- dgram{b: b, from: from}
+	t.q.push(b, from, time.Now())
 }
 
 type fakeTransport struct {
 	net   *fakeNet
 	self  netip.Addr
 	peers []netip.AddrPort
-	in    chan dgram
-	done  chan struct{}
-	once  sync.Once
+	q     *memQueue
+	// stalled makes Wait block (while it is set) as a busy reader would:
+	// datagrams wait in the queue until the node reads it for a timer.
+	stalled atomic.Bool
+	unstall chan struct{}
 }
 
 func (f *fakeNet) transport(self netip.Addr, peers []netip.AddrPort) *fakeTransport {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	t := &fakeTransport{net: f, self: self, peers: peers, in: make(chan dgram, 64), done: make(chan struct{})}
-	f.inbox[self] = t.in
+	t := &fakeTransport{net: f, self: self, peers: peers, q: newMemQueue(4096), unstall: make(chan struct{}, 1)}
+	f.inbox[self] = t
 	return t
 }
 
@@ -78,29 +81,44 @@ func (t *fakeTransport) Send(b []byte) error {
 		return nil
 	}
 	for _, p := range t.peers {
-		if ch := t.net.inbox[p.Addr()]; ch != nil && !t.net.cut[p.Addr()] && !t.net.drop[[2]netip.Addr{t.self, p.Addr()}] {
-			select {
-			case ch <- dgram{b: append([]byte(nil), b...), from: t.self}:
-			default:
-			}
+		if to := t.net.inbox[p.Addr()]; to != nil && !t.net.cut[p.Addr()] && !t.net.drop[[2]netip.Addr{t.self, p.Addr()}] {
+			to.q.push(b, netip.AddrPortFrom(t.self, DefaultPort), time.Now())
 		}
 	}
 	return nil
 }
 
-func (t *fakeTransport) Recv(b []byte) (int, netip.AddrPort, error) {
-	select {
-	case d := <-t.in:
-		return copy(b, d.b), netip.AddrPortFrom(d.from, DefaultPort), nil
-	case <-t.done:
-		return 0, netip.AddrPort{}, net.ErrClosed
+func (t *fakeTransport) Wait() error {
+	for t.stalled.Load() {
+		select {
+		case <-t.unstall:
+		case <-t.q.done:
+			return net.ErrClosed
+		}
+	}
+	return t.q.Wait()
+}
+
+func (t *fakeTransport) stall(on bool) {
+	t.stalled.Store(on)
+	if !on {
+		select {
+		case t.unstall <- struct{}{}:
+		default:
+		}
 	}
 }
 
-func (t *fakeTransport) Close() error {
-	t.once.Do(func() { close(t.done) })
-	return nil
+// addDropped makes the queue report n more datagrams lost to overflow.
+func (t *fakeTransport) addDropped(n uint32) {
+	t.q.mu.Lock()
+	t.q.dropped += n
+	t.q.mu.Unlock()
 }
+
+func (t *fakeTransport) Read(ps []datagram) (int, error) { return t.q.Read(ps) }
+func (t *fakeTransport) Dropped() uint32                 { return t.q.Dropped() }
+func (t *fakeTransport) Close() error                    { t.q.close(); return nil }
 
 type fakeOwner struct {
 	mu      sync.Mutex
@@ -155,6 +173,7 @@ type testPeer struct {
 	*Node
 	owner *fakeOwner
 	ann   *fakeAnnouncer
+	tr    *fakeTransport
 	stop  context.CancelFunc
 	done  chan error
 	once  sync.Once
@@ -167,18 +186,25 @@ func testLogger(t *testing.T, name string) *slog.Logger {
 
 // startFake starts a Node on fn with fake owner and announcer.
 func startFake(t *testing.T, fn *fakeNet, self, peer netip.Addr, prio uint8, mut func(*Config)) *testPeer {
+	return startFakeLog(t, fn, self, peer, prio, mut, testLogger(t, self.String()))
+}
+
+func startFakeLog(t *testing.T, fn *fakeNet, self, peer netip.Addr, prio uint8, mut func(*Config), logger *slog.Logger) *testPeer {
 	cfg := Config{Interface: "eth0", VIP: testVIP, Peers: []netip.AddrPort{netip.AddrPortFrom(peer, 0)},
 		Address: self, Priority: prio, Secret: testKey}
 	if mut != nil {
 		mut(&cfg)
 	}
+	peers := cfg.Peers
 	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	p := &testPeer{Node: newNode(cfg, testLogger(t, self.String())), owner: &fakeOwner{addrs: map[netip.Prefix]bool{}},
+	p := &testPeer{Node: newNode(cfg, logger), owner: &fakeOwner{addrs: map[netip.Prefix]bool{}},
 		ann: &fakeAnnouncer{}, done: make(chan error, 1)}
+	p.filter = newSourceFilter(peers) // as New does
 	tr := fn.transport(self, cfg.Peers)
+	p.tr = tr
 	p.open = func() (*deps, error) {
 		return &deps{tr: tr, owner: p.owner, ann: p.ann, close: func() {}}, nil
 	}
@@ -187,6 +213,22 @@ func startFake(t *testing.T, fn *fakeNet, self, peer netip.Addr, prio uint8, mut
 	go func() { p.done <- p.Run(ctx) }()
 	t.Cleanup(func() { p.halt(t) })
 	return p
+}
+
+// settledPair starts a (priority 150, mutA applied to its Config) and b
+// (100) on a fresh fake network, in a synctest bubble, and returns once a
+// is master and b backup.
+func settledPair(t *testing.T, mutA func(*Config)) (fn *fakeNet, a, b *testPeer) {
+	t.Helper()
+	fn = newFakeNet()
+	a = startFake(t, fn, addr1, addr2, 150, mutA)
+	b = startFake(t, fn, addr2, addr1, 100, nil)
+	time.Sleep(2 * time.Second)
+	synctest.Wait()
+	if a.Role() != Master || b.Role() != Backup {
+		t.Fatalf("roles a=%v b=%v, want MASTER/BACKUP", a.Role(), b.Role())
+	}
+	return fn, a, b
 }
 
 // halt stops p gracefully and waits for Run to return; it may be called
@@ -417,11 +459,7 @@ func TestNodeHandover(t *testing.T) {
 
 	t.Run("backup", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			fn := newFakeNet()
-			a := startFake(t, fn, addr1, addr2, 150, nil)
-			b := startFake(t, fn, addr2, addr1, 100, nil)
-			time.Sleep(2 * time.Second)
-			synctest.Wait()
+			_, a, b := settledPair(t, nil)
 			stopped := time.Now()
 			b.halt(t)
 			if took := time.Since(stopped); took != 0 || b.Role() != Init || a.Role() != Master {
@@ -592,8 +630,10 @@ func TestNodeLoopbackUDP(t *testing.T) {
 	}
 	a.SetPayload(3, "127.0.0.1:6379")
 
-	// Forged and garbage datagrams from a real socket are counted.
-	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(a2, p2)))
+	// Forged and garbage datagrams from a real socket are counted. They come
+	// from a's address but not from its port, which b's peer names: dropped
+	// before decoding.
+	c, err := net.DialUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(a1, 0)), net.UDPAddrFromAddrPort(netip.AddrPortFrom(a2, p2)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -623,10 +663,179 @@ func TestNodeLoopbackUDP(t *testing.T) {
 		t.Fatalf("graceful takeover took %v, want about the skew %v", took, skew)
 	}
 	st := b.Stats()
-	if st.Rejected[ReasonBadMAC] != 1 || st.Rejected[ReasonTruncated] != 1 {
-		t.Fatalf("rejected %v, want one bad-mac and one truncated", st.Rejected)
+	if st.Rejected[ReasonNotPeer] != 2 || st.Rejected[ReasonBadMAC] != 0 || st.Rejected[ReasonTruncated] != 0 {
+		t.Fatalf("rejected %v, want two not-peer", nonZero(st.Rejected))
+	}
+	if st.RecvBuffer <= 0 {
+		t.Errorf("receive buffer %d", st.RecvBuffer)
 	}
 	if b.Payload() != (Payload{3, "127.0.0.1:6379"}) {
 		t.Fatalf("payload %+v not inherited", b.Payload())
 	}
+}
+
+var stranger = netip.MustParseAddr("10.0.0.9")
+
+// TestNodeDropsNonPeersFirst: datagrams from an address other than the
+// peers' (or from another port, for a peer configured with one) are
+// dropped before they are decoded, even a correctly signed advert that
+// would make the master step down, and counted as not-peer. From the
+// peer's address and port, the MAC decides.
+func TestNodeDropsNonPeersFirst(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		peerPort := func(c *Config) { c.Peers[0] = netip.AddrPortFrom(c.Peers[0].Addr(), DefaultPort) }
+		fn, a, _ := settledPair(t, peerPort)
+		// Signed with the shared key: it would outrank a.
+		claim := func(sender netip.Addr, boot uint64) Advert {
+			return Advert{Priority: 254, Healthy: true, Role: Master, Interval: 200 * time.Millisecond,
+				Sender: sender, BootID: boot, Seq: 1, Time: time.Now()}
+		}
+		fromStranger, _ := Marshal(claim(stranger, 7), testKey)
+		fromB, _ := Marshal(claim(addr2, 8), testKey)
+		forgedB, _ := Marshal(claim(addr2, 9), []byte("not-the-shared-secret"))
+		fn.inject(addr1, stranger, fromStranger)
+		fn.inject(addr1, stranger, []byte("hello"))
+		fn.injectPort(addr1, netip.AddrPortFrom(addr2, 40000), fromB) // a names b's port
+		fn.inject(addr1, addr2, forgedB)
+		synctest.Wait()
+		st := a.Stats()
+		want := map[Reason]uint64{ReasonNotPeer: 3, ReasonBadMAC: 1}
+		for _, r := range Reasons {
+			if st.Rejected[r] != want[r] {
+				t.Errorf("rejected %v: %d, want %d", r, st.Rejected[r], want[r])
+			}
+		}
+		if a.Role() != Master || st.Transitions != 2 {
+			t.Fatalf("a is %v after %d transitions", a.Role(), st.Transitions)
+		}
+		// The same signed advert from b's address and port is accepted.
+		fn.inject(addr1, addr2, fromB)
+		synctest.Wait()
+		if a.Role() != Backup {
+			t.Fatalf("a is %v after a priority-254 advert from its peer", a.Role())
+		}
+	})
+}
+
+// TestNodeTimerCatchesUp: while the node's reader is stalled (as behind a
+// flood), the master's adverts and junk pile up in the queue; when the
+// master-down timer fires, the node first reads everything that arrived
+// before it, so the backup never claims while the master is advertising.
+func TestNodeTimerCatchesUp(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fn, a, b := settledPair(t, nil)
+		b.tr.stall(true)
+		fn.inject(addr2, addr1, []byte("junk")) // the last wake-up before the stall
+		synctest.Wait()
+		before := b.Stats()
+		junk := 0
+		for i := 0; i < 60; i++ { // 3s
+			for j := 0; j < 20; j++ {
+				fn.inject(addr2, addr1, []byte("junk"))
+				junk++
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		synctest.Wait()
+		after := b.Stats()
+		heard := after.AdvertsReceived - before.AdvertsReceived
+		read := after.Rejected[ReasonNotAdvert] - before.Rejected[ReasonNotAdvert]
+		t.Logf("stalled for 3s: read %d adverts and %d of %d junk datagrams at the timers", heard, read, junk)
+		if b.Role() != Backup || a.Role() != Master || after.Transitions != before.Transitions {
+			t.Fatalf("a=%v b=%v after %d transitions", a.Role(), b.Role(), after.Transitions-before.Transitions)
+		}
+		if heard < 3 || read == 0 {
+			t.Fatalf("the timers read %d adverts and %d junk datagrams", heard, read)
+		}
+		b.tr.stall(false)
+	})
+}
+
+// TestNodeDefersTakeoverOnDrops: the master goes silent while the backup's
+// receive queue keeps overflowing. The master's adverts may have been among
+// the lost datagrams, so the backup takes over only when the loss hold
+// (DefaultLossHold after it last heard the master) ends, and counts it.
+func TestNodeDefersTakeoverOnDrops(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fn, _, b := settledPair(t, nil)
+		ch, unsub := b.Subscribe()
+		defer unsub()
+		fn.setCut(addr1, true)
+		synctest.Wait()
+		heard, _ := b.Peer()
+		for i := 0; i < 40; i++ { // 12s: longer than the hold
+			b.tr.addDropped(100)
+			fn.inject(addr2, stranger, []byte("x")) // a read, which notices
+			time.Sleep(300 * time.Millisecond)
+		}
+		c := waitRole(t, ch, Master)
+		hold := DefaultLossHold(100, 200*time.Millisecond)
+		if took := c.At.Sub(heard.HeardAt); took != hold {
+			t.Errorf("claimed %v after the master was last heard, want the loss hold %v", took, hold)
+		}
+		st := b.Stats()
+		if st.RecvDropped != 4000 || st.TakeoverDeferrals < 20 || st.Rejected[ReasonNotPeer] != 40 {
+			t.Errorf("dropped %d, deferrals %d, not-peer %d; want 4000, ≥20, 40", st.RecvDropped, st.TakeoverDeferrals, st.Rejected[ReasonNotPeer])
+		}
+	})
+}
+
+// TestNodeFloodLogsOnce: a flood is logged once per kind, then once every
+// 10s with the count of what was not, while every datagram is counted.
+func TestNodeFloodLogsOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fn := newFakeNet()
+		var mu sync.Mutex
+		var logs strings.Builder
+		logger := slog.New(slog.NewTextHandler(writerFunc(func(b []byte) (int, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			return logs.Write(b)
+		}), nil))
+		startFake(t, fn, addr1, addr2, 150, nil)
+		b := startFakeLog(t, fn, addr2, addr1, 100, nil, logger)
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		fa := sampleAdvert()
+		fa.Sender, fa.Time = addr1, time.Now()
+		forged, _ := Marshal(fa, []byte("not-the-shared-secret"))
+		flood := func(n int) {
+			for range n {
+				fn.inject(addr2, stranger, []byte("junk"))
+				fn.inject(addr2, addr1, forged)
+			}
+			b.tr.addDropped(5)
+			fn.inject(addr2, stranger, []byte("junk"))
+			synctest.Wait()
+		}
+		lines := func(substr string) (out []string) {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, l := range strings.Split(logs.String(), "\n") {
+				if strings.Contains(l, substr) {
+					out = append(out, l)
+				}
+			}
+			return out
+		}
+		flood(1000)
+		time.Sleep(11 * time.Second)
+		flood(1)
+		for _, tc := range []struct {
+			what, second string
+		}{
+			{"reason=not-peer", "suppressed=1000"},
+			{"reason=bad-mac", "suppressed=999"},
+			{"receive queue overflowed", "suppressed=0"},
+		} {
+			got := lines(tc.what)
+			if len(got) != 2 || strings.Contains(got[0], "suppressed") || (tc.second != "suppressed=0" && !strings.Contains(got[1], tc.second)) {
+				t.Errorf("%s: logged %d lines, want 2, the second with %s:\n%s", tc.what, len(got), tc.second, strings.Join(got, "\n"))
+			}
+		}
+		st := b.Stats()
+		if st.Rejected[ReasonNotPeer] != 1003 || st.Rejected[ReasonBadMAC] != 1001 || st.RecvDropped != 10 || b.Role() != Backup {
+			t.Errorf("not-peer %d, bad-mac %d, dropped %d, role %v", st.Rejected[ReasonNotPeer], st.Rejected[ReasonBadMAC], st.RecvDropped, b.Role())
+		}
+	})
 }

@@ -20,8 +20,9 @@ var update = flag.Bool("update", false, "rewrite testdata/scenarios/*.golden")
 //
 // One command a line ('#' starts a comment):
 //
-//	config self=10.0.0.1 prio=100 interval=200ms preempt=on delay=0s track=demote garp=3 spacing=100ms refresh=10s hold=2s window=10s handover=999.21875ms
+//	config self=10.0.0.1 prio=100 interval=200ms preempt=on delay=0s track=demote garp=3 spacing=100ms refresh=10s hold=2s window=10s handover=999.21875ms [losshold=7.21875s]
 //	start | shutdown | add-failed
+//	dropped N                       the receive queue overflowed: N datagrams lost
 //	tick 700ms                      advance the clock, firing every timer due
 //	health up|down
 //	payload epoch 3 master r1:6379
@@ -112,6 +113,10 @@ func (s *scenario) step(label string, ev Event) {
 			fmt.Fprintf(&s.out, "    set-timer %s\n", s.rel(st.At))
 			continue
 		}
+		if td, ok := e.(TakeoverDeferred); ok {
+			fmt.Fprintf(&s.out, "    takeover-deferred until %s\n", s.rel(td.Until))
+			continue
+		}
 		fmt.Fprintf(&s.out, "    %s\n", e)
 	}
 	fmt.Fprintf(&s.out, "    = %s\n", s.summary())
@@ -156,6 +161,15 @@ func (s *scenario) exec(f []string) error {
 		s.step("shutdown", Shutdown{})
 	case "add-failed":
 		s.step("add-failed", AddFailed{})
+	case "dropped":
+		if len(args) != 1 {
+			return fmt.Errorf("want: dropped N")
+		}
+		n, err := strconv.ParseUint(args[0], 10, 64)
+		if err != nil {
+			return err
+		}
+		s.step("dropped "+args[0], PacketsDropped{N: n})
 	case "tick":
 		if len(args) != 1 {
 			return fmt.Errorf("want: tick DURATION")
@@ -248,6 +262,8 @@ func (s *scenario) configure(args []string) error {
 			window = dur()
 		case "handover":
 			p.HandoverTimeout = dur()
+		case "losshold":
+			p.LossHold = dur()
 		default:
 			return fmt.Errorf("config: unknown key %q", k)
 		}
@@ -256,9 +272,13 @@ func (s *scenario) configure(args []string) error {
 		}
 	}
 	s.st = NewState(p)
-	s.rcv = &receiver{key: []byte(scenarioKey), self: p.Self, bootID: 1, guard: newReplayGuard(window)}
-	fmt.Fprintf(&s.out, "# self %s prio %d interval %v preempt %v delay %v track %s garp %d spacing %v refresh %v hold %v window %v handover %v\n",
+	s.rcv = newReceiver([]byte(scenarioKey), p.Self, 1, window)
+	fmt.Fprintf(&s.out, "# self %s prio %d interval %v preempt %v delay %v track %s garp %d spacing %v refresh %v hold %v window %v handover %v",
 		p.Self, p.Priority, p.Interval, p.Preempt, p.PreemptDelay, p.Track, p.GARPCount, p.GARPSpacing, p.GARPRefresh, p.FaultHold, window, p.HandoverTimeout)
+	if p.LossHold > 0 { // only where set, so older scenarios' goldens stand
+		fmt.Fprintf(&s.out, " losshold %v", p.LossHold)
+	}
+	s.out.WriteString("\n")
 	return nil
 }
 

@@ -112,6 +112,20 @@ type Params struct {
 	// down keeps the VIP while it waits for the peer to claim it. Zero: it
 	// removes the VIP at Shutdown (nobody holds it until the peer claims).
 	HandoverTimeout time.Duration
+	// LossHold bounds how long a backup whose receive queue overflows
+	// (PacketsDropped) puts off its takeover: until at most LossHold after
+	// it last heard its master (or became backup). Zero: dropped datagrams
+	// never defer a takeover. See DefaultLossHold.
+	LossHold time.Duration
+}
+
+// DefaultLossHold is the LossHold a Node uses: ten master-down intervals
+// (≈7.2s at priority 100 and a 200ms interval). A flood that lets none of
+// the master's adverts through for that long cannot be told from a dead
+// master or a partition, and the backup takes over; one that lets one
+// through now and then never moves the VIP.
+func DefaultLossHold(priority uint8, interval time.Duration) time.Duration {
+	return 10 * MasterDownInterval(priority, interval)
 }
 
 // State is the state machine's whole state. It is a plain value: Step returns
@@ -164,6 +178,10 @@ type State struct {
 	// So a rival advertising every interval (a one-way partition) costs one
 	// burst, not one per advert.
 	RivalAt time.Time
+	// LossHoldUntil (Backup) is the latest time to which dropped datagrams
+	// may defer the takeover (see Params.LossHold); zero after the master
+	// released the VIP, whose adverts there is then no reason to expect.
+	LossHoldUntil time.Time
 	// TimerAt is the earliest pending deadline (zero: none), last announced
 	// with SetTimer.
 	TimerAt time.Time
@@ -215,6 +233,12 @@ type PayloadSet struct{ Payload Payload }
 // AddFailed reports that adding the VIP failed (after AddVIP).
 type AddFailed struct{ Err error }
 
+// PacketsDropped reports that the receive queue overflowed: N datagrams
+// were discarded unread (a flood faster than the node reads), and the
+// master's adverts may have been among them. A backup then treats its
+// master as heard now, for at most Params.LossHold after it really was.
+type PacketsDropped struct{ N uint64 }
+
 // Shutdown stops the node gracefully. A master hands the VIP over: it turns
 // Releasing, sends a priority-0 advert (so the peer takes over after its skew
 // time only) and keeps the VIP until the peer's advert claims master, or
@@ -228,6 +252,7 @@ func (AdvertReceived) isEvent()  {}
 func (TrackingChanged) isEvent() {}
 func (PayloadSet) isEvent()      {}
 func (AddFailed) isEvent()       {}
+func (PacketsDropped) isEvent()  {}
 func (Shutdown) isEvent()        {}
 
 // Effect is an action Step asks the loop to apply, in order.
@@ -271,13 +296,18 @@ type PayloadAdopted struct {
 	Payload Payload
 }
 
-func (SendAdvert) isEffect()     {}
-func (AddVIP) isEffect()         {}
-func (RemoveVIP) isEffect()      {}
-func (SendGARP) isEffect()       {}
-func (SetTimer) isEffect()       {}
-func (Transition) isEffect()     {}
-func (PayloadAdopted) isEffect() {}
+// TakeoverDeferred: after PacketsDropped, the backup moved its master-down
+// deadline out to Until (for the log and a counter; the SetTimer follows).
+type TakeoverDeferred struct{ Until time.Time }
+
+func (SendAdvert) isEffect()       {}
+func (AddVIP) isEffect()           {}
+func (RemoveVIP) isEffect()        {}
+func (SendGARP) isEffect()         {}
+func (SetTimer) isEffect()         {}
+func (Transition) isEffect()       {}
+func (PayloadAdopted) isEffect()   {}
+func (TakeoverDeferred) isEffect() {}
 
 func (e SendAdvert) String() string {
 	h := "healthy"
@@ -295,6 +325,9 @@ func (e Transition) String() string {
 }
 func (e PayloadAdopted) String() string {
 	return fmt.Sprintf("payload-adopted from %s epoch %d master %q", e.From, e.Payload.Epoch, e.Payload.Master)
+}
+func (e TakeoverDeferred) String() string {
+	return "takeover-deferred until " + e.Until.Format(time.RFC3339Nano)
 }
 
 // Step returns the next state and the effects to apply, in order. It
@@ -318,6 +351,8 @@ func Step(st State, ev Event, now time.Time) (State, []Effect) {
 		s.payload(ev.Payload)
 	case AddFailed:
 		s.addFailed()
+	case PacketsDropped:
+		s.dropped()
 	case Shutdown:
 		s.shutdown()
 	}
@@ -486,6 +521,7 @@ func (s *stepper) advert(a AdvertReceived) {
 				s.st.MasterDownAt = at
 			}
 			s.st.PreemptAt = time.Time{}
+			s.st.LossHoldUntil = time.Time{}
 			return
 		}
 		if a.Role != Master {
@@ -494,6 +530,7 @@ func (s *stepper) advert(a AdvertReceived) {
 		s.st.CurrentMaster = a.From
 		s.st.MasterInterval = interval
 		s.st.MasterDownAt = s.now.Add(MasterDownInterval(s.st.Priority, interval))
+		s.holdOnLoss()
 		me := s.st.rank()
 		outranked := cmpPrio(me, peer) > 0
 		demoted := s.st.Track == TrackDemote && me.healthy && !peer.healthy
@@ -602,6 +639,32 @@ func (s *stepper) payload(p Payload) {
 	}
 }
 
+// dropped: datagrams were lost unread, possibly the master's adverts. A
+// backup acts as if its master had just advertised, within LossHold of
+// when it last really did: a flood the node cannot keep up with delays a
+// takeover rather than causing one.
+func (s *stepper) dropped() {
+	if s.st.Role != Backup || s.st.LossHoldUntil.IsZero() {
+		return
+	}
+	at := s.now.Add(MasterDownInterval(s.st.Priority, s.st.MasterInterval))
+	if at.After(s.st.LossHoldUntil) {
+		at = s.st.LossHoldUntil
+	}
+	if at.After(s.st.MasterDownAt) {
+		s.st.MasterDownAt = at
+		s.emit(TakeoverDeferred{Until: at})
+	}
+}
+
+// holdOnLoss restarts the LossHold window: the master was heard now (or
+// the node just became backup).
+func (s *stepper) holdOnLoss() {
+	if s.st.LossHold > 0 {
+		s.st.LossHoldUntil = s.now.Add(s.st.LossHold)
+	}
+}
+
 func (s *stepper) addFailed() {
 	if s.st.Role != Master {
 		return
@@ -677,7 +740,7 @@ func (s *stepper) advertise() {
 func (s *stepper) clearTimers() {
 	s.st.MasterDownAt, s.st.PreemptAt, s.st.AdvertAt, s.st.GARPAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}
 	s.st.GARPUntil, s.st.RivalAt, s.st.ReleaseAt, s.st.YieldUntil = time.Time{}, time.Time{}, time.Time{}, time.Time{}
-	s.st.ReleasedAt = time.Time{}
+	s.st.ReleasedAt, s.st.LossHoldUntil = time.Time{}, time.Time{}
 }
 
 // garp sends count gratuitous ARPs, replacing any burst in progress.
@@ -718,6 +781,7 @@ func (s *stepper) toBackup(reason string, masterInterval time.Duration) {
 	}
 	s.st.MasterInterval = masterInterval
 	s.st.MasterDownAt = s.now.Add(MasterDownInterval(s.st.Priority, masterInterval))
+	s.holdOnLoss()
 }
 
 func (s *stepper) toFault(reason string) {

@@ -686,7 +686,7 @@ func randomEvent(r *rand.Rand) (Event, time.Duration) {
 		Payload:  Payload{Epoch: uint64(r.Intn(5)), Master: []string{"", "a:1", "b:2"}[r.Intn(3)]},
 	}
 	evs := []Event{Tick{}, Tick{}, Tick{}, adv, adv, adv, TrackingChanged{Healthy: r.Intn(2) == 0},
-		PayloadSet{Payload: adv.Payload}, AddFailed{}, Start{}}
+		PayloadSet{Payload: adv.Payload}, AddFailed{}, Start{}, PacketsDropped{N: uint64(1 + r.Intn(1000))}}
 	if r.Intn(200) == 0 {
 		evs = append(evs, Shutdown{})
 	}
@@ -706,6 +706,7 @@ func TestStepPure(t *testing.T) {
 		p.Preempt = r.Intn(2) == 0
 		p.PreemptDelay = time.Duration(r.Intn(3)) * 300 * time.Millisecond
 		p.Track = TrackMode(r.Intn(2))
+		p.LossHold = time.Duration(r.Intn(3)) * DefaultLossHold(p.Priority, p.Interval) / 2
 		st := NewState(p)
 		now := t0
 		holds := false
@@ -738,6 +739,10 @@ func TestStepPure(t *testing.T) {
 					if next.Role != Master {
 						t.Fatalf("%v sent GARPs", next.Role)
 					}
+				case TakeoverDeferred:
+					if next.Role != Backup || e.Until.After(st.LossHoldUntil) || !e.Until.Equal(next.MasterDownAt) {
+						t.Fatalf("%v deferred to %v, hold until %v", next.Role, e.Until, st.LossHoldUntil)
+					}
 				}
 			}
 			// A releasing master keeps the VIP until it stops.
@@ -753,4 +758,94 @@ func TestStepPure(t *testing.T) {
 			st = next
 		}
 	}
+}
+
+// TestPacketsDropped: a backup whose receive queue overflowed acts as if
+// its master had just advertised, but never past LossHold after it last
+// heard one; a release, or any other role, is not deferred.
+func TestPacketsDropped(t *testing.T) {
+	ms := time.Millisecond
+	down := MasterDownInterval(100, 200*ms) // 721.875ms
+	hold := DefaultLossHold(100, 200*ms)    // 7.21875s
+	p := defaultParams()
+	p.LossHold = hold
+	deferral := func(effs []Effect) (time.Time, bool) {
+		for _, e := range effs {
+			if d, ok := e.(TakeoverDeferred); ok {
+				return d.Until, true
+			}
+		}
+		return time.Time{}, false
+	}
+
+	t.Run("defers within the hold", func(t *testing.T) {
+		d := newDriver(t, p)
+		d.ev(Start{})
+		d.ev(masterAdvert(addr2, 150))
+		heard := d.now
+		// Drops every 500ms: each pushes the deadline to a master-down
+		// interval from then, until the hold caps it.
+		for d.st.MasterDownAt.Before(heard.Add(hold)) {
+			d.advance(500 * ms)
+			if d.st.Role != Backup {
+				t.Fatalf("claimed at +%v, %v after the master was last heard", d.now.Sub(t0), d.now.Sub(heard))
+			}
+			want := d.now.Add(down)
+			if cap := heard.Add(hold); want.After(cap) {
+				want = cap
+			}
+			prev := d.st.MasterDownAt
+			until, ok := deferral(d.ev(PacketsDropped{N: 10}))
+			if !d.st.MasterDownAt.Equal(want) || ok != want.After(prev) || (ok && !until.Equal(want)) {
+				t.Fatalf("drop at +%v: down-at +%v (deferral %v to +%v), want +%v", d.now.Sub(t0), d.st.MasterDownAt.Sub(t0), ok, until.Sub(t0), want.Sub(t0))
+			}
+		}
+		d.ev(PacketsDropped{N: 10}) // capped: nothing more
+		d.advance(hold)
+		if got := d.when(heard, becameMaster); !got.Equal(heard.Add(hold)) {
+			t.Fatalf("claimed at +%v, want at the end of the hold +%v", got.Sub(t0), heard.Add(hold).Sub(t0))
+		}
+	})
+
+	t.Run("an advert restarts the hold", func(t *testing.T) {
+		d := newDriver(t, p)
+		d.ev(Start{})
+		d.ev(masterAdvert(addr2, 150))
+		d.advance(5 * time.Second)
+		d.ev(masterAdvert(addr2, 150))
+		if want := d.now.Add(hold); !d.st.LossHoldUntil.Equal(want) {
+			t.Fatalf("hold until +%v, want +%v", d.st.LossHoldUntil.Sub(t0), want.Sub(t0))
+		}
+	})
+
+	t.Run("nothing to defer", func(t *testing.T) {
+		for _, tc := range []struct {
+			name  string
+			setup func(d *driver)
+		}{
+			{"just heard the master", func(d *driver) { d.ev(masterAdvert(addr2, 150)) }},
+			{"the master released", func(d *driver) {
+				d.ev(masterAdvert(addr2, 150))
+				d.advance(100 * ms)
+				d.ev(AdvertReceived{From: addr2, Priority: 0, Healthy: true, Role: Init, Interval: 200 * ms})
+				d.advance(50 * ms)
+			}},
+			{"master", func(d *driver) { d.advance(time.Second) }},
+			{"no loss hold", func(d *driver) {
+				d.st.LossHold, d.st.LossHoldUntil = 0, time.Time{}
+				d.ev(masterAdvert(addr2, 150))
+				d.advance(500 * ms)
+			}},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				d := newDriver(t, p)
+				d.ev(Start{})
+				tc.setup(d)
+				before := d.st
+				if effs := d.ev(PacketsDropped{N: 1}); len(effs) != 0 || !reflect.DeepEqual(before, d.st) {
+					t.Fatalf("%v: effects %v, state changed %v", before.Role, effs, !reflect.DeepEqual(before, d.st))
+				}
+			})
+		}
+	})
 }

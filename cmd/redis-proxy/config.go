@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -30,7 +31,11 @@ type Config struct {
 	Listen      string   `default:":6379" desc:"client address (host:port); none: no plain listener (TLS_LISTEN alone)" accepts:"host:port, or none with TLS_LISTEN set"`
 	Servers     []string `required:"true" desc:"every Redis server, comma-separated host:port" accepts:"comma-separated host:port list"`
 	ReadFrom    string   `split_words:"true" default:"master" desc:"where read-only commands go: master, or replicas (round-robin over healthy replicas)" accepts:"master or replicas"`
-	AdminListen string   `split_words:"true" default:":9736" desc:"admin HTTP address: /metrics, /healthz, /topology; empty disables" accepts:"host:port or empty"`
+	AdminListen string   `split_words:"true" default:":9736" desc:"admin HTTP address: /metrics, /healthz, /topology, POST /switchover; set to the empty string (REDIS_PROXY_ADMIN_LISTEN=) to disable the admin API, unset for the default" accepts:"host:port, or empty to disable"`
+	AdminToken  string   `split_words:"true" desc:"bearer token the admin API requires for POST /switchover and every other request that is not a GET (and for reads with ADMIN_PROTECT_READS); empty: such requests are accepted from loopback peers only" accepts:"16 or more printable ASCII characters without spaces" secret:"true"`
+	// AdminProtectReads leaves /healthz open: a container or load-balancer
+	// health check has no token, and it says only whether a master is known.
+	AdminProtectReads bool `split_words:"true" default:"false" desc:"true: /metrics and /topology need the admin token too (without one, loopback peers only); /healthz stays open for health checks" accepts:"true or false"`
 
 	PoolSize   int           `split_words:"true" default:"2" desc:"shared connections per Redis server: one per event loop, the rest (at least one) for clients on goroutines" accepts:"an integer from 1 to 64"`
 	EventLoops int           `split_words:"true" default:"1" desc:"event loops (threads) serving clients with stateless commands; 0: a goroutine per client" accepts:"an integer from 0 to 64"`
@@ -42,6 +47,9 @@ type Config struct {
 
 	BackendUsername string `split_words:"true" desc:"ACL user the proxy authenticates as to Redis" accepts:"a string"`
 	BackendPassword string `split_words:"true" desc:"password the proxy authenticates with to Redis" accepts:"a string" secret:"true"`
+
+	OperatorUser     string `split_words:"true" default:"redis-proxy-operator" desc:"user name of the operator: AUTH OPERATOR_USER OPERATOR_PASSWORD lets a client run what the command policy keeps for the operator (CONFIG SET of protected settings, ACL, CLIENT PAUSE, DEBUG, MODULE, unredacted CONFIG GET)" accepts:"one word"`
+	OperatorPassword string `split_words:"true" desc:"password of the operator (see OPERATOR_USER); empty: no client is the operator, and those commands are refused to all" accepts:"a string other than PASSWORD" secret:"true"`
 
 	TLSListen            string        `envconfig:"TLS_LISTEN" desc:"TLS client address (host:port), beside LISTEN; empty: none. Its clients are served by goroutines, not event loops" accepts:"host:port or empty"`
 	TLSCertFile          string        `envconfig:"TLS_CERT_FILE" desc:"certificate chain (PEM, leaf first) of the TLS listener" accepts:"a readable PEM certificate file"`
@@ -56,6 +64,7 @@ type Config struct {
 
 	MaxBulk            ByteSize      `split_words:"true" default:"512MiB" desc:"largest bulk string in a request (Redis's proto-max-bulk-len)" accepts:"a size such as 512MiB, 64KiB or 1048576"`
 	ClientOutputLimit  ByteSize      `split_words:"true" default:"256MiB" desc:"replies buffered for one client before it is disconnected" accepts:"a size such as 256MiB"`
+	MaxInflightMemory  ByteSize      `split_words:"true" default:"1GiB" desc:"memory for large requests (values over 4MiB) being read, across all clients; a client waits, unread, for room up to HOLD_TIMEOUT" accepts:"a size of 4MiB or more, such as 1GiB"`
 	IdleTimeout        time.Duration `split_words:"true" default:"0s" desc:"close clients idle this long; 0 never (subscribers and blocked clients are exempt)" accepts:"a duration such as 300s; 0 disables"`
 	ClientWriteTimeout time.Duration `split_words:"true" default:"60s" desc:"disconnect a client that does not read its replies for this long" accepts:"a positive duration such as 60s"`
 	HoldTimeout        time.Duration `split_words:"true" default:"5s" desc:"how long commands wait for a master during a failover before an error" accepts:"a positive duration such as 5s"`
@@ -64,6 +73,7 @@ type Config struct {
 
 	CheckInterval time.Duration `split_words:"true" default:"250ms" desc:"how often every Redis is checked (ROLE, INFO replication)" accepts:"a positive duration such as 250ms"`
 	DownAfter     time.Duration `split_words:"true" default:"1s" desc:"a Redis is down after this long without a valid reply" accepts:"a duration longer than CHECK_INTERVAL"`
+	BusyGrace     time.Duration `split_words:"true" default:"0s" desc:"a Redis silent while running a script or function the proxy sent it stays up this long after it was sent (Redis answers -BUSY, a reply, after its busy-reply-threshold); 0: 5s plus DOWN_AFTER" accepts:"a duration such as 6s"`
 
 	Peers           string        `desc:"the other proxy of the pair: comma-separated IP[:port]; empty runs standalone (always the replication authority)" accepts:"comma-separated IP or IP:port"`
 	VIP             string        `desc:"virtual IP with prefix the pair's MASTER holds, e.g. 172.29.0.100/24; empty: no address is managed" accepts:"an IPv4 prefix such as 172.29.0.100/24"`
@@ -129,11 +139,14 @@ func badVar(field, value, accepts string) error {
 
 // loadConfig reads the environment. Errors name the variable and what it
 // accepts. A variable set to the empty string counts as unset (its default
-// applies), as compose files and .env templates often leave them.
+// applies), as compose files and .env templates often leave them; the one
+// exception is REDIS_PROXY_ADMIN_LISTEN, whose empty value disables the
+// admin API (see adminListenVar). A secret may come from a file instead
+// (secretFromFile).
 func loadConfig() (Config, error) {
 	var c Config
 	for _, kv := range os.Environ() {
-		if k, v, _ := strings.Cut(kv, "="); v == "" && strings.HasPrefix(k, envPrefix+"_") {
+		if k, v, _ := strings.Cut(kv, "="); v == "" && strings.HasPrefix(k, envPrefix+"_") && k != adminListenVar {
 			os.Unsetenv(k)
 		}
 	}
@@ -150,7 +163,77 @@ func loadConfig() (Config, error) {
 		}
 		return c, &usageError{msg}
 	}
+	cv := reflect.ValueOf(&c).Elem()
+	for _, f := range reflect.VisibleFields(cv.Type()) {
+		if f.Tag.Get("secret") != "true" {
+			continue
+		}
+		v, ok, err := secretFromFile(envPrefix + "_" + envName(f.Name))
+		if err != nil {
+			return c, err
+		}
+		if ok {
+			cv.FieldByIndex(f.Index).SetString(v)
+		}
+	}
 	return c, c.Validate()
+}
+
+// adminListenVar is the one variable whose empty value is not "unset":
+// REDIS_PROXY_ADMIN_LISTEN= turns the admin API off, while leaving it
+// unset keeps the default :9736. (envconfig applies a default only to a
+// variable that is absent, so loadConfig just leaves this one in place.)
+const adminListenVar = envPrefix + "_ADMIN_LISTEN"
+
+// maxSecretFile bounds what secretFromFile reads: a secret is short, and a
+// large file is more likely the wrong one than a secret.
+const maxSecretFile = 64 << 10
+
+// secretFromFile reads the secret variable name (REDIS_PROXY_PASSWORD, ...)
+// from the file its name_FILE variable names, as Docker and Kubernetes
+// secrets are mounted: the file's content with its trailing newlines
+// removed. ok is false when name_FILE is unset or empty. Setting both the
+// variable and name_FILE is an error, as are an unreadable or empty file;
+// errors are one line, name the variable and the path, and never the
+// content.
+func secretFromFile(name string) (value string, ok bool, err error) {
+	fileVar := name + "_FILE"
+	path := os.Getenv(fileVar)
+	if path == "" {
+		return "", false, nil
+	}
+	if os.Getenv(name) != "" {
+		return "", false, &usageError{fmt.Sprintf("%s and %s are both set: want one of them", name, fileVar)}
+	}
+	b, err := readSmallFile(path, maxSecretFile)
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // the path is in the message already
+		}
+		return "", false, &usageError{fmt.Sprintf("%s=%q: cannot read the file: %v", fileVar, path, err)}
+	}
+	v := strings.TrimRight(string(b), "\r\n")
+	if v == "" {
+		return "", false, &usageError{fmt.Sprintf("%s=%q: the file is empty (want the secret in it)", fileVar, path)}
+	}
+	return v, true, nil
+}
+
+func readSmallFile(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("larger than %d KiB (is it the right file?)", limit>>10)
+	}
+	return b, nil
 }
 
 // Validate checks values and the rules between them. Rules of a package's
@@ -166,6 +249,11 @@ func (c Config) Validate() error {
 	if c.AdminListen != "" {
 		if err := checkHostPort(c.AdminListen); err != nil {
 			return badVar("AdminListen", c.AdminListen, accepts("AdminListen"))
+		}
+	}
+	if c.AdminToken != "" {
+		if err := checkAdminToken(c.AdminToken); err != nil {
+			return &usageError{fmt.Sprintf("%s_%s: %v", envPrefix, envName("AdminToken"), err)}
 		}
 	}
 	if _, err := proxy.ParseReadFrom(c.ReadFrom); err != nil {
@@ -210,6 +298,21 @@ func (c Config) Validate() error {
 	}
 	_, err := c.pairConfig()
 	return err
+}
+
+// checkAdminToken says what is wrong with a token, without repeating it.
+// Sixteen characters keep guessing over HTTP hopeless; the characters are
+// those an Authorization header carries unchanged.
+func checkAdminToken(tok string) error {
+	if len(tok) < 16 {
+		return fmt.Errorf("must be at least 16 characters, got %d", len(tok))
+	}
+	for i := 0; i < len(tok); i++ {
+		if tok[i] <= ' ' || tok[i] > '~' {
+			return fmt.Errorf("character %d is not printable ASCII (want no spaces, control or non-ASCII characters)", i+1)
+		}
+	}
+	return nil
 }
 
 func checkHostPort(s string) error {
@@ -259,6 +362,10 @@ func (c Config) proxyConfig(log *slog.Logger) proxy.Config {
 		MaxHeld:         c.MaxHeld,
 		DialTimeout:     c.DialTimeout,
 		Logger:          log.With("component", "proxy"),
+
+		OperatorUser:      c.OperatorUser,
+		OperatorPassword:  c.OperatorPassword,
+		MaxInflightMemory: int64(c.MaxInflightMemory),
 	}
 }
 
@@ -271,6 +378,7 @@ func (c Config) replicationConfig() replication.Config {
 		DownAfter:     c.DownAfter,
 		Username:      c.BackendUsername,
 		Password:      c.BackendPassword,
+		BusyGrace:     c.BusyGrace,
 	}
 }
 
@@ -282,29 +390,33 @@ type pkgField struct{ pkg, field string }
 // field of Config that holds the variable. It is the one place that knows
 // where proxyConfig, replicationConfig and pairConfig take their fields.
 var fieldVars = map[pkgField]string{
-	{"proxy", "PoolSize"}:        "PoolSize",
-	{"proxy", "MaxClients"}:      "MaxClients",
-	{"proxy", "MaxPinned"}:       "MaxPinned",
-	{"proxy", "ClientPassword"}:  "Password",
-	{"proxy", "BackendUsername"}: "BackendUsername",
-	{"proxy", "BackendPassword"}: "BackendPassword",
-	{"proxy", "ReadFrom"}:        "ReadFrom",
-	{"proxy", "MaxBulk"}:         "MaxBulk",
-	{"proxy", "MaxOutput"}:       "ClientOutputLimit",
-	{"proxy", "IdleTimeout"}:     "IdleTimeout",
-	{"proxy", "WriteTimeout"}:    "ClientWriteTimeout",
-	{"proxy", "HoldTimeout"}:     "HoldTimeout",
-	{"proxy", "MaxHeld"}:         "MaxHeld",
-	{"proxy", "DialTimeout"}:     "DialTimeout",
-	{"proxy", "EventLoops"}:      "EventLoops",
-	{"proxy", "BusyPoll"}:        "BusyPoll",
-	{"proxy", "WriteAtOnce"}:     "Coalesce",
+	{"proxy", "PoolSize"}:          "PoolSize",
+	{"proxy", "MaxClients"}:        "MaxClients",
+	{"proxy", "MaxPinned"}:         "MaxPinned",
+	{"proxy", "ClientPassword"}:    "Password",
+	{"proxy", "BackendUsername"}:   "BackendUsername",
+	{"proxy", "BackendPassword"}:   "BackendPassword",
+	{"proxy", "ReadFrom"}:          "ReadFrom",
+	{"proxy", "MaxBulk"}:           "MaxBulk",
+	{"proxy", "MaxOutput"}:         "ClientOutputLimit",
+	{"proxy", "IdleTimeout"}:       "IdleTimeout",
+	{"proxy", "WriteTimeout"}:      "ClientWriteTimeout",
+	{"proxy", "HoldTimeout"}:       "HoldTimeout",
+	{"proxy", "MaxHeld"}:           "MaxHeld",
+	{"proxy", "DialTimeout"}:       "DialTimeout",
+	{"proxy", "EventLoops"}:        "EventLoops",
+	{"proxy", "BusyPoll"}:          "BusyPoll",
+	{"proxy", "WriteAtOnce"}:       "Coalesce",
+	{"proxy", "OperatorUser"}:      "OperatorUser",
+	{"proxy", "OperatorPassword"}:  "OperatorPassword",
+	{"proxy", "MaxInflightMemory"}: "MaxInflightMemory",
 
 	{"replication", "Servers"}:       "Servers",
 	{"replication", "CheckInterval"}: "CheckInterval",
 	{"replication", "DownAfter"}:     "DownAfter",
 	{"replication", "Username"}:      "BackendUsername",
 	{"replication", "Password"}:      "BackendPassword",
+	{"replication", "BusyGrace"}:     "BusyGrace",
 
 	{"vip", "Interface"}:    "VIPInterface",
 	{"vip", "VIP"}:          "VIP",
@@ -396,7 +508,14 @@ Usage:
                           given replica or the best one (via the admin API)
   redis-proxy --help      this text
 
-Configuration is read from the environment:
+healthcheck, status and switchover read only REDIS_PROXY_ADMIN_LISTEN and
+REDIS_PROXY_ADMIN_TOKEN (or _ADMIN_TOKEN_FILE), and send the token.
+
+Configuration is read from the environment. A variable set to the empty
+string counts as unset (its default applies), except REDIS_PROXY_ADMIN_LISTEN:
+set to the empty string it disables the admin API. Each secret can be read
+from a file instead, named by its _FILE variable (trailing newlines dropped;
+set one of the two, not both).
 
 `)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -411,7 +530,11 @@ Configuration is read from the environment:
 		if def == "" {
 			def = `""`
 		}
-		fmt.Fprintf(tw, "%s_%s\t%s\t%s\n", envPrefix, envName(f.Name), def, f.Tag.Get("desc"))
+		name := envPrefix + "_" + envName(f.Name)
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", name, def, f.Tag.Get("desc"))
+		if f.Tag.Get("secret") == "true" {
+			fmt.Fprintf(tw, "%s_FILE\t%s\t%s\n", name, `""`, "file holding "+name+" (not with it)")
+		}
 	}
 	tw.Flush()
 }

@@ -18,13 +18,11 @@ import (
 )
 
 // setEnv sets REDIS_PROXY_* variables for one test; every other variable
-// Config reads is cleared so the host environment cannot leak in.
+// the binary reads (each of Config's, and the _FILE of each secret) is
+// unset so the host environment cannot leak in.
 func setEnv(t *testing.T, kv map[string]string) {
 	t.Helper()
-	ct := reflect.TypeOf(Config{})
-	for i := 0; i < ct.NumField(); i++ {
-		t.Setenv(envPrefix+"_"+envName(ct.Field(i).Name), "")
-	}
+	clearEnv(t)
 	for k, v := range kv {
 		t.Setenv("REDIS_PROXY_"+k, v)
 	}
@@ -32,15 +30,13 @@ func setEnv(t *testing.T, kv map[string]string) {
 
 func TestLoadConfigDefaults(t *testing.T) {
 	setEnv(t, map[string]string{"SERVERS": "10.0.0.1:6379,10.0.0.2:6379"})
-	// envconfig treats an empty variable as unset only if it is absent,
-	// so clear the empties set above.
 	c, err := loadConfig()
 	if err != nil {
 		t.Fatalf("loadConfig: %v", err)
 	}
 	if c.Listen != ":6379" || c.PoolSize != 2 || c.ReadFrom != "master" || c.HoldTimeout != 5*time.Second ||
 		c.CheckInterval != 250*time.Millisecond || c.DownAfter != time.Second || c.MaxBulk != 512<<20 ||
-		len(c.Servers) != 2 || c.Servers[1] != "10.0.0.2:6379" {
+		len(c.Servers) != 2 || c.Servers[1] != "10.0.0.2:6379" || c.AdminListen != ":9736" || c.AdminToken != "" || c.AdminProtectReads {
 		t.Fatalf("defaults: %+v", c)
 	}
 }
@@ -76,6 +72,12 @@ func TestLoadConfigErrors(t *testing.T) {
 		{map[string]string{"SERVERS": "a:1", "VIP": "10.0.0.100/24"}, `REDIS_PROXY_VIP is set but REDIS_PROXY_PEERS is empty: a VIP needs a peer proxy (want both or neither)`},
 		{map[string]string{"SERVERS": "a:1", "BACKEND_USERNAME": "proxy"}, `REDIS_PROXY_BACKEND_PASSWORD: is required with a backend username`},
 		{map[string]string{"SERVERS": "a:1", "LOG_LEVEL": "loud"}, `REDIS_PROXY_LOG_LEVEL="loud": want debug, info, warn or error`},
+		{map[string]string{"SERVERS": "a:1", "ADMIN_LISTEN": "localhost"}, `REDIS_PROXY_ADMIN_LISTEN="localhost": want host:port, or empty to disable`},
+		{map[string]string{"SERVERS": "a:1", "ADMIN_TOKEN": "hunter2"}, `REDIS_PROXY_ADMIN_TOKEN: must be at least 16 characters, got 7`},
+		{map[string]string{"SERVERS": "a:1", "ADMIN_TOKEN": "correct horse battery staple"}, `REDIS_PROXY_ADMIN_TOKEN: character 8 is not printable ASCII (want no spaces, control or non-ASCII characters)`},
+		{map[string]string{"SERVERS": "a:1", "ADMIN_TOKEN": "0123456789abcdef\x7f"}, `REDIS_PROXY_ADMIN_TOKEN: character 17 is not printable ASCII (want no spaces, control or non-ASCII characters)`},
+		{map[string]string{"SERVERS": "a:1", "ADMIN_PROTECT_READS": "yes"}, `REDIS_PROXY_ADMIN_PROTECT_READS="yes": want true or false`},
+		{map[string]string{"SERVERS": "a:1", "PASSWORD": "x", "PASSWORD_FILE": "/etc/hostname"}, `REDIS_PROXY_PASSWORD and REDIS_PROXY_PASSWORD_FILE are both set: want one of them`},
 	}
 	for _, tc := range cases {
 		setEnv(t, tc.env)
@@ -218,7 +220,9 @@ func TestRunExitCodes(t *testing.T) {
 	if code := run([]string{"--help"}, &out, &errb); code != 0 {
 		t.Fatalf("--help: exit %d", code)
 	}
-	for _, v := range []string{"REDIS_PROXY_SERVERS", "(required)", "REDIS_PROXY_HOLD_TIMEOUT", "5s", "REDIS_PROXY_MAX_BULK", "512MiB", "REDIS_PROXY_READ_FROM"} {
+	for _, v := range []string{"REDIS_PROXY_SERVERS", "(required)", "REDIS_PROXY_HOLD_TIMEOUT", "5s", "REDIS_PROXY_MAX_BULK", "512MiB", "REDIS_PROXY_READ_FROM",
+		"REDIS_PROXY_ADMIN_TOKEN ", "REDIS_PROXY_ADMIN_TOKEN_FILE", "REDIS_PROXY_PASSWORD_FILE", "REDIS_PROXY_BACKEND_PASSWORD_FILE",
+		"REDIS_PROXY_HEARTBEAT_SECRET_FILE", "REDIS_PROXY_ADMIN_PROTECT_READS", "(REDIS_PROXY_ADMIN_LISTEN=) to disable"} {
 		if !strings.Contains(out.String(), v) {
 			t.Errorf("--help lacks %q:\n%s", v, out.String())
 		}
@@ -279,6 +283,9 @@ func TestReadmeListsEveryVariable(t *testing.T) {
 	for i := 0; i < ct.NumField(); i++ {
 		f := ct.Field(i)
 		name := envPrefix + "_" + envName(f.Name)
+		if f.Tag.Get("secret") == "true" && !bytes.Contains(readme, []byte("| `"+name+"_FILE` | ")) {
+			t.Errorf("README: no table row for %s_FILE", name)
+		}
 		row := "| `" + name + "` | "
 		at := bytes.Index(readme, []byte(row))
 		if at < 0 {

@@ -48,6 +48,8 @@ func testConfig() Config {
 		MaxPinned:          1000,
 		MaxBulk:            512 << 20,
 		ClientOutputLimit:  256 << 20,
+		MaxInflightMemory:  1 << 30,
+		OperatorUser:       "redis-proxy-operator",
 		IdleTimeout:        0,
 		ClientWriteTimeout: 60 * time.Second,
 		HoldTimeout:        5 * time.Second,
@@ -172,7 +174,7 @@ type topologyView struct {
 var httpc = &http.Client{Timeout: 5 * time.Second}
 
 func (c *cluster) adminURL(path string) string {
-	u, err := adminURL(c.cfg, path)
+	u, err := adminURL(c.cfg.adminEnv(), path)
 	if err != nil {
 		c.t.Fatalf("admin url: %v", err)
 	}
@@ -468,11 +470,20 @@ func (c *cluster) promoted(after time.Time, addr string) time.Time {
 	return time.Time{}
 }
 
-// clearEnv removes every REDIS_PROXY_* variable for the test.
+// clearEnv removes every REDIS_PROXY_* variable for the test (they come
+// back when it ends).
 func clearEnv(t *testing.T) {
 	for _, kv := range os.Environ() {
 		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, envPrefix+"_") {
-			t.Setenv(k, "") // loadConfig treats empty as unset
+			unsetEnv(t, k)
 		}
 	}
+}
+
+// unsetEnv unsets k for the test: t.Setenv restores it when the test ends,
+// and empty is not always unset (REDIS_PROXY_ADMIN_LISTEN=).
+func unsetEnv(t *testing.T, k string) {
+	t.Helper()
+	t.Setenv(k, "")
+	os.Unsetenv(k)
 }

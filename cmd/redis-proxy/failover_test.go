@@ -421,7 +421,7 @@ func TestSwitchoverUnderLoad(t *testing.T) {
 	// Through the CLI, back to a.
 	var out, errb bytes.Buffer
 	t2 := time.Now()
-	rc := switchover(c.cfg, a.Addr, &out, &errb)
+	rc := switchover(c.cfg.adminEnv(), a.Addr, &out, &errb)
 	t3 := time.Now()
 	time.Sleep(300 * time.Millisecond)
 	l.Stop()
@@ -467,7 +467,7 @@ func TestSwitchoverCLIBestReplica(t *testing.T) {
 	c := startCluster(t, 2, fastTimers)
 	b := c.srv[1]
 	var out, errb bytes.Buffer
-	if rc := switchover(c.cfg, "", &out, &errb); rc != 0 {
+	if rc := switchover(c.cfg.adminEnv(), "", &out, &errb); rc != 0 {
 		t.Fatalf("redis-proxy switchover (no target): exit %d: %s", rc, errb.String())
 	}
 	var res replication.Result

@@ -7,14 +7,12 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/signal"
 	"syscall"
@@ -22,7 +20,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/redis-proxy/redis-proxy/proxy"
 	"github.com/redis-proxy/redis-proxy/replication"
@@ -43,7 +40,26 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "-h", "--help", "-help", "help":
 		printUsage(stdout)
 		return 0
-	case "run", "healthcheck", "status", "switchover":
+	case "healthcheck", "status", "switchover":
+		// These only call the admin API: they read its address and token,
+		// not the whole configuration.
+		a, err := loadAdminEnv()
+		if err != nil {
+			fmt.Fprintf(stderr, "redis-proxy: %v\n", err)
+			return 2
+		}
+		switch cmd {
+		case "healthcheck":
+			return healthcheck(a, stderr)
+		case "status":
+			return status(a, stdout, stderr)
+		}
+		target := ""
+		if len(args) > 1 {
+			target = args[1]
+		}
+		return switchover(a, target, stdout, stderr)
+	case "run":
 	default:
 		fmt.Fprintf(stderr, "redis-proxy: unknown command %q (try --help)\n", cmd)
 		return 2
@@ -52,18 +68,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "redis-proxy: %v\n", err)
 		return 2
-	}
-	switch cmd {
-	case "healthcheck":
-		return healthcheck(cfg, stderr)
-	case "status":
-		return status(cfg, stdout, stderr)
-	case "switchover":
-		target := ""
-		if len(args) > 1 {
-			target = args[1]
-		}
-		return switchover(cfg, target, stdout, stderr)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -121,6 +125,7 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 	rcfg := cfg.replicationConfig()
 	rcfg.Authority = node == nil // in a pair, only the VIP holder acts
 	rcfg.Pauser = p
+	rcfg.Busy = p // a master silent with a script of the proxy's in flight is busy, not down
 	rcfg.Logger = log.With("component", "replication")
 	rcfg.TLS = ts.backendTLS()
 	mgr, err := replication.NewManager(rcfg, p.SetTopology)
@@ -142,10 +147,19 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 			}
 			return fmt.Errorf("admin listen on %s: %w", cfg.AdminListen, err)
 		}
-		admin = &http.Server{Handler: adminHandler(p, mgr, node, reg), ReadHeaderTimeout: 5 * time.Second}
+		guard := newAdminGuard(newAdminPolicy(cfg.AdminToken, cfg.AdminProtectReads), reg, log.With("component", "admin"))
+		admin = &http.Server{Handler: adminHandler(p, mgr, node, reg, guard), ReadHeaderTimeout: 5 * time.Second,
+			MaxHeaderBytes: 16 << 10}
 		go admin.Serve(aln)
+		if cfg.AdminToken == "" {
+			log.Info("admin API: no " + envPrefix + "_ADMIN_TOKEN, so POST /switchover and other changes are accepted from loopback only")
+		}
 	}
-	log.Info("redis-proxy started", "listen", listenAddrs(lns), "admin", cfg.AdminListen,
+	adminAddr := cfg.AdminListen
+	if adminAddr == "" {
+		adminAddr = "disabled"
+	}
+	log.Info("redis-proxy started", "listen", listenAddrs(lns), "admin", adminAddr, "admin_token", cfg.AdminToken != "",
 		"servers", cfg.Servers, "read_from", cfg.ReadFrom, "pool_size", cfg.PoolSize, "backend_tls", cfg.BackendTLS)
 	ts.watch(ctx, cfg.TLSReloadInterval)
 
@@ -195,161 +209,6 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 		cancel()
 	}
 	return runErr
-}
-
-// adminHandler serves /metrics, /healthz and /topology.
-func adminHandler(p *proxy.Proxy, mgr *replication.Manager, node *vip.Node, reg *prometheus.Registry) http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		if !p.Ready() {
-			http.Error(w, "no master available", http.StatusServiceUnavailable)
-			return
-		}
-		io.WriteString(w, "ok\n")
-	})
-	mux.HandleFunc("POST /switchover", func(w http.ResponseWriter, r *http.Request) {
-		target := r.URL.Query().Get("target")
-		res, err := mgr.Switchover(r.Context(), target)
-		w.Header().Set("Content-Type", "application/json")
-		if err != nil {
-			code := http.StatusInternalServerError
-			if errors.Is(err, replication.ErrSwitchoverRefused) {
-				code = http.StatusConflict
-			}
-			w.WriteHeader(code)
-			json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
-			return
-		}
-		json.NewEncoder(w).Encode(res)
-	})
-	mux.HandleFunc("GET /topology", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		var pairState *pairStatus
-		if node != nil {
-			st := node.Stats()
-			ps := pairStatus{Role: st.Role.String(), HoldsVIP: st.HoldsVIP, Healthy: st.Healthy, Priority: st.Priority,
-				Epoch: st.Payload.Epoch, Master: st.Payload.Master, Transitions: st.Transitions,
-				AdvertsSent: st.AdvertsSent, AdvertsReceived: st.AdvertsReceived, Rejected: map[string]uint64{}}
-			for r, n := range st.Rejected {
-				ps.Rejected[r.String()] = n
-			}
-			if peer, ok := node.Peer(); ok {
-				ps.Peer = &peerStatus{Addr: peer.Addr.String(), Role: peer.Role.String(), Priority: peer.Priority,
-					Healthy: peer.Healthy, Epoch: peer.Payload.Epoch, Master: peer.Payload.Master, HeardAt: peer.HeardAt}
-			}
-			pairState = &ps
-		}
-		enc.Encode(struct {
-			Routing     replication.Topology `json:"routing"`
-			Replication replication.Status   `json:"replication"`
-			Pair        *pairStatus          `json:"pair,omitempty"`
-		}{p.Topology(), mgr.Status(), pairState})
-	})
-	return mux
-}
-
-// pairStatus is the election's part of /topology.
-type pairStatus struct {
-	Role            string            `json:"role"`
-	HoldsVIP        bool              `json:"holds_vip"`
-	Healthy         bool              `json:"healthy"`
-	Priority        uint8             `json:"priority"`
-	Epoch           uint64            `json:"advertised_epoch"`
-	Master          string            `json:"advertised_master"`
-	Transitions     uint64            `json:"transitions"`
-	AdvertsSent     uint64            `json:"adverts_sent"`
-	AdvertsReceived uint64            `json:"adverts_received"`
-	Rejected        map[string]uint64 `json:"adverts_rejected"`
-	Peer            *peerStatus       `json:"peer,omitempty"`
-}
-
-// peerStatus is the latest advert heard from the other proxy.
-type peerStatus struct {
-	Addr     string    `json:"addr"`
-	Role     string    `json:"role"`
-	Priority uint8     `json:"priority"`
-	Healthy  bool      `json:"healthy"`
-	Epoch    uint64    `json:"epoch"`
-	Master   string    `json:"master"`
-	HeardAt  time.Time `json:"heard_at"`
-}
-
-// adminURL is where this node's admin API answers, from the address it
-// listens on (a wildcard host means this machine).
-func adminURL(cfg Config, path string) (string, error) {
-	if cfg.AdminListen == "" {
-		return "", &usageError{envPrefix + "_ADMIN_LISTEN is empty: the admin API is disabled"}
-	}
-	host, port, _ := net.SplitHostPort(cfg.AdminListen)
-	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
-		host = "127.0.0.1"
-	}
-	return "http://" + net.JoinHostPort(host, port) + path, nil
-}
-
-func adminGet(cfg Config, path string) (*http.Response, error) {
-	u, err := adminURL(cfg, path)
-	if err != nil {
-		return nil, err
-	}
-	c := &http.Client{Timeout: 2 * time.Second}
-	return c.Get(u)
-}
-
-func healthcheck(cfg Config, stderr io.Writer) int {
-	resp, err := adminGet(cfg, "/healthz")
-	if err != nil {
-		fmt.Fprintf(stderr, "redis-proxy: healthcheck: %v\n", err)
-		return 1
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		fmt.Fprintf(stderr, "redis-proxy: healthcheck: %s: %s", resp.Status, b)
-		return 1
-	}
-	return 0
-}
-
-func status(cfg Config, stdout, stderr io.Writer) int {
-	resp, err := adminGet(cfg, "/topology")
-	if err != nil {
-		fmt.Fprintf(stderr, "redis-proxy: status: %v\n", err)
-		return 1
-	}
-	defer resp.Body.Close()
-	io.Copy(stdout, resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return 1
-	}
-	return 0
-}
-
-// switchover asks this node's admin API to move the master role to target
-// (or, if empty, to the best replica) and prints the result.
-func switchover(cfg Config, target string, stdout, stderr io.Writer) int {
-	u, err := adminURL(cfg, "/switchover?target="+url.QueryEscape(target))
-	if err != nil {
-		fmt.Fprintf(stderr, "redis-proxy: switchover: %v\n", err)
-		return 2
-	}
-	c := &http.Client{Timeout: 30 * time.Second}
-	resp, err := c.Post(u, "", nil)
-	if err != nil {
-		fmt.Fprintf(stderr, "redis-proxy: switchover: %v\n", err)
-		return 1
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	if resp.StatusCode != http.StatusOK {
-		fmt.Fprintf(stderr, "redis-proxy: switchover: %s: %s", resp.Status, body)
-		return 1
-	}
-	stdout.Write(body)
-	return 0
 }
 
 // registerReplicationMetrics exports the manager's view at scrape time.

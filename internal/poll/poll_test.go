@@ -1,6 +1,7 @@
 package poll
 
 import (
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -44,5 +45,32 @@ func TestUntilTimesOut(t *testing.T) {
 	}
 	if d := time.Since(start); d < 50*time.Millisecond || d > time.Second {
 		t.Errorf("gave up after %v, want about 50ms", d)
+	}
+}
+
+func TestUntilNil(t *testing.T) {
+	n := 0
+	UntilNil(t, time.Second, "the third call", func() error {
+		n++
+		if n < 3 {
+			return fmt.Errorf("call %d", n)
+		}
+		return nil
+	})
+	if n != 3 {
+		t.Errorf("UntilNil returned after %d calls", n)
+	}
+
+	ft := &fatalT{TB: t}
+	func() {
+		defer func() {
+			if r := recover(); r != ft {
+				panic(r)
+			}
+		}()
+		UntilNil(ft, 50*time.Millisecond, "never", func() error { return errors.New("2 clients") })
+	}()
+	if ft.msg != "not within 50ms: never (last: 2 clients)" {
+		t.Errorf("failure message %q", ft.msg)
 	}
 }

@@ -194,15 +194,23 @@ func Expect(t testing.TB, v Value, want string) {
 // that req made the server say, however many replies that is.
 func Exchange(t testing.TB, addr string, req []byte) []byte {
 	t.Helper()
-	const sentinel = "resptest-exchange-end"
 	c := Dial(t, addr)
 	defer c.Close()
+	return c.Exchange(req)
+}
+
+// Exchange is the package's Exchange on c. With req nil it sends only the
+// sentinel, in a write of its own, and returns the replies still owed to
+// what c was sent before.
+func (c *Conn) Exchange(req []byte) []byte {
+	c.t.Helper()
+	const sentinel = "resptest-exchange-end"
 	c.Write(append(append([]byte(nil), req...), Cmd("PING", sentinel)...))
 	var out []byte
 	for {
 		v, err := c.TryRead(ReadTimeout)
 		if err != nil {
-			t.Fatalf("exchange with %s: %v after %q", addr, err, out)
+			c.t.Fatalf("exchange with %s: %v after %.400q", c.nc.RemoteAddr(), err, out)
 		}
 		// In subscribed mode PING answers ["pong", arg].
 		end := v.Type == '$' && v.Str == sentinel ||

@@ -14,8 +14,9 @@
 //
 // A Conn is one TCP connection owned by a test: Dial opens it and closes it
 // when the test ends. Its methods that fail the test (Write, Send, Read,
-// Do, ExpectClosed) must run on the test's goroutine; the Try variants and
-// Pipeline return errors instead, for use elsewhere. Typical use:
+// Do, Exchange, ExpectClosed) must run on the test's goroutine; the Try
+// variants and Pipeline return errors instead, for use elsewhere. Quote
+// renders raw bytes for a failure message. Typical use:
 //
 //	c := resptest.Dial(t, addr)
 //	resptest.Expect(t, c.Do("SET", "k", "v"), "OK")

@@ -310,4 +310,27 @@ func TestExchange(t *testing.T) {
 	if got := Exchange(t, addr, Cmds([]string{"TWICE"}, []string{"TWICE"})); string(got) != "+1\r\n+2\r\n+1\r\n+2\r\n" {
 		t.Errorf("Exchange = %q", got)
 	}
+	// On a connection: what was sent before, and a nil request.
+	c := Dial(t, addr)
+	c.Send("TWICE")
+	if got := c.Exchange(nil); string(got) != "+1\r\n+2\r\n" {
+		t.Errorf("Exchange(nil) after TWICE = %q", got)
+	}
+	if got := c.Exchange(Cmd("ECHO", "x")); string(got) != "$1\r\nx\r\n" {
+		t.Errorf("Exchange(ECHO x) = %q", got)
+	}
+	Expect(t, c.Do("ECHO", "after"), `"after"`)
+}
+
+func TestQuote(t *testing.T) {
+	if got := Quote([]byte("+OK\r\n")); got != `"+OK\r\n"` {
+		t.Errorf("Quote = %s", got)
+	}
+	long := bytes.Repeat([]byte("x"), 301)
+	if got, want := Quote(long), `"`+strings.Repeat("x", 200)+`"...(301 bytes)`; got != want {
+		t.Errorf("Quote of 301 bytes = %s, want %s", got, want)
+	}
+	if got := Quote(long[:300]); got != `"`+strings.Repeat("x", 300)+`"` {
+		t.Errorf("Quote of 300 bytes = %s, want all of them", got)
+	}
 }

@@ -86,6 +86,15 @@ func render(vs []Value) string {
 	return "[" + strings.Join(parts, ",") + "]"
 }
 
+// Quote renders raw bytes for a failure message: quoted, and past 300
+// bytes only the first 200 of them and the length.
+func Quote(b []byte) string {
+	if len(b) > 300 {
+		return fmt.Sprintf("%q...(%d bytes)", b[:200], len(b))
+	}
+	return fmt.Sprintf("%q", b)
+}
+
 // ReadValue reads one value. It returns io.EOF when the stream ends
 // before the value begins, io.ErrUnexpectedEOF when it ends inside it; on
 // an error the Value holds the bytes read of it so far in Raw.

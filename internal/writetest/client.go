@@ -23,6 +23,8 @@ import (
 // an error reply it is kept.
 type Client struct {
 	Addr string
+	// Password is sent with AUTH on each connection. If empty, none is.
+	Password string
 	// Prefix names the keys written: Prefix:1, Prefix:2, ..., each set to
 	// its own name. Empty: the client writes nothing and reads Key.
 	Prefix string
@@ -74,7 +76,7 @@ func (c Client) Run(ctx context.Context, emit func(Op)) {
 		if conn == nil {
 			var err error
 			conn, err = redis.Dial("tcp", c.Addr, append([]redis.DialOption{redis.DialConnectTimeout(dialTimeout),
-				redis.DialReadTimeout(timeout), redis.DialWriteTimeout(timeout)}, c.DialOptions...)...)
+				redis.DialReadTimeout(timeout), redis.DialWriteTimeout(timeout), redis.DialPassword(c.Password)}, c.DialOptions...)...)
 			if err != nil {
 				conn = nil
 				report(Op{Cmd: "dial", Sent: start, Done: time.Now(), Err: err})
@@ -212,13 +214,14 @@ func (r Readback) Lost() []string {
 // ReadBack reads every key of want from the Redis server at addr (MGET,
 // 500 keys at a time) and returns those it does not hold with the wanted
 // value. The server may be behind a VIP that is still moving: a refused
-// dial is tried again for 5s.
-func ReadBack(addr string, want map[string]string) (Readback, error) {
+// dial is tried again for 5s. opts are added to the dial's (a password:
+// redis.DialPassword).
+func ReadBack(addr string, want map[string]string, opts ...redis.DialOption) (Readback, error) {
 	var rb Readback
 	var conn redis.Conn
 	for try := 0; ; try++ {
-		c, err := redis.Dial("tcp", addr, redis.DialConnectTimeout(time.Second),
-			redis.DialReadTimeout(10*time.Second), redis.DialWriteTimeout(10*time.Second))
+		c, err := redis.Dial("tcp", addr, append([]redis.DialOption{redis.DialConnectTimeout(time.Second),
+			redis.DialReadTimeout(10 * time.Second), redis.DialWriteTimeout(10 * time.Second)}, opts...)...)
 		if err == nil {
 			conn = c
 			break

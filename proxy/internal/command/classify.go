@@ -27,9 +27,12 @@ const (
 type State struct {
 	ID     int64 // the proxy's id for the client (CLIENT ID)
 	Authed bool  // the client gave the password (or none is needed)
-	Conn   Conn
-	Name   string // CLIENT SETNAME, kept by the proxy
-	Tx     Tx     // the server-side state of a pinned connection
+	// Operator: the client authenticated as Env.OperatorUser; the
+	// commands policy.go keeps for the operator are allowed.
+	Operator bool
+	Conn     Conn
+	Name     string // CLIENT SETNAME, kept by the proxy
+	Tx       Tx     // the server-side state of a pinned connection
 }
 
 // Tx is the server-side state of a pinned connection that the proxy
@@ -69,6 +72,10 @@ type Env struct {
 	// client the proxy knows as id (CLIENT UNBLOCK names the proxy's id).
 	// If nil, no client has one.
 	TunnelID func(id int64) (int64, bool)
+	// OperatorUser and OperatorPassword: AUTH OperatorUser
+	// OperatorPassword makes a session the operator's (see policy.go).
+	// With no password, no session is.
+	OperatorUser, OperatorPassword string
 }
 
 // Kind is where a command goes.
@@ -100,6 +107,13 @@ const (
 	OpAuthUser
 	OpExecAbort   // EXEC sent as DISCARD: a command was refused while queueing
 	OpTunnelLater // queued in MULTI; makes the session a tunnel once EXEC runs it
+	// OpKill is SCRIPT KILL or FUNCTION KILL, on a connection of its own
+	// to the server running the script.
+	OpKill
+	// OpAuthUserRESP3 is HELLO 3 AUTH as an ACL user: on a pinned
+	// connection, so the proxy sees whether the server took the
+	// credentials; the session becomes a tunnel once it did.
+	OpAuthUserRESP3
 )
 
 // Script is what the proxy's script mirror does for a command.
@@ -125,7 +139,18 @@ type Decision struct {
 	// Refused: the Local reply is the proxy refusing the command.
 	Refused bool
 	Script  Script
+	// Filter is what the data path must do to the server's reply before
+	// the client sees it.
+	Filter Filter
 }
+
+// Filter is a rewrite of a server's reply.
+type Filter uint8
+
+const (
+	FilterNone    Filter = iota
+	FilterSecrets        // CONFIG GET: secret values redacted (RedactSecrets)
+)
 
 // Classify decides what to do with one command (info, its entry in the
 // table, and args, its name and arguments) for a session in state st. A
@@ -200,14 +225,20 @@ func (c *classifier) classify() {
 		c.transaction()
 	case Subscribe, Unsubscribe:
 		c.pubsub()
-	case Replication, Shutdown, ConfigSet:
-		c.topology()
+	case Replication, Shutdown, ConfigSet, ConfigGet, ACLAdmin, ClientPause, Debug, Module:
+		c.policy()
 	case ScriptLoad, ScriptFlush, EvalshaRO:
 		c.script()
 	case Wait, XRead, Scan:
 		c.connBound()
 	case ClientID, ClientUnblock, ClientGetName, ClientSetName, ClientReply, ClientTracking, ClientNoEvict, ClientOther:
 		c.client()
+	case KillScript:
+		// Redis takes it only on a connection other than the one running
+		// the script (which may be a shared one): a connection of the
+		// session's own, to the server the data path knows runs one.
+		c.d.Op = OpKill
+		c.dedicated()
 	default:
 		c.byFlags()
 	}
@@ -335,36 +366,6 @@ func (c *classifier) pubsub() {
 		// message per channel, which must not reach a shared connection.
 		c.unsubscribed()
 	}
-}
-
-// topology refuses what would change the replication the proxy manages.
-func (c *classifier) topology() {
-	name := strings.ToUpper(c.d.Info.Name)
-	switch c.d.Info.Special {
-	case Replication:
-		c.refuse("ERR redis-proxy: " + name + " is refused: replication is managed by the proxy")
-	case Shutdown:
-		c.refuse("ERR redis-proxy: SHUTDOWN is refused: the proxy manages the Redis servers; stop them on their hosts")
-	case ConfigSet:
-		for j := 2; j < len(c.args); j += 2 {
-			if replicationSetting(c.args[j]) {
-				c.refuse("ERR redis-proxy: CONFIG SET " + strings.ToLower(string(c.args[j])) + " is refused: replication is managed by the proxy")
-				return
-			}
-		}
-	}
-}
-
-// replicationSetting reports whether a CONFIG SET parameter changes how
-// the server replicates; the manager owns those.
-func replicationSetting(b []byte) bool {
-	p := strings.ToLower(string(b))
-	for _, prefix := range []string{"replica", "slave", "master", "repl-", "min-replicas", "min-slaves"} {
-		if strings.HasPrefix(p, prefix) {
-			return true
-		}
-	}
-	return false
 }
 
 func (c *classifier) script() {

@@ -20,6 +20,8 @@ func (c *classifier) auth() {
 		c.checkPassword(args[1])
 	case len(args) == 3 && strings.EqualFold(string(args[1]), "default"):
 		c.checkPassword(args[2])
+	case len(args) == 3 && c.isOperator(args[1]):
+		c.checkOperator(args[2])
 	case len(args) == 3:
 		// Another ACL user: only Redis can say, on a connection of its own.
 		c.d.Op = OpAuthUser
@@ -29,6 +31,22 @@ func (c *classifier) auth() {
 	default: // (the table's arity says at least 2; a table may be odd)
 		c.err(wrongArgs("auth"))
 	}
+}
+
+// isOperator reports whether user names the operator (see policy.go).
+func (c *classifier) isOperator(user []byte) bool {
+	return c.env.OperatorPassword != "" && string(user) == c.env.OperatorUser
+}
+
+// checkOperator authenticates the operator: the session may then run the
+// commands the policy keeps for the operator.
+func (c *classifier) checkOperator(pw []byte) {
+	if subtle.ConstantTimeCompare(pw, []byte(c.env.OperatorPassword)) != 1 {
+		c.err(errWrongPass)
+		return
+	}
+	c.st.Authed, c.st.Operator = true, true
+	c.ok()
 }
 
 func (c *classifier) checkPassword(pw []byte) {
@@ -93,12 +111,16 @@ func (c *classifier) hello() {
 		c.err(msg)
 		return
 	}
-	aclUser := h.hasAuth && !strings.EqualFold(string(h.user), "default")
-	if h.hasAuth && !aclUser {
-		if !c.passwordOK(h.pass) {
-			c.err(errWrongPass)
-			return
-		}
+	operator := h.hasAuth && c.isOperator(h.user)
+	aclUser := h.hasAuth && !operator && !strings.EqualFold(string(h.user), "default")
+	switch {
+	case operator && subtle.ConstantTimeCompare(h.pass, []byte(c.env.OperatorPassword)) != 1,
+		h.hasAuth && !operator && !aclUser && !c.passwordOK(h.pass):
+		c.err(errWrongPass)
+		return
+	case operator:
+		c.st.Authed, c.st.Operator = true, true
+	case h.hasAuth && !aclUser:
 		c.st.Authed = true
 	}
 	switch {
@@ -125,7 +147,11 @@ func (c *classifier) hello() {
 		c.tunnel()
 	case c.st.Conn == Tunnel || c.st.Tx.InMulti:
 	case h.proto == 3:
-		c.d.Kind = Open
+		// Only the server can check an ACL user's credentials: their
+		// reply is awaited on a pinned connection, which becomes the
+		// tunnel once it says yes.
+		c.d.Op = OpAuthUserRESP3
+		c.dedicated()
 	case aclUser:
 		c.dedicated()
 	}

@@ -23,7 +23,13 @@ const (
 	Unsubscribe            // answered by the proxy for a client with no subscription
 	Replication            // REPLICAOF, SLAVEOF, FAILOVER, SYNC, PSYNC: refused
 	Shutdown               // refused
-	ConfigSet              // refused for replication settings
+	ConfigSet              // refused for replication settings; others the operator's (policy.go)
+	ConfigGet              // secrets redacted from the reply
+	ACLAdmin               // users and password hashes: the operator's
+	ClientPause            // CLIENT PAUSE, UNPAUSE: the operator's
+	Debug                  // the operator's
+	Module                 // MODULE LOAD, LOADEX, UNLOAD: the operator's
+	KillScript             // SCRIPT KILL, FUNCTION KILL: to the server running the script, on another connection
 	ScriptLoad             // remembered and copied to every server
 	ScriptFlush            // forgets what ScriptLoad remembered
 	EvalshaRO              // to the master: replicas may lack the script
@@ -50,6 +56,9 @@ var commandsOf = map[Special]string{
 	Subscribe:   "subscribe psubscribe ssubscribe monitor",
 	Unsubscribe: "unsubscribe punsubscribe sunsubscribe",
 	Replication: "replicaof slaveof failover sync psync", Shutdown: "shutdown", ConfigSet: "config|set",
+	ConfigGet: "config|get", ACLAdmin: "acl|setuser acl|deluser acl|load acl|save acl|dryrun acl|list acl|getuser",
+	ClientPause: "client|pause client|unpause", Debug: "debug", Module: "module|load module|loadex module|unload",
+	KillScript: "script|kill function|kill",
 	ScriptLoad: "script|load", ScriptFlush: "script|flush", EvalshaRO: "evalsha_ro",
 	Wait: "wait waitaof", XRead: "xread xreadgroup", Scan: "scan sscan hscan zscan",
 	ClientID: "client|id", ClientUnblock: "client|unblock", ClientGetName: "client|getname",
@@ -62,6 +71,12 @@ var commandsOf = map[Special]string{
 // itself (a wrong subcommand or arity: Redis answers, on a connection of
 // the client's own).
 var inBlock = map[Special]bool{Exec: true, Discard: true, EvalshaRO: true, XRead: true, Scan: true}
+
+// longNames are the commands that may hold a server for long, answering
+// nobody until busy-reply-threshold and -BUSY after it: scripts and
+// functions. The data path tells the replication manager which servers run
+// one it sent (Info.Long), so a master busy with one is not failed over.
+var longNames = map[string]bool{"eval": true, "evalsha": true, "eval_ro": true, "evalsha_ro": true, "fcall": true, "fcall_ro": true}
 
 // specials maps each name of commandsOf to its Special.
 var specials = func() map[string]Special {

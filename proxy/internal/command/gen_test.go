@@ -18,7 +18,7 @@ var argPool = []string{
 	"block", "STREAMS", "streams", "AUTH", "auth", "SETNAME", "setname", "name",
 	"a b", "", "replica-read-only", "MASTERAUTH", "maxmemory", "repl-backlog-size",
 	"min-replicas-to-write", "slave-priority", "7", "8", "9223372036854775807",
-	"-9223372036854775808", "TIMEOUT", "ERROR", "x", "né", "\n",
+	"-9223372036854775808", "TIMEOUT", "ERROR", "x", "né", "\n", "ops", "s3cret", "requirepass", "*",
 }
 
 // specialForms are commands the classifier has a branch for, written out
@@ -26,6 +26,8 @@ var argPool = []string{
 var specialForms = [][]string{
 	{"AUTH", "secret"}, {"AUTH", "wrong"}, {"AUTH", "default", "secret"}, {"AUTH", "Default", "wrong"},
 	{"AUTH", "alice", "pw"}, {"AUTH", "a", "b", "c"}, {"AUTH", "secret"}, {"auth", "default", "secret"},
+	{"AUTH", "ops", "s3cret"}, {"AUTH", "ops", "wrong"}, {"HELLO", "2", "AUTH", "ops", "s3cret"},
+	{"CONFIG", "GET", "*"}, {"CONFIG", "SET", "requirepass", "x"}, {"ACL", "LIST"}, {"CLIENT", "PAUSE", "10"},
 	{"HELLO"}, {"HELLO", "2"}, {"HELLO", "3"}, {"HELLO", "2", "AUTH", "default", "secret"},
 	{"HELLO", "3", "AUTH", "default", "secret"}, {"HELLO", "2", "AUTH", "default", "wrong"},
 	{"HELLO", "3", "AUTH", "alice", "pw"}, {"HELLO", "2", "AUTH", "alice", "pw"},

@@ -10,7 +10,7 @@ var kindNames = map[Kind]string{
 var opNames = map[Op]string{
 	OpNone: "none", OpMulti: "multi", OpExec: "exec", OpDiscard: "discard",
 	OpWatch: "watch", OpUnwatch: "unwatch", OpSelect: "select", OpAuthUser: "auth-user",
-	OpExecAbort: "exec-abort", OpTunnelLater: "tunnel-later",
+	OpExecAbort: "exec-abort", OpTunnelLater: "tunnel-later", OpAuthUserRESP3: "auth-user-resp3", OpKill: "kill",
 }
 
 var connNames = map[Conn]string{Shared: "shared", Pinned: "pinned", Tunnel: "tunnel"}
@@ -27,8 +27,11 @@ var specialNames = map[Special]string{
 	ClientUnblock: "client-unblock", ClientGetName: "client-getname",
 	ClientSetName: "client-setname", ClientReply: "client-reply",
 	ClientTracking: "client-tracking", ClientNoEvict: "client-no-evict",
-	ClientOther: "client-other",
+	ClientOther: "client-other", ConfigGet: "config-get", ACLAdmin: "acl-admin",
+	ClientPause: "client-pause", Debug: "debug", Module: "module", KillScript: "kill-script",
 }
+
+var filterNames = map[Filter]string{FilterNone: "none", FilterSecrets: "secrets"}
 
 func lookupName[K comparable](m map[K]string, name string) (K, bool) {
 	for k, v := range m {

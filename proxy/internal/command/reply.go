@@ -13,7 +13,7 @@ import (
 // after such a command.
 func EndsGroup(op Op, arg int) bool {
 	switch op {
-	case OpExec, OpExecAbort, OpDiscard, OpUnwatch, OpAuthUser:
+	case OpExec, OpExecAbort, OpDiscard, OpUnwatch, OpAuthUser, OpAuthUserRESP3, OpKill:
 		return true
 	case OpSelect:
 		return arg == 0
@@ -71,9 +71,10 @@ func AfterReply(st State, op Op, arg int, reply []byte) (State, Followup) {
 		tx.Watching = tx.Watching && !(ok && !tx.InMulti)
 	case OpSelect:
 		afterSelect(tx, arg, ok, queued)
-	case OpAuthUser:
+	case OpAuthUser, OpAuthUserRESP3:
 		if len(reply) > 0 && reply[0] != '-' {
 			st.Authed, tx.ACLUser = true, true
+			f.TunnelNow = op == OpAuthUserRESP3
 		}
 	case OpTunnelLater:
 		tx.TunnelAtExec = tx.TunnelAtExec || queued

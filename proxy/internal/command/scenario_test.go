@@ -20,7 +20,8 @@ import (
 //
 // Steps (everything else is copied as it is: comments, blank lines):
 //
-//	env password=secret replicas=true tunnels=7:1007   the Env (unset: zero)
+//	env password=secret replicas=true tunnels=7:1007   the Env (unset: zero);
+//	    operator=user:password                         the operator's credentials
 //	state conn=pinned authed=true inmulti=true ...     the session's state (unset: zero)
 //	> SET k "a b"                                      a command, in Redis's inline syntax
 //	reply +QUEUED                                      the server's reply to the oldest
@@ -36,7 +37,7 @@ import (
 //
 // A decision line reads
 //
-//	= <kind> ["<local reply>"] [op=<op>[:<arg>]] [raw="<bytes sent instead>"] [refused] [script=note|forget] [| <state changes>]
+//	= <kind> ["<local reply>"] [op=<op>[:<arg>]] [raw="<bytes sent instead>"] [refused] [script=note|forget] [filter=secrets] [| <state changes>]
 //
 // and a reply line
 //
@@ -160,6 +161,9 @@ func (s *scenario) setEnv(rest string) error {
 			s.env.Password = v
 		case "replicas":
 			s.env.ReadReplicas = v == "true"
+		case "operator":
+			// operator=user:password
+			s.env.OperatorUser, s.env.OperatorPassword, _ = strings.Cut(v, ":")
 		case "tunnels":
 			ids := map[int64]int64{}
 			for _, p := range strings.Split(v, ",") {
@@ -285,6 +289,9 @@ func decisionString(d Decision, dst []byte) string {
 	if d.Script != ScriptNone {
 		w = append(w, "script="+scriptNames[d.Script])
 	}
+	if d.Filter != FilterNone {
+		w = append(w, "filter="+filterNames[d.Filter])
+	}
 	return strings.Join(w, " ")
 }
 
@@ -323,6 +330,7 @@ var stateFieldList = []stateField{
 		return nil
 	}},
 	boolField("authed", func(s *State) *bool { return &s.Authed }),
+	boolField("operator", func(s *State) *bool { return &s.Operator }),
 	{"id", func(s *State) string { return strconv.FormatInt(s.ID, 10) }, func(s *State, v string) (err error) {
 		s.ID, err = strconv.ParseInt(v, 10, 64)
 		return err

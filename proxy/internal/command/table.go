@@ -39,6 +39,9 @@ type Info struct {
 	Subs    map[string]*Info // container commands (CLIENT, CONFIG, ...), by subcommand
 	OK      Counter          // replies, and error replies, counted
 	Fail    Counter
+	// Long: a script or function, which may hold the server for long
+	// (see longNames).
+	Long    bool
 	inBlock bool
 }
 
@@ -201,6 +204,7 @@ func parseEntry(e any, parent string, counters Counters) (*Info, error) {
 	}
 	info := &Info{Name: name, Special: specialOf(name, parent)}
 	info.inBlock = blockOf(name, info.Special)
+	info.Long = longNames[name]
 	info.OK, info.Fail = counters(label)
 	if a, err := redis.Int(fields[1], nil); err == nil {
 		info.Arity = a

@@ -102,11 +102,20 @@ type Parser struct {
 	// only checks their CRLF): the tests hold it linear in the input
 	// however many reads bring a command.
 	work int64
+	// need: see Need.
+	need int
 }
 
 // Reset forgets a command still arriving (the connection is gone, or the
 // buffer now starts elsewhere).
-func (p *Parser) Reset() { p.pos, p.left, p.marks, p.head = 0, 0, p.marks[:0], false }
+func (p *Parser) Reset() { p.pos, p.left, p.marks, p.head, p.need = 0, 0, p.marks[:0], false, 0 }
+
+// Need is how long the buffer must be, at least, before the command still
+// arriving can be complete, when the headers seen tell: up to the end of
+// the bulk string being read (its header said how long it is). 0 when not
+// known (no command arriving, or between arguments). A reader can size
+// its buffer for a large value once, from its header.
+func (p *Parser) Need() int { return p.need }
 
 // Pending reports whether Next has seen part of a command it has not yet
 // returned.
@@ -146,6 +155,7 @@ func (p *Parser) multibulk(buf []byte) (Command, int, error) {
 	maxArgs, maxBulk := p.limits()
 	pos, left, resumed := p.pos, p.left, p.pos > 0
 	if !resumed {
+		p.need = 0
 		n, next, bad := p.number(buf, 0)
 		p.head = next == 0 && !bad
 		// Redis's own checks first, in its order; then the proxy's bound.
@@ -175,9 +185,11 @@ func (p *Parser) multibulk(buf []byte) (Command, int, error) {
 		case p.Unauth && size > MaxBulkUnauth:
 			return p.refuse(ErrUnauthBulkLen)
 		case body == 0:
+			p.need = 0
 			return p.keepPlace(buf, pos, left, resumed)
 		case size > int64(len(buf)-body-2):
 			// Compared so, a MaxBulk near MaxInt64 cannot wrap body+size.
+			p.need = body + int(size) + 2
 			return p.keepPlace(buf, pos, left, resumed)
 		}
 		end := body + int(size)
@@ -194,6 +206,7 @@ func (p *Parser) multibulk(buf []byte) (Command, int, error) {
 		left--
 	}
 	if left > 0 {
+		p.need = 0
 		return p.keepPlace(buf, pos, left, resumed)
 	}
 	if resumed {

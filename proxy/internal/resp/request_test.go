@@ -655,3 +655,28 @@ func BenchmarkParseChunked(b *testing.B) {
 		}
 	}
 }
+
+// TestNeed: while a command arrives, Need says how long the buffer must
+// grow, from the headers: the whole of a bulk whose header came; 0 when
+// the headers do not tell.
+func TestNeed(t *testing.T) {
+	var p Parser
+	cmd := []byte("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1000000\r\n")
+	if _, n, err := p.Next(cmd); n != 0 || err != nil {
+		t.Fatalf("incomplete: n %d, err %v", n, err)
+	}
+	if want := len(cmd) + 1000000 + 2; p.Need() != want {
+		t.Fatalf("Need = %d, want %d (the bulk's end)", p.Need(), want)
+	}
+	half := []byte("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$10")
+	p.Reset()
+	if _, n, _ := p.Next(half); n != 0 || p.Need() != 0 {
+		t.Fatalf("a header still arriving: n %d, Need %d, want 0 (not known)", n, p.Need())
+	}
+	whole := append(append([]byte(nil), cmd...), make([]byte, 1000002)...)
+	copy(whole[len(whole)-2:], "\r\n")
+	p.Reset()
+	if _, n, err := p.Next(whole); n != len(whole) || err != nil || p.Need() != 0 {
+		t.Fatalf("complete: n %d, err %v, Need %d", n, err, p.Need())
+	}
+}
