@@ -39,6 +39,16 @@
 #                        twemproxy only speaks resp, so it always gets resp)
 #   BENCH_IDLE_TWEMPROXY=0  skip the twemproxy idle-client reference measurement
 #   BENCH_IDLE_BASELINE=0   skip the baseline's idle-client measurement (BASELINE_BIN set)
+#   BENCH_TLS=1          add TLS targets to every row (needs openssl; throwaway ECDSA
+#                        certificates in the temp dir): direct-tls (Redis's own TLS
+#                        port), proxy-tls (the proxy's TLS listener; plain to Redis),
+#                        proxy-tls2 (a second proxy, TLS on both sides: its clients
+#                        and its connections to Redis's TLS port), and proxy-btls
+#                        (that second proxy's plain listener: plain clients of a
+#                        proxy with BACKEND_TLS, on its event loop, which reaches
+#                        Redis through a TLS relay). A second
+#                        table sets them side by side with direct and proxy.
+#                        Default 0
 #   BENCH_RUN_TIMEOUT    seconds before a single redis-benchmark run is killed (default 300)
 #   BENCH_KEEP_TMP=1     keep the temp dir (logs, raw results); it is always kept on failure
 set -euo pipefail
@@ -84,6 +94,9 @@ ROW_TARGET=("0.95" "0.90" "0.65")
 TARGETS=(direct proxy twemproxy)
 # With a baseline it runs right after the proxy (before it in even rounds).
 [[ -z $BASELINE_BIN ]] || TARGETS=(direct proxy baseline twemproxy)
+BENCH_TLS=${BENCH_TLS:-0}
+TLS_TARGETS=(direct-tls proxy-tls proxy-tls2 proxy-btls)
+[[ $BENCH_TLS != 1 ]] || TARGETS+=("${TLS_TARGETS[@]}")
 RSS_TARGET_MIB=150
 
 log() { printf '%s\n' "$*" >&2; }
@@ -183,6 +196,7 @@ mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 # ------------------------------------------------------------------ checks
 
 for tool in go redis-server redis-benchmark redis-cli ss timeout awk; do need "$tool"; done
+[[ $BENCH_TLS != 1 ]] || need openssl
 [[ -x $NUTCRACKER ]] || die "nutcracker not found at $NUTCRACKER (apt-get install -y nutcracker)"
 if [[ -n $BASELINE_BIN && ! ( -f $BASELINE_BIN && -x $BASELINE_BIN ) ]]; then
 	die "BASELINE_BIN=$BASELINE_BIN is not an executable file (a relative path is taken from $ROOT)"
@@ -235,8 +249,34 @@ pick_port; ADMIN_PORT=$PORT
 pick_port; TWEM_PORT=$PORT
 pick_port; TWEM_STATS_PORT=$PORT
 
+# TLS: a throwaway CA and one certificate (localhost, 127.0.0.1) that Redis
+# and both proxies present; nobody presents a client certificate.
+REDIS_TLS_ARGS=()
+TLS_CLI=()
+if [[ $BENCH_TLS == 1 ]]; then
+	pick_port; REDIS_TLS_PORT=$PORT
+	pick_port; PROXY_TLS_PORT=$PORT
+	pick_port; PROXY2_PORT=$PORT
+	pick_port; PROXY2_TLS_PORT=$PORT
+	pick_port; PROXY2_ADMIN_PORT=$PORT
+	TLSD=$TMP/tls
+	mkdir -p "$TLSD"
+	{
+		openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+			-subj "/CN=redis-proxy bench CA" -keyout "$TLSD/ca.key" -out "$TLSD/ca.crt" &&
+			openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=localhost" \
+				-keyout "$TLSD/server.key" -out "$TLSD/server.csr" &&
+			printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n' >"$TLSD/ext" &&
+			openssl x509 -req -in "$TLSD/server.csr" -CA "$TLSD/ca.crt" -CAkey "$TLSD/ca.key" -CAcreateserial \
+				-days 2 -extfile "$TLSD/ext" -out "$TLSD/server.crt"
+	} >"$TLSD/openssl.log" 2>&1 || { show_log "$TLSD/openssl.log"; die "openssl could not make the bench certificates"; }
+	REDIS_TLS_ARGS=(--tls-port "$REDIS_TLS_PORT" --tls-cert-file "$TLSD/server.crt" --tls-key-file "$TLSD/server.key"
+		--tls-ca-cert-file "$TLSD/ca.crt" --tls-auth-clients no)
+	TLS_CLI=(--tls --cacert "$TLSD/ca.crt")
+fi
+
 start_bg "$TMP/redis.log" redis-server --save '' --appendonly no --port "$REDIS_PORT" \
-	--bind 127.0.0.1 --dir "$TMP" --daemonize no
+	--bind 127.0.0.1 --dir "$TMP" --daemonize no "${REDIS_TLS_ARGS[@]}"
 REDIS_PID=$LAST_PID
 wait_pong redis-server "$REDIS_PORT" "$REDIS_PID" "$TMP/redis.log"
 
@@ -248,6 +288,11 @@ proxy_env() { # listen-port admin-port -> sets PROXY_ENV; the proxy and the base
 	if [[ -n ${BENCH_POOL_SIZE:-} ]]; then
 		PROXY_ENV+=(REDIS_PROXY_POOL_SIZE="$BENCH_POOL_SIZE")
 	fi
+}
+proxy_env_tls() { # tls-port: the proxy under test also listens for TLS clients
+	[[ $BENCH_TLS == 1 ]] || return 0
+	PROXY_ENV+=(REDIS_PROXY_TLS_LISTEN="127.0.0.1:$1" REDIS_PROXY_TLS_CERT_FILE="$TLSD/server.crt"
+		REDIS_PROXY_TLS_KEY_FILE="$TLSD/server.key")
 }
 HC=
 wait_healthz() { # name admin-port -> sets HC: 200, or what /healthz answered last (a warning)
@@ -265,6 +310,7 @@ wait_healthz() { # name admin-port -> sets HC: 200, or what /healthz answered la
 }
 
 proxy_env "$PROXY_PORT" "$ADMIN_PORT"
+proxy_env_tls "${PROXY_TLS_PORT:-}"
 start_bg "$TMP/proxy.log" env "${PROXY_ENV[@]}" "$PROXY_BIN"
 PROXY_PID=$LAST_PID # env execs the binary: same pid
 wait_pong redis-proxy "$PROXY_PORT" "$PROXY_PID" "$TMP/proxy.log"
@@ -306,6 +352,27 @@ declare -A LOG_OF=([direct]=$TMP/redis.log [proxy]=$TMP/proxy.log [twemproxy]=$T
 if [[ -n $BASELINE_BIN ]]; then
 	PORT_OF[baseline]=$BASE_PORT PID_OF[baseline]=$BASE_PID LOG_OF[baseline]=$TMP/baseline.log
 fi
+# Extra redis-benchmark arguments of a target (TLS).
+declare -A ARGS_OF=()
+if [[ $BENCH_TLS == 1 ]]; then
+	# The proxy under test listens for TLS clients too (its plain path is
+	# unchanged: event loops, plain to Redis). The second proxy speaks TLS
+	# to Redis as well: its TLS clients on goroutines, its plain ones on
+	# its event loop, whose connection to Redis goes through a relay.
+	start_bg "$TMP/proxy2.log" env REDIS_PROXY_LISTEN="127.0.0.1:$PROXY2_PORT" \
+		REDIS_PROXY_SERVERS="127.0.0.1:$REDIS_TLS_PORT" REDIS_PROXY_ADMIN_LISTEN="127.0.0.1:$PROXY2_ADMIN_PORT" \
+		REDIS_PROXY_TLS_LISTEN="127.0.0.1:$PROXY2_TLS_PORT" REDIS_PROXY_TLS_CERT_FILE="$TLSD/server.crt" \
+		REDIS_PROXY_TLS_KEY_FILE="$TLSD/server.key" REDIS_PROXY_BACKEND_TLS=true \
+		REDIS_PROXY_BACKEND_TLS_CA_FILE="$TLSD/ca.crt" ${BENCH_POOL_SIZE:+REDIS_PROXY_POOL_SIZE="$BENCH_POOL_SIZE"} "$PROXY_BIN"
+	PROXY2_PID=$LAST_PID
+	wait_pong "redis-proxy (TLS to Redis)" "$PROXY2_PORT" "$PROXY2_PID" "$TMP/proxy2.log"
+	wait_healthz "proxy (TLS to Redis)" "$PROXY2_ADMIN_PORT"
+	PORT_OF[direct-tls]=$REDIS_TLS_PORT PID_OF[direct-tls]=$REDIS_PID LOG_OF[direct-tls]=$TMP/redis.log
+	PORT_OF[proxy-tls]=$PROXY_TLS_PORT PID_OF[proxy-tls]=$PROXY_PID LOG_OF[proxy-tls]=$TMP/proxy.log
+	PORT_OF[proxy-tls2]=$PROXY2_TLS_PORT PID_OF[proxy-tls2]=$PROXY2_PID LOG_OF[proxy-tls2]=$TMP/proxy2.log
+	PORT_OF[proxy-btls]=$PROXY2_PORT PID_OF[proxy-btls]=$PROXY2_PID LOG_OF[proxy-btls]=$TMP/proxy2.log
+	for target in direct-tls proxy-tls proxy-tls2; do ARGS_OF[$target]="${TLS_CLI[*]}"; done
+fi
 
 # ------------------------------------------------------------------ runs
 
@@ -336,17 +403,17 @@ run_one() {
 	err=$TMP/run.$RUN_SEQ.$label.$target.err
 	read -r -a before <<<"$(backend_calls)"
 	r0=$(cpu_ticks "$REDIS_PID")
-	[[ $target == direct ]] || m0=$(cpu_ticks "${PID_OF[$target]}")
+	[[ $target == direct* ]] || m0=$(cpu_ticks "${PID_OF[$target]}")
 	idle0=$(cpu_idle)
 	# shellcheck disable=SC2086 # args is a word list on purpose
-	if ! { time timeout "$RUN_TIMEOUT" redis-benchmark -h 127.0.0.1 -p "$port" $args -n "$n" --csv >"$out" 2>"$err"; } 2>"$out.time"; then
+	if ! { time timeout "$RUN_TIMEOUT" redis-benchmark -h 127.0.0.1 -p "$port" ${ARGS_OF[$target]:-} $args -n "$n" --csv >"$out" 2>"$err"; } 2>"$out.time"; then
 		show_log "$err"
 		show_log "${LOG_OF[$target]}"
 		die "redis-benchmark $args -n $n against $target (127.0.0.1:$port) failed or timed out"
 	fi
 	idle1=$(cpu_idle)
 	r1=$(cpu_ticks "$REDIS_PID")
-	[[ $target == direct ]] || m1=$(cpu_ticks "${PID_OF[$target]}")
+	[[ $target == direct* ]] || m1=$(cpu_ticks "${PID_OF[$target]}")
 	bench_cpu=$(awk '{ print $1 + $2 }' "$out.time")
 	alive "${PID_OF[$target]}" || { show_log "${LOG_OF[$target]}"; die "$target died during the $label run"; }
 	read -r -a after <<<"$(backend_calls)"
@@ -380,7 +447,8 @@ if [[ -n $BASELINE_BIN ]]; then
 fi
 log "bench: warm-up (-t set,get -c 50 -n $N_WARMUP per target)"
 for target in "${TARGETS[@]}"; do
-	timeout "$RUN_TIMEOUT" redis-benchmark -h 127.0.0.1 -p "${PORT_OF[$target]}" -t set,get -c 50 -n "$N_WARMUP" --csv \
+	# shellcheck disable=SC2086 # ARGS_OF is a word list on purpose
+	timeout "$RUN_TIMEOUT" redis-benchmark -h 127.0.0.1 -p "${PORT_OF[$target]}" ${ARGS_OF[$target]:-} -t set,get -c 50 -n "$N_WARMUP" --csv \
 		>"$TMP/warmup.$target.csv" 2>"$TMP/warmup.$target.err" ||
 		{ show_log "$TMP/warmup.$target.err"; show_log "${LOG_OF[$target]}"; die "warm-up against $target failed"; }
 done
@@ -388,13 +456,15 @@ done
 if [[ -n $BASELINE_BIN ]]; then
 	log "bench: $ROUNDS round(s), targets interleaved (direct, proxy, baseline, twemproxy; baseline before proxy in even rounds) within each row"
 else
-	log "bench: $ROUNDS round(s), targets interleaved (direct, proxy, twemproxy) within each row"
+	list="${TARGETS[*]}"
+	log "bench: $ROUNDS round(s), targets interleaved (${list// /, }) within each row"
 fi
 for ((round = 1; round <= ROUNDS; round++)); do
 	order=("${TARGETS[@]}")
 	# proxy and baseline run back to back; alternating which goes first keeps
 	# a position effect out of proxy/baseline.
 	if [[ -n $BASELINE_BIN ]] && ((round % 2 == 0)); then order=(direct baseline proxy twemproxy); fi
+	[[ $BENCH_TLS != 1 || -z $BASELINE_BIN ]] || ((round % 2)) || order+=("${TLS_TARGETS[@]}")
 	for i in "${!ROW_LABELS[@]}"; do
 		for target in "${order[@]}"; do
 			run_one "${ROW_LABELS[$i]}" "$target" "${ROW_ARGS[$i]}" "${ROW_N[$i]}" "$round"
@@ -541,6 +611,31 @@ if ((ROUNDS > 1)); then
 	fi
 fi
 
+if [[ $BENCH_TLS == 1 ]]; then
+	echo
+	echo "TLS (BENCH_TLS=1; requests/s, medians over rounds, the same rounds as above):"
+	echo "  direct-tls: Redis's TLS port; proxy-tls: the proxy's TLS listener, plain to Redis; proxy-tls2: TLS on"
+	echo "  both sides; proxy-btls: plain clients of the proxy with BACKEND_TLS (event loop, TLS relay to Redis)"
+	TFMT='%-8s %-4s %10s %10s %10s %10s %10s %10s %10s %10s %10s %10s\n'
+	# shellcheck disable=SC2059
+	printf "$TFMT" row test direct proxy direct-tls proxy-tls proxy-tls2 proxy-btls ptls/dtls ptls2/dtls ptls/proxy btls/proxy
+	for i in "${!ROW_LABELS[@]}"; do
+		label=${ROW_LABELS[$i]}
+		for test in SET GET; do
+			[[ ${ROW_ARGS[$i]} == *"${test,,}"* ]] || continue
+			d=$(median "$label" "$test" direct) p=$(median "$label" "$test" proxy)
+			dt=$(median "$label" "$test" direct-tls) pt=$(median "$label" "$test" proxy-tls)
+			pt2=$(median "$label" "$test" proxy-tls2) bt=$(median "$label" "$test" proxy-btls)
+			# shellcheck disable=SC2059
+			printf "$TFMT" "$label" "$test" "$(rps "$d")" "$(rps "$p")" "$(rps "$dt")" "$(rps "$pt")" "$(rps "$pt2")" "$(rps "$bt")" \
+				"$(awk -v a="$pt" -v b="$dt" 'BEGIN { printf "%.3f", a / b }')" \
+				"$(awk -v a="$pt2" -v b="$dt" 'BEGIN { printf "%.3f", a / b }')" \
+				"$(awk -v a="$pt" -v b="$p" 'BEGIN { printf "%.3f", a / b }')" \
+				"$(awk -v a="$bt" -v b="$p" 'BEGIN { printf "%.3f", a / b }')"
+		done
+	done
+fi
+
 # CPU per request: where the two cores went, per process, medians over rounds.
 echo
 echo "CPU time per request (µs, medians over rounds; user + system; clock ticks of 1/$CLK_TCK s):"
@@ -555,7 +650,7 @@ for i in "${!ROW_LABELS[@]}"; do
 			$1 == l && $2 == g { n++; r[n] = 1e6 * $5 / $4; m[n] = 1e6 * $6 / $4; b[n] = 1e6 * $7 / $4; t[n] = r[n] + m[n] + b[n]; u[n] = $8 }
 			END {
 				if (n == 0) exit
-				mid = (g == "direct") ? "-" : sprintf("%.2f", med(m, n))
+				mid = (g ~ /^direct/) ? "-" : sprintf("%.2f", med(m, n))
 				printf "  %-8s %-10s %10.2f %10s %10.2f %10.2f %5.0f%%\n", l, g, med(r, n), mid, med(b, n), med(t, n), med(u, n)
 			}' "$CPUS"
 	done
@@ -611,6 +706,9 @@ redis_conns_of() {
 	ss -Htnp state established "( dport = :$REDIS_PORT )" 2>/dev/null | grep -c "pid=$1," || true
 }
 
+# The second proxy's connections to Redis would count as the proxy's below.
+[[ $BENCH_TLS != 1 ]] || stop_pid "$PROXY2_PID"
+
 if ((IDLE_CLIENTS > 0)); then
 	echo
 	# twemproxy reference first, then stop twemproxy so that the backend's
@@ -665,7 +763,7 @@ if ((IDLE_CLIENTS > 0)); then
 	for line in "${base_lines[@]}"; do echo "  $line"; done
 fi
 
-for name in proxy baseline; do
+for name in proxy baseline proxy2; do
 	logf=$TMP/$name.log
 	if grep -qiE 'panic|fatal error|data race' "$logf" 2>/dev/null; then
 		log "bench: WARNING: the $name log mentions panic/fatal/race:"

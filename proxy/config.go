@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -126,6 +127,13 @@ type Config struct {
 	// most one round trip to Redis (long when Redis is across a slow link,
 	// where WriteAtOnce is the better choice).
 	WriteAtOnce bool
+	// BackendTLS, if set, makes every connection to Redis TLS: it is called
+	// for each new connection and returns the configuration to use, so the
+	// certificates may change while the proxy runs (the proxy uses a clone;
+	// an empty ServerName becomes the server's host). An event loop reaches
+	// its TLS connections through a relay (loop_tls_linux.go). If nil,
+	// plain TCP.
+	BackendTLS func() *tls.Config
 	// Logger receives the proxy's logs. If nil, nothing is logged.
 	Logger *slog.Logger
 	// Registerer, if set, gets the proxy's Prometheus collectors. If nil,

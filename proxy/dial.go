@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"time"
@@ -18,6 +19,8 @@ type dialer struct {
 	username string
 	password string
 	name     string // CLIENT SETNAME, so operators can tell proxy connections apart
+	// tls is Config.BackendTLS: nil, plain TCP (tls.go).
+	tls func() *tls.Config
 }
 
 // control opens a redigo connection to addr with the proxy's backend
@@ -29,6 +32,7 @@ func (d *dialer) control(ctx context.Context, addr string, ioTimeout time.Durati
 		redis.DialReadTimeout(ioTimeout),
 		redis.DialWriteTimeout(ioTimeout),
 	}
+	opts = append(opts, d.redigoTLS(addr)...)
 	if d.password != "" {
 		opts = append(opts, redis.DialPassword(d.password))
 		if d.username != "" {
@@ -46,6 +50,11 @@ func (d *dialer) dial(ctx context.Context, addr string, shared bool) (net.Conn, 
 	nc, err := nd.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	if d.tls != nil {
+		if nc, err = d.clientTLS(ctx, nc, addr); err != nil {
+			return nil, nil, err
+		}
 	}
 	var hs []byte
 	n := 0

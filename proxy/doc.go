@@ -19,7 +19,8 @@
 //     here, and stay while their commands need no connection of their own
 //     (loop_*_linux.go).
 //   - A goroutine per client (gclient.go): every client when there are no
-//     event loops, and a client an event loop hands over at its first
+//     event loops, every TLS client (tls.go: a listener from
+//     tls.NewListener), and a client an event loop hands over at its first
 //     command that needs a dedicated connection — a transaction sent a
 //     command at a time, WATCH, SELECT n, an ACL user's AUTH (a pinned
 //     connection, pinned.go, until the state ends), or a blocking command,

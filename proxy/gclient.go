@@ -216,7 +216,7 @@ func (g *gclient) returnToLoop() bool {
 	}
 	g.cleanBatches++
 	loops := g.p.loopsv.Load()
-	if loops == nil || len(*loops) == 0 || int64(g.cleanBatches) < g.p.returnAfter.Load() || g.eof || g.protoErr != "" {
+	if loops == nil || len(*loops) == 0 || int64(g.cleanBatches) < g.p.returnAfter.Load() || g.eof || g.protoErr != "" || !loopable(g.nc) {
 		return false
 	}
 	l := (*loops)[g.p.nloop.Add(1)%uint64(len(*loops))]

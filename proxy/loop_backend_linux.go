@@ -92,6 +92,9 @@ func (l *evloop) dial(b *lconn) {
 	pl := b.pl
 	go func() {
 		nc, br, err := pl.d.dial(pl.ctx, pl.addr, true)
+		if err == nil && !loopable(nc) {
+			nc, br, err = relayTLS(nc, br) // the loop owns raw sockets
+		}
 		fd := -1
 		if err == nil {
 			if br.Buffered() > 0 {

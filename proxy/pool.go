@@ -253,7 +253,7 @@ func (d *dedicated) idleAlive() bool {
 	if d.rr.R.Buffered() > 0 {
 		return false
 	}
-	sc, ok := d.nc.(syscall.Conn)
+	sc, ok := rawConn(d.nc).(syscall.Conn)
 	if !ok {
 		return false
 	}

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -34,7 +35,7 @@ type Proxy struct {
 	paused  bool       // Pause was called and Resume not yet
 	pools   map[string]*pool
 	routes  atomic.Pointer[routes]
-	ln      net.Listener
+	lns     []net.Listener
 	serving bool
 	loops   []*evloop
 	// loopsv is loops for those who may not take mu (pools call in with
@@ -81,6 +82,7 @@ func New(cfg Config) (*Proxy, error) {
 			username: cfg.BackendUsername,
 			password: cfg.BackendPassword,
 			name:     "redis-proxy",
+			tls:      cfg.BackendTLS,
 		},
 		pools: make(map[string]*pool),
 	}
@@ -109,17 +111,22 @@ func (p *Proxy) tunnelID(id int64) (int64, bool) {
 }
 
 // Serve accepts clients on ln until Close, and closes ln then. It returns
-// nil after Close.
+// nil after Close. It may serve several listeners at once (a plain one and
+// a TLS one, say), each on its own call. A listener whose connections are
+// *tls.Conn (tls.NewListener) has its clients served by goroutines (see
+// tls.go).
 func (p *Proxy) Serve(ln net.Listener) error {
 	p.mu.Lock()
-	if p.closed || p.serving {
+	if p.closed {
 		p.mu.Unlock()
-		if p.serving {
-			return errors.New("proxy: Serve called twice")
-		}
 		return nil
 	}
-	p.serving, p.ln = true, ln
+	p.lns = append(p.lns, ln)
+	if p.serving {
+		p.mu.Unlock()
+		return p.accept(ln)
+	}
+	p.serving = true
 	for i := 0; i < p.cfg.EventLoops; i++ {
 		l, err := newEvloop(p)
 		if err != nil {
@@ -135,6 +142,11 @@ func (p *Proxy) Serve(ln net.Listener) error {
 		p.eachLoop(func(l *evloop) { l.conn(pl) })
 	}
 	p.mu.Unlock()
+	return p.accept(ln)
+}
+
+// accept runs acceptLoop on ln; after Close its error is nil.
+func (p *Proxy) accept(ln net.Listener) error {
 	err := p.acceptLoop(ln)
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -163,6 +175,10 @@ func (p *Proxy) acceptLoop(ln net.Listener) error {
 		delay = 0
 		s := p.newSession(nc)
 		if s == nil {
+			continue
+		}
+		if tc, ok := nc.(*tls.Conn); ok {
+			go p.serveTLS(s, tc)
 			continue
 		}
 		if n := uint64(len(p.loops)); n > 0 {
@@ -229,19 +245,19 @@ func (p *Proxy) Close() error {
 	}
 	p.closed = true
 	p.scripts.close()
-	ln, loops := p.ln, p.loops
+	lns, loops := p.lns, p.loops
 	for _, pl := range p.pools {
 		pl.close()
 	}
 	p.mu.Unlock()
-	if ln != nil {
+	for _, ln := range lns {
 		ln.Close()
 	}
 	for _, l := range loops {
 		l.stop()
 	}
 	p.conns.Range(func(nc, _ any) bool {
-		nc.(net.Conn).Close()
+		rawConn(nc.(net.Conn)).Close() // a TLS client's close_notify could block
 		return true
 	})
 	return nil

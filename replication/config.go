@@ -2,6 +2,7 @@ package replication
 
 import (
 	"context"
+	"crypto/tls"
 	"log/slog"
 	"net"
 	"slices"
@@ -29,6 +30,13 @@ type Config struct {
 	// Username and Password authenticate to every server (AUTH); both may
 	// be empty.
 	Username, Password string
+	// TLS, if set, makes every connection to a server TLS: it is called for
+	// each new connection and returns the configuration to use, so the
+	// certificates may change while the manager runs (a clone is used; an
+	// empty ServerName becomes the server's host). The servers must then
+	// replicate over TLS too (tls-replication yes), since REPLICAOF names
+	// the address the manager reaches. If nil, plain TCP.
+	TLS func() *tls.Config
 	// Authority: when false the manager observes and publishes the
 	// topology but never changes any server. SetAuthority changes it at run
 	// time.

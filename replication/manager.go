@@ -65,7 +65,9 @@ func NewManager(cfg Config, onChange func(Topology)) (*Manager, error) {
 		switches: make(chan switchRequest),
 	}
 	m.dial = func(addr string) node {
-		return newRedisNode(addr, cfg.Username, cfg.Password, m.timeout)
+		n := newRedisNode(addr, cfg.Username, cfg.Password, m.timeout)
+		n.tls = cfg.TLS
+		return n
 	}
 	m.authority.Store(cfg.Authority)
 	m.status = statusOf(NewState(cfg.Servers, cfg.DownAfter, cfg.CheckInterval, cfg.Authority), time.Time{})

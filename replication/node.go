@@ -2,6 +2,7 @@ package replication
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -58,7 +59,8 @@ type redisNode struct {
 	addr     string
 	user     string
 	password string
-	timeout  time.Duration // bounds dial and every command
+	timeout  time.Duration      // bounds dial and every command
+	tls      func() *tls.Config // Config.TLS
 
 	conn   redis.Conn
 	remote string
@@ -88,7 +90,7 @@ func (n *redisNode) connect(ctx context.Context) (redis.Conn, error) {
 	}
 	timeout := n.deadline(ctx)
 	var remote string
-	c, err := redis.DialContext(ctx, "tcp", n.addr,
+	opts := []redis.DialOption{
 		redis.DialContextFunc(func(ctx context.Context, network, addr string) (net.Conn, error) {
 			d := net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}
 			nc, err := d.DialContext(ctx, network, addr)
@@ -102,7 +104,11 @@ func (n *redisNode) connect(ctx context.Context) (redis.Conn, error) {
 		redis.DialUsername(n.user),
 		redis.DialPassword(n.password),
 		redis.DialClientName("redis-proxy-replication"),
-	)
+	}
+	if n.tls != nil {
+		opts = append(opts, redis.DialUseTLS(true), redis.DialTLSConfig(n.tls()), redis.DialTLSHandshakeTimeout(timeout))
+	}
+	c, err := redis.DialContext(ctx, "tcp", n.addr, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
 	}

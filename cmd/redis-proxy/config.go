@@ -28,7 +28,7 @@ const envPrefix = "REDIS_PROXY"
 // `accepts` tag is what a bad value is told it should be; a field tagged
 // `secret` never has its value repeated in an error.
 type Config struct {
-	Listen      string   `default:":6379" desc:"client address (host:port)" accepts:"host:port"`
+	Listen      string   `default:":6379" desc:"client address (host:port); none: no plain listener (TLS_LISTEN alone)" accepts:"host:port, or none with TLS_LISTEN set"`
 	Servers     []string `required:"true" desc:"every Redis server, comma-separated host:port" accepts:"comma-separated host:port list"`
 	ReadFrom    string   `split_words:"true" default:"master" desc:"where read-only commands go: master, or replicas (round-robin over healthy replicas)" accepts:"master or replicas"`
 	AdminListen string   `split_words:"true" default:":9736" desc:"admin HTTP address: /metrics, /healthz, /topology, POST /switchover; set to the empty string (REDIS_PROXY_ADMIN_LISTEN=) to disable the admin API, unset for the default" accepts:"host:port, or empty to disable"`
@@ -50,6 +50,17 @@ type Config struct {
 
 	OperatorUser     string `split_words:"true" default:"redis-proxy-operator" desc:"user name of the operator: AUTH OPERATOR_USER OPERATOR_PASSWORD lets a client run what the command policy keeps for the operator (CONFIG SET of protected settings, ACL, CLIENT PAUSE, DEBUG, MODULE, unredacted CONFIG GET)" accepts:"one word"`
 	OperatorPassword string `split_words:"true" desc:"password of the operator (see OPERATOR_USER); empty: no client is the operator, and those commands are refused to all" accepts:"a string other than PASSWORD" secret:"true"`
+
+	TLSListen            string        `envconfig:"TLS_LISTEN" desc:"TLS client address (host:port), beside LISTEN; empty: none. Its clients are served by goroutines, not event loops" accepts:"host:port or empty"`
+	TLSCertFile          string        `envconfig:"TLS_CERT_FILE" desc:"certificate chain (PEM, leaf first) of the TLS listener" accepts:"a readable PEM certificate file"`
+	TLSKeyFile           string        `envconfig:"TLS_KEY_FILE" desc:"private key (PEM) of TLS_CERT_FILE" accepts:"a readable PEM private key file matching TLS_CERT_FILE"`
+	TLSCAFile            string        `envconfig:"TLS_CA_FILE" desc:"CA certificates (PEM); if set, TLS clients must present a certificate they signed" accepts:"a readable PEM file of CA certificates"`
+	BackendTLS           bool          `envconfig:"BACKEND_TLS" default:"false" desc:"connect to Redis over TLS (every connection; the servers replicate over TLS too)" accepts:"true or false"`
+	BackendTLSCAFile     string        `envconfig:"BACKEND_TLS_CA_FILE" desc:"CA certificates (PEM) Redis's certificates must chain to; empty: the system's" accepts:"a readable PEM file of CA certificates"`
+	BackendTLSServerName string        `envconfig:"BACKEND_TLS_SERVER_NAME" desc:"name Redis's certificates must hold; empty: the host of each server's address" accepts:"a host name"`
+	BackendTLSCertFile   string        `envconfig:"BACKEND_TLS_CERT_FILE" desc:"client certificate (PEM) the proxy presents to Redis; empty: none" accepts:"a readable PEM certificate file"`
+	BackendTLSKeyFile    string        `envconfig:"BACKEND_TLS_KEY_FILE" desc:"private key (PEM) of BACKEND_TLS_CERT_FILE" accepts:"a readable PEM private key file matching BACKEND_TLS_CERT_FILE"`
+	TLSReloadInterval    time.Duration `envconfig:"TLS_RELOAD_INTERVAL" default:"5s" desc:"how often the TLS files are read again; changed files apply to new connections, a bad one is logged and the old kept" accepts:"a positive duration such as 5s"`
 
 	MaxBulk            ByteSize      `split_words:"true" default:"512MiB" desc:"largest bulk string in a request (Redis's proto-max-bulk-len)" accepts:"a size such as 512MiB, 64KiB or 1048576"`
 	ClientOutputLimit  ByteSize      `split_words:"true" default:"256MiB" desc:"replies buffered for one client before it is disconnected" accepts:"a size such as 256MiB"`
@@ -229,8 +240,11 @@ func readSmallFile(path string, limit int64) ([]byte, error) {
 // Config are that package's Validate, whose *config.FieldError varError
 // turns into a usage error naming the variable.
 func (c Config) Validate() error {
-	if err := checkHostPort(c.Listen); err != nil {
+	if err := checkHostPort(c.Listen); err != nil && c.Listen != listenNone {
 		return badVar("Listen", c.Listen, accepts("Listen"))
+	}
+	if err := c.validateTLS(); err != nil {
+		return err
 	}
 	if c.AdminListen != "" {
 		if err := checkHostPort(c.AdminListen); err != nil {

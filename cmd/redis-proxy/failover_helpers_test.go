@@ -55,6 +55,7 @@ func testConfig() Config {
 		HoldTimeout:        5 * time.Second,
 		MaxHeld:            10000,
 		DialTimeout:        time.Second,
+		TLSReloadInterval:  5 * time.Second,
 		CheckInterval:      250 * time.Millisecond,
 		DownAfter:          time.Second,
 		VIPInterface:       "eth0",

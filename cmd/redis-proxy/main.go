@@ -98,8 +98,13 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
+	ts, err := cfg.loadTLS(log)
+	if err != nil {
+		return err
+	}
 	pcfg := cfg.proxyConfig(log)
 	pcfg.Registerer = reg
+	pcfg.BackendTLS = ts.backendTLS()
 	p, err := proxy.New(pcfg)
 	if err != nil {
 		return cfg.varError(err)
@@ -122,21 +127,24 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 	rcfg.Pauser = p
 	rcfg.Busy = p // a master silent with a script of the proxy's in flight is busy, not down
 	rcfg.Logger = log.With("component", "replication")
+	rcfg.TLS = ts.backendTLS()
 	mgr, err := replication.NewManager(rcfg, p.SetTopology)
 	if err != nil {
 		return cfg.varError(err)
 	}
 	registerReplicationMetrics(reg, mgr)
 
-	ln, err := net.Listen("tcp", cfg.Listen)
+	lns, err := cfg.listen(ts)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+		return err
 	}
 	var admin *http.Server
 	if cfg.AdminListen != "" {
 		aln, err := net.Listen("tcp", cfg.AdminListen)
 		if err != nil {
-			ln.Close()
+			for _, ln := range lns {
+				ln.Close()
+			}
 			return fmt.Errorf("admin listen on %s: %w", cfg.AdminListen, err)
 		}
 		guard := newAdminGuard(newAdminPolicy(cfg.AdminToken, cfg.AdminProtectReads), reg, log.With("component", "admin"))
@@ -151,8 +159,9 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 	if adminAddr == "" {
 		adminAddr = "disabled"
 	}
-	log.Info("redis-proxy started", "listen", ln.Addr().String(), "admin", adminAddr, "admin_token", cfg.AdminToken != "",
-		"servers", cfg.Servers, "read_from", cfg.ReadFrom, "pool_size", cfg.PoolSize)
+	log.Info("redis-proxy started", "listen", listenAddrs(lns), "admin", adminAddr, "admin_token", cfg.AdminToken != "",
+		"servers", cfg.Servers, "read_from", cfg.ReadFrom, "pool_size", cfg.PoolSize, "backend_tls", cfg.BackendTLS)
+	ts.watch(ctx, cfg.TLSReloadInterval)
 
 	mgrDone := make(chan error, 1)
 	go func() { mgrDone <- mgr.Run(ctx) }()
@@ -164,8 +173,10 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 		// before Run returns, so the peer takes over after its skew only.
 		go func() { vipDone <- node.Run(ctx) }()
 	}
-	srvDone := make(chan error, 1)
-	go func() { srvDone <- p.Serve(ln) }()
+	srvDone := make(chan error, len(lns))
+	for _, ln := range lns {
+		go func() { srvDone <- p.Serve(ln) }()
+	}
 
 	var runErr error
 	select {

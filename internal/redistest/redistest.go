@@ -11,6 +11,7 @@ package redistest
 
 import (
 	"bufio"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"os"
@@ -30,6 +31,10 @@ type Server struct {
 	Addr string // 127.0.0.1:port
 	Port int
 	Dir  string // working directory (RDB files, logs)
+	// TLS, set by StartTLS, is the client configuration the helpers (the
+	// readiness check, Dial, Do, ReplicaOf) reach the server with: it
+	// serves TLS only, on Port.
+	TLS *tls.Config
 
 	t    testing.TB
 	args []string
@@ -56,13 +61,28 @@ func FreePort(t testing.TB) int {
 // (for example "--requirepass", "secret") and waits until it answers PING.
 func Start(t testing.TB, args ...string) *Server {
 	t.Helper()
+	return startServer(t, nil, args)
+}
+
+// StartTLS is Start for a server that serves TLS only (--port 0
+// --tls-port on the free port): args must name its certificate, key and CA
+// files (--tls-cert-file, --tls-key-file, --tls-ca-cert-file), and client
+// is what the helpers reach it with (a client certificate in it, unless
+// args say --tls-auth-clients no).
+func StartTLS(t testing.TB, client *tls.Config, args ...string) *Server {
+	t.Helper()
+	return startServer(t, client, args)
+}
+
+func startServer(t testing.TB, client *tls.Config, args []string) *Server {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("needs a real redis-server: skipped under -short (the unit layer)")
 	}
 	if _, err := exec.LookPath(Binary); err != nil {
 		t.Fatalf("redis-server not found on PATH (apt-get install -y redis-server): %v", err)
 	}
-	s := &Server{t: t, Dir: t.TempDir(), args: args}
+	s := &Server{t: t, Dir: t.TempDir(), args: args, TLS: client}
 	s.Port = FreePort(t)
 	s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(s.Port))
 	s.start()
@@ -72,8 +92,11 @@ func Start(t testing.TB, args ...string) *Server {
 
 func (s *Server) start() {
 	s.t.Helper()
+	ports := []string{"--port", strconv.Itoa(s.Port)}
+	if s.TLS != nil {
+		ports = []string{"--port", "0", "--tls-port", strconv.Itoa(s.Port)}
+	}
 	argv := []string{
-		"--port", strconv.Itoa(s.Port),
 		"--bind", "127.0.0.1",
 		"--dir", s.Dir,
 		"--save", "",
@@ -84,7 +107,7 @@ func (s *Server) start() {
 		"--loglevel", "warning",
 		"--logfile", "redis.log",
 	}
-	argv = append(argv, s.args...)
+	argv = append(append(ports, argv...), s.args...)
 	cmd := exec.Command(Binary, argv...)
 	cmd.Dir = s.Dir
 	if err := cmd.Start(); err != nil {
@@ -101,7 +124,7 @@ func (s *Server) waitReady(d time.Duration) {
 	s.t.Helper()
 	deadline := time.Now().Add(d)
 	for {
-		c, err := net.DialTimeout("tcp", s.Addr, 200*time.Millisecond)
+		c, err := s.dialNet(200 * time.Millisecond)
 		if err == nil {
 			c.SetDeadline(time.Now().Add(time.Second))
 			fmt.Fprint(c, "PING\r\n")
@@ -118,6 +141,22 @@ func (s *Server) waitReady(d time.Duration) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// dialNet connects to the server, over TLS if it serves TLS.
+func (s *Server) dialNet(timeout time.Duration) (net.Conn, error) {
+	if s.TLS == nil {
+		return net.DialTimeout("tcp", s.Addr, timeout)
+	}
+	return tls.DialWithDialer(&net.Dialer{Timeout: timeout}, "tcp", s.Addr, s.TLS)
+}
+
+// tlsOptions are the redigo options that reach the server.
+func (s *Server) tlsOptions() []redis.DialOption {
+	if s.TLS == nil {
+		return nil
+	}
+	return []redis.DialOption{redis.DialUseTLS(true), redis.DialTLSConfig(s.TLS)}
 }
 
 func (s *Server) signal(sig syscall.Signal) {
@@ -157,7 +196,7 @@ func (s *Server) Restart() {
 // Dial opens a redigo connection to the server.
 func (s *Server) Dial(opts ...redis.DialOption) redis.Conn {
 	s.t.Helper()
-	opts = append([]redis.DialOption{redis.DialConnectTimeout(time.Second), redis.DialReadTimeout(10 * time.Second)}, opts...)
+	opts = append(append([]redis.DialOption{redis.DialConnectTimeout(time.Second), redis.DialReadTimeout(10 * time.Second)}, s.tlsOptions()...), opts...)
 	c, err := redis.Dial("tcp", s.Addr, opts...)
 	if err != nil {
 		s.t.Fatalf("dial %s: %v", s.Addr, err)
@@ -168,7 +207,8 @@ func (s *Server) Dial(opts ...redis.DialOption) redis.Conn {
 
 // Do runs one command on a fresh connection and returns its reply.
 func (s *Server) Do(cmd string, args ...any) (any, error) {
-	c, err := redis.Dial("tcp", s.Addr, redis.DialConnectTimeout(time.Second), redis.DialReadTimeout(5*time.Second))
+	opts := append([]redis.DialOption{redis.DialConnectTimeout(time.Second), redis.DialReadTimeout(5 * time.Second)}, s.tlsOptions()...)
+	c, err := redis.Dial("tcp", s.Addr, opts...)
 	if err != nil {
 		return nil, err
 	}

@@ -48,6 +48,8 @@ type Client struct {
 	// Retry is the least time from the end of a round in which a command
 	// (or the dial) failed to the start of the next.
 	Retry time.Duration
+	// DialOptions are added to every dial's (TLS, say).
+	DialOptions []redis.DialOption
 }
 
 // Run runs rounds until ctx ends, calling emit with each op as it
@@ -73,8 +75,8 @@ func (c Client) Run(ctx context.Context, emit func(Op)) {
 		}
 		if conn == nil {
 			var err error
-			conn, err = redis.Dial("tcp", c.Addr, redis.DialConnectTimeout(dialTimeout),
-				redis.DialReadTimeout(timeout), redis.DialWriteTimeout(timeout), redis.DialPassword(c.Password))
+			conn, err = redis.Dial("tcp", c.Addr, append([]redis.DialOption{redis.DialConnectTimeout(dialTimeout),
+				redis.DialReadTimeout(timeout), redis.DialWriteTimeout(timeout), redis.DialPassword(c.Password)}, c.DialOptions...)...)
 			if err != nil {
 				conn = nil
 				report(Op{Cmd: "dial", Sent: start, Done: time.Now(), Err: err})
