@@ -47,6 +47,20 @@ func (r *request) reset(limit int) {
 	r.failed = nil
 }
 
+// release drops what a finished r holds: its commands (slices of the
+// client's buffer, perhaps a large request's, which can then be
+// collected) and a reply buffer grown large.
+func (r *request) release() {
+	clear(r.cmds)
+	r.cmds = r.cmds[:0]
+	if cap(r.out) > requestKeep {
+		r.out = nil
+	}
+}
+
+// requestKeep is the largest reply buffer a request keeps for its next use.
+const requestKeep = 64 << 10
+
 // fail completes r after its connection died: every command that has no
 // reply yet gets an error reply saying its outcome is unknown.
 func (r *request) fail(err error, addr string) {
@@ -98,7 +112,7 @@ type backendConn struct {
 
 	mu      sync.Mutex
 	queue   []*request
-	writing bool  // the flag holder owns spare, wbuf and the socket's write side
+	writing bool  // the flag holder owns spare, out and the socket's write side
 	err     error // first failure; set once
 	// pending counts requests accepted and not yet answered; a retired
 	// connection takes no more and closes once it reaches zero.
@@ -106,8 +120,7 @@ type backendConn struct {
 	retired atomic.Bool
 	onFail  func(*backendConn, error) // called once, on the first failure
 	spare   []*request
-	wbuf    []byte
-	bufs    [][]byte // the pieces of one write (small commands copied into wbuf, large ones as they are)
+	out     gather // the pieces of one write
 
 	wake     chan struct{} // hands the writing flag to the writer goroutine
 	inflight chan *request // written (or being written), awaiting replies
@@ -278,31 +291,15 @@ func (b *backendConn) flush() {
 // before its bytes are written, so no reply can arrive before its request
 // is known.
 func (b *backendConn) write(q []*request) {
-	wbuf, bufs := b.wbuf[:0], b.bufs[:0]
-	mark := 0 // wbuf[mark:] is not in bufs yet
 	n := 0
 	for i, r := range q {
 		for _, c := range r.cmds {
-			if len(c) < bigCommand {
-				wbuf = append(wbuf, c...)
-				continue
-			}
-			// A large command is written from where it is (writev),
-			// not copied: a value of hundreds of megabytes is not held
-			// twice.
-			if len(wbuf) > mark {
-				bufs = append(bufs, wbuf[mark:])
-			}
-			bufs, mark = append(bufs, c), len(wbuf)
+			b.out.add(c)
 		}
 		b.inflight <- r
 		n++
-		if n == maxBatch || len(wbuf) >= maxWrite || len(bufs) > 0 || i == len(q)-1 {
-			if len(wbuf) > mark {
-				bufs = append(bufs, wbuf[mark:])
-			}
-			nb := net.Buffers(bufs)
-			if _, err := nb.WriteTo(b.nc); err != nil {
+		if n == maxBatch || b.out.size() >= maxWrite || b.out.large() || i == len(q)-1 {
+			if err := b.out.writeTo(b.nc, 4*maxWrite); err != nil {
 				// Already queued requests are failed by the reader; the
 				// rest of q goes with them.
 				b.fail(fmt.Errorf("write: %w", err))
@@ -311,14 +308,9 @@ func (b *backendConn) write(q []*request) {
 				}
 				break
 			}
-			clear(bufs)
-			wbuf, bufs, mark, n = wbuf[:0], bufs[:0], 0, 0
+			n = 0
 		}
 	}
-	if cap(wbuf) > 4*maxWrite {
-		wbuf = nil
-	}
-	b.wbuf, b.bufs = wbuf, bufs
 }
 
 func (b *backendConn) readLoop() {

@@ -67,7 +67,8 @@ type gclient struct {
 	infos []*command.Info
 	items []pinItem
 	local []byte
-	wbuf  []byte
+	wbuf  []byte // small commands of the proxy's own
+	batch gather // the commands of a group or a tunnel's batch, for one write
 	reply []byte
 	again *request // unanswered reads of a dead connection, run again
 }
@@ -152,6 +153,7 @@ func (g *gclient) read() {
 	if cap(g.in) > gKeep && len(g.in) <= gKeep/4 && g.parser.Need() <= bigRequest {
 		// A large request was run: its buffer (and room) goes back.
 		g.in = append([]byte(nil), g.in...)
+		g.parser.Forget()
 		g.unreserve()
 	}
 	if !g.size() {
@@ -262,6 +264,11 @@ func (g *gclient) size() bool {
 func (g *gclient) finish() {
 	g.nc.Close()
 	g.releasePin(false)
+	if g.room > 0 { // (nothing may hold the large buffer while it is collected)
+		g.in, g.off = nil, 0
+		clear(g.args)
+		g.parser.Forget()
+	}
 	g.unreserve()
 	g.s.end()
 }

@@ -38,7 +38,7 @@ func (g *gclient) runPinned(cmds []resp.Command, i int, start time.Time) int {
 			return i + 1
 		}
 	}
-	g.items, g.wbuf, g.local = g.items[:0], g.wbuf[:0], g.local[:0]
+	g.items, g.local = g.items[:0], g.local[:0]
 	var d command.Decision
 	stopped := false
 	for ; i < len(cmds) && !stopped; i++ {
@@ -51,7 +51,7 @@ func (g *gclient) runPinned(cmds []resp.Command, i int, start time.Time) int {
 			g.items = append(g.items, pinItem{local: true, lo: lo, hi: len(g.local)})
 		case command.Forward, command.Read, command.Pin:
 			g.s.commit(&d, cmds[i].Args)
-			g.wbuf = append(g.wbuf, d.Raw...)
+			g.batch.add(d.Raw)
 			g.items = append(g.items, pinItem{info: d.Info, op: d.Op, arg: d.Arg, filter: d.Filter})
 			if command.EndsGroup(d.Op, d.Arg) {
 				d.Kind, stopped = command.Forward, true
@@ -79,9 +79,7 @@ func (g *gclient) exchange(start time.Time) (f command.Followup, ok bool) {
 	}
 	defer pin.p.busy.done(busy)
 	var err error
-	if len(g.wbuf) > 0 {
-		_, err = pin.nc.Write(g.wbuf)
-	}
+	err = g.batch.writeTo(pin.nc, gKeep)
 	over := false
 	for _, it := range g.items {
 		switch {

@@ -187,6 +187,14 @@ func (g *gclient) flushPooled(rt *routes, start time.Time) {
 			g.account(r.isErr, g.infos[seg.lo:seg.hi], start)
 		}
 	}
+	for k := range g.segs {
+		if r := g.segs[k].req; r != nil {
+			r.release()
+		}
+	}
+	if g.again != nil {
+		g.again.release()
+	}
 	if overflow {
 		g.drop("output_limit")
 	}

@@ -92,16 +92,11 @@ func (g *gclient) handshake(pin *dedicated) (int64, bool) {
 
 // forward writes cmds to the server in one write.
 func (g *gclient) forward(pin *dedicated, cmds []resp.Command) error {
-	g.wbuf = g.wbuf[:0]
 	for _, c := range cmds {
-		g.wbuf = append(g.wbuf, g.tunnelBytes(c)...)
+		g.batch.add(g.tunnelBytes(c))
 	}
 	clear(cmds)
-	if len(g.wbuf) == 0 {
-		return nil
-	}
-	_, err := pin.nc.Write(g.wbuf)
-	return err
+	return g.batch.writeTo(pin.nc, gKeep)
 }
 
 // tunnelBytes returns what to send to the server for a client command in a

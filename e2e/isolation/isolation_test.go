@@ -43,9 +43,28 @@ var proxyBin = sync.OnceValues(func() (string, error) {
 
 // proxyProc is the binary running in front of a Redis.
 type proxyProc struct {
-	addr string
-	pid  int
-	log  *logBuf
+	addr, admin string
+	pid         int
+	log         *logBuf
+}
+
+// metric returns the value of the sample of /metrics that begins with
+// name (with its labels), 0 if there is none.
+func (p *proxyProc) metric(t *testing.T, name string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + p.admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	return 0
 }
 
 // logBuf keeps what the proxy logs (and shows it on the test's stderr).
@@ -106,7 +125,7 @@ func startProxy(t *testing.T, redisAddr string, env ...string) *proxyProc {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	})
-	return &proxyProc{addr: addr, pid: cmd.Process.Pid, log: logs}
+	return &proxyProc{addr: addr, admin: admin, pid: cmd.Process.Pid, log: logs}
 }
 
 // memKiB reads a field (VmRSS, VmHWM) of the proxy's /proc status.
@@ -231,9 +250,9 @@ func TestNonReadingClientStallsNoOne(t *testing.T) {
 // KiB: the runtime, the buffers of the other clients, a read in flight.
 const slack = 96 << 10
 
-// Large values do not multiply in memory: four clients each SET a 128 MiB
-// value at once, with REDIS_PROXY_MAX_INFLIGHT_MEMORY at 256 MiB (two at
-// a time, the others wait unread); then a client GETs it (the reply goes
+// Large values do not multiply in memory: four clients each SET a 500 MB
+// value at once, with REDIS_PROXY_MAX_INFLIGHT_MEMORY at its default,
+// 1 GiB (two at a time, the others wait unread); then a client GETs it (the reply goes
 // through a read at a time, not held whole): the proxy's peak memory stays
 // within the in-flight bound plus the slack. And through a proxy whose
 // output limit is 16 MiB, a client that GETs it and never reads is
@@ -242,8 +261,8 @@ const slack = 96 << 10
 // 2.1 GB, and four to 5.65 GB.)
 func TestLargeValuesDoNotMultiply(t *testing.T) {
 	r := redistest.Start(t)
-	const size, inflight, outputLimit = 128 << 20, 256 << 20, 16 << 20
-	p := startProxy(t, r.Addr, "REDIS_PROXY_MAX_INFLIGHT_MEMORY="+strconv.Itoa(inflight), "REDIS_PROXY_HOLD_TIMEOUT=60s")
+	const size, inflight, outputLimit = 500_000_000, 1 << 30, 16 << 20
+	p := startProxy(t, r.Addr, "REDIS_PROXY_HOLD_TIMEOUT=120s")
 	p2 := startProxy(t, r.Addr, "REDIS_PROXY_CLIENT_OUTPUT_LIMIT="+strconv.Itoa(outputLimit))
 	rssBefore, rssBefore2 := p.memKiB(t, "VmRSS"), p2.memKiB(t, "VmRSS")
 
@@ -253,7 +272,7 @@ func TestLargeValuesDoNotMultiply(t *testing.T) {
 	start := time.Now()
 	for i := range 4 {
 		wg.Go(func() {
-			c, err := redis.Dial("tcp", p.addr, redis.DialReadTimeout(60*time.Second), redis.DialWriteTimeout(60*time.Second))
+			c, err := redis.Dial("tcp", p.addr, redis.DialReadTimeout(120*time.Second), redis.DialWriteTimeout(120*time.Second))
 			if err != nil {
 				errs <- err
 				return
@@ -290,8 +309,9 @@ func TestLargeValuesDoNotMultiply(t *testing.T) {
 	time.Sleep(2 * time.Second)
 	hwmBad := p2.memKiB(t, "VmHWM")
 	out, closed := bad.ReadUntilClosed(20 * time.Second)
-	if !closed || len(out) >= size {
-		t.Errorf("the client that did not read its 128 MiB reply was not dropped at the 16 MiB output limit (closed %v, %d bytes)", closed, len(out))
+	dropped := p2.metric(t, `redis_proxy_client_errors_total{reason="output_limit"}`)
+	if !closed || len(out) >= size || dropped != 1 {
+		t.Errorf("the client that did not read its 500 MB reply was not dropped at the 16 MiB output limit (closed %v, %d bytes, %v dropped for output_limit)", closed, len(out), dropped)
 	}
 	t.Logf("4 concurrent SETs of %d MiB in %v: proxy RSS %d MiB before, peak %d MiB after the SETs, %d MiB after a GET of it",
 		size>>20, setTook.Round(time.Millisecond), rssBefore>>10, hwmSet>>10, hwmGet>>10)

@@ -219,6 +219,12 @@ func (p *Parser) multibulk(buf []byte) (Command, int, error) {
 	return Command{Raw: buf[:pos], Args: p.args}, pos, nil
 }
 
+// Forget drops the parser's hold on the arguments of the last command it
+// returned (slices of the caller's buffer), so that a large buffer the
+// caller is done with can be collected. The place in a command still
+// arriving is kept (it is held as offsets).
+func (p *Parser) Forget() { clear(p.args) }
+
 // keepPlace records where a multibulk command still arriving goes on, with
 // the offsets of the arguments read so far (a fresh parse has them as
 // slices of buf: an argument's offset is what its capacity lacks of buf's).
