@@ -116,6 +116,44 @@ func scanAll(s *ReplyScanner, data []byte) (lens []int, err error) {
 	return lens, nil
 }
 
+// scanChunked measures the values in data as they come in random reads
+// of up to maxChunk bytes (see FuzzReplyScanner); with pass, a random part
+// of each incomplete value is dropped (Passable, Drop) as it comes.
+func scanChunked(t *testing.T, data []byte, r *rand.Rand, maxChunk int, pass bool) (lens []int, err error) {
+	var s ReplyScanner
+	start, fed := 0, 0
+	passed := 0 // bytes of the value being read already dropped
+	for fed < len(data) {
+		fed = min(fed+1+r.Intn(maxChunk), len(data))
+		for start < fed {
+			buf := append([]byte(nil), data[start:fed]...)
+			n, err := s.Next(buf)
+			for i := range buf {
+				buf[i] = '.'
+			}
+			if err != nil {
+				return lens, err
+			}
+			if n == 0 {
+				if k := s.Passable(fed - start); pass && k > 0 {
+					if k > fed-start {
+						t.Fatalf("Passable(%d) = %d", fed-start, k)
+					}
+					k = r.Intn(k + 1)
+					s.Drop(k)
+					start += k
+					passed += k
+				}
+				break
+			}
+			lens = append(lens, passed+n)
+			start += n
+			passed = 0
+		}
+	}
+	return lens, nil
+}
+
 func FuzzReplyScanner(f *testing.F) {
 	for _, c := range replyCases {
 		f.Add([]byte(c.raw), int64(1), 0)
@@ -139,78 +177,17 @@ func FuzzReplyScanner(f *testing.F) {
 		}
 
 		// Chunked: the bytes come in random reads; each call gets a new
-		// copy of what is unconsumed, the old one scribbled over.
+		// copy of what is unconsumed, the old one scribbled over. Then
+		// again, and after each incomplete answer a random part of what
+		// Passable allows is passed on and dropped, as the event loop does
+		// with a large reply. The same values and the same error each time.
 		r := rand.New(rand.NewSource(seed))
 		maxChunk := 1 + r.Intn(1+len(data))
-		var s ReplyScanner
-		var clens []int
-		var cerr error
-		start, fed := 0, 0
-	feed:
-		for fed < len(data) {
-			fed = min(fed+1+r.Intn(maxChunk), len(data))
-			for start < fed {
-				buf := append([]byte(nil), data[start:fed]...)
-				n, err := s.Next(buf)
-				for i := range buf {
-					buf[i] = '.'
-				}
-				if err != nil {
-					cerr = err
-					break feed
-				}
-				if n == 0 {
-					break
-				}
-				clens = append(clens, n)
-				start += n
+		for _, pass := range []bool{false, true} {
+			clens, cerr := scanChunked(t, data, r, maxChunk, pass)
+			if fmt.Sprint(clens) != fmt.Sprint(lens) || cerr != err {
+				t.Fatalf("whole: %v, %v\nchunked (passing on %v): %v, %v", lens, err, pass, clens, cerr)
 			}
-		}
-		if fmt.Sprint(clens) != fmt.Sprint(lens) || cerr != err {
-			t.Fatalf("whole: %v, %v\nchunked: %v, %v", lens, err, clens, cerr)
-		}
-
-		// Chunked again, and after each incomplete answer a random part of
-		// what Passable allows is passed on and dropped, as the event loop
-		// does with a large reply: the same values and the same error.
-		s = ReplyScanner{}
-		var plens []int
-		var perr error
-		start, fed = 0, 0
-		passed := 0 // bytes of the value being read already dropped
-	pass:
-		for fed < len(data) {
-			fed = min(fed+1+r.Intn(maxChunk), len(data))
-			for start < fed {
-				buf := append([]byte(nil), data[start:fed]...)
-				n, err := s.Next(buf)
-				for i := range buf {
-					buf[i] = '.'
-				}
-				if err != nil {
-					perr = err
-					break pass
-				}
-				if n == 0 {
-					k := s.Passable(fed - start)
-					if k < 0 || k > fed-start {
-						t.Fatalf("Passable(%d) = %d", fed-start, k)
-					}
-					if k > 0 {
-						k = r.Intn(k + 1)
-						s.Drop(k)
-						start += k
-						passed += k
-					}
-					break
-				}
-				plens = append(plens, passed+n)
-				start += n
-				passed = 0
-			}
-		}
-		if fmt.Sprint(plens) != fmt.Sprint(lens) || perr != err {
-			t.Fatalf("whole: %v, %v\npassed on: %v, %v", lens, err, plens, perr)
 		}
 
 		// AppendValue, through a 16-byte buffer and reads of any size,
