@@ -55,6 +55,9 @@ type gclient struct {
 
 	pin  *dedicated // a connection of the session's own (Conn Pinned or Tunnel)
 	room int64      // MaxInflightMemory held for in's large request (bigreq.go)
+	// avgReply is the client's average reply size, which bounds a batch
+	// (window.go).
+	avgReply int
 	// cleanBatches counts the batches run in a row without a dedicated
 	// connection (see loopReturnAfter).
 	cleanBatches int
@@ -78,9 +81,11 @@ type gclient struct {
 // it and not yet run, and the parser's place in them, and owed protoErr
 // once they are answered (a hand-off from an event loop).
 func (p *Proxy) serveGoroutine(s *session, nc net.Conn, in []byte, parser resp.Parser, protoErr string) {
-	g := &gclient{p: p, s: s, nc: nc, in: in, parser: parser, protoErr: protoErr}
+	g := &gclient{p: p, s: s, nc: nc, in: in, parser: parser, protoErr: protoErr, avgReply: initialReplySize}
 	for g.next() {
+		n, out := len(g.cmds), len(g.out)
 		g.serve(g.cmds)
+		g.avgReply = replySizes(g.avgReply, max(len(g.out)-out, 0)/n, n)
 		clear(g.cmds)
 		clear(g.args) // (no reference left to a large request's buffer)
 		if g.s.st.Conn == command.Tunnel {
@@ -93,8 +98,8 @@ func (p *Proxy) serveGoroutine(s *session, nc net.Conn, in []byte, parser resp.P
 	g.finish()
 }
 
-// next gathers the next batch in g.cmds: every complete command buffered,
-// reading until there is one. It returns false, after answering what it
+// next gathers the next batch in g.cmds: the complete commands buffered,
+// up to the client's window (window.go), reading until there is one. It returns false, after answering what it
 // must, when the client is done.
 func (g *gclient) next() bool {
 	g.cmds, g.args = g.cmds[:0], g.args[:0]
@@ -121,7 +126,7 @@ func (g *gclient) next() bool {
 // run; the parser reuses its argument slice, so the batch keeps its own.
 func (g *gclient) parse() {
 	g.parser.Unauth = !g.s.authed()
-	for g.protoErr == "" && g.off < len(g.in) {
+	for most := window(g.avgReply, gMaxBatch); g.protoErr == "" && g.off < len(g.in) && len(g.cmds) < most; {
 		cmd, n, err := g.parser.Next(g.in[g.off:])
 		var pe *resp.ProtocolError
 		if errors.As(err, &pe) {

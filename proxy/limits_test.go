@@ -429,18 +429,20 @@ func TestMaxOutputDisconnectsNonReadingClient(t *testing.T) {
 	const writeTimeout = 10 * time.Second
 	tp := startProxy(t, Config{MaxOutput: 1 << 20, WriteTimeout: writeTimeout}, r.Addr)
 	setup := resptest.Dial(t, tp.Addr)
-	big := strings.Repeat("v", 64<<10)
+	// Replies of 512 KiB: a new client's first window (4 requests, on
+	// either path) already passes the 1 MiB limit.
+	big := strings.Repeat("v", 512<<10)
 	resptest.Expect(t, setup.Do("SET", "mo:big", big), "OK")
 
 	stop := make(chan struct{})
 	good := stGoodClient(t, tp.Addr, stop)
-	const n = 200 // 200 x 64 KiB = 12.5 MiB of replies
+	const n = 200 // 200 x 512 KiB = 100 MiB of replies
 	bad, base := stNonReader(t, tp, "mo:big", n)
 	start := time.Now()
 	poll.Until(t, 3*time.Second, "the non-reading client disconnected", func() bool { return tp.clients.Load() == base })
 	t.Logf("dropped after %v", time.Since(start))
 	got := bad.ExpectClosed(3 * time.Second)
-	if replies := bytes.Count(got, []byte("$65536\r\n")); replies >= n {
+	if replies := bytes.Count(got, []byte("$524288\r\n")); replies >= n {
 		t.Fatalf("the client got all %d replies; it should have been cut off", replies)
 	}
 

@@ -336,7 +336,7 @@ func (l *evloop) deliver(w waiter, reply []byte) {
 		return
 	}
 	c.out.add(reply)
-	c.avgReply += (w.passed + len(reply) - c.avgReply) / 8
+	c.avgReply = replySizes(c.avgReply, w.passed+len(reply), 1)
 	if c.owed--; c.owed == 0 {
 		l.waiting--
 	}

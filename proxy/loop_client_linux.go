@@ -35,7 +35,7 @@ type lclient struct {
 	protoErr string    // error reply owed after what came before it; then close
 	stop     bool      // a barrier, a park or a hand-off: run nothing more now
 	full     bool      // more than outPause of its replies unwritten: nothing sent, nothing read
-	avgReply int       // its replies' average size (see windowBytes)
+	avgReply int       // its replies' average size (window.go)
 	handoff  bool      // move to the goroutine path once nothing is owed
 	closing  bool      // close once the output is written
 	eof      bool      // the client sent EOF: answer what it sent, then close
@@ -192,10 +192,8 @@ func (c *lclient) wantRead() bool {
 }
 
 // window is how many requests c may have in flight on a shared
-// connection (see windowBytes).
-func (c *lclient) window() int {
-	return min(max(windowBytes/max(c.avgReply, 1), 1), loopMaxOwed)
-}
+// connection.
+func (c *lclient) window() int { return window(c.avgReply, loopMaxOwed) }
 
 func (l *evloop) setReading(c *lclient, on bool) {
 	if c.reading == on || c.dead {

@@ -52,20 +52,13 @@ const (
 
 	// Flow control, so that a client cannot fill a shared connection (and
 	// the proxy's memory) with replies it does not read, and hold up every
-	// other client's replies behind them. A client may have as many
-	// requests in flight on a shared connection as windowBytes of replies
-	// at its average reply size, from 1 to loopMaxOwed; and while more
+	// other client's replies behind them: a client's window (window.go)
+	// bounds its requests in flight on a shared connection; and while more
 	// than outPause bytes of its replies are unwritten (it is not reading
 	// them), none of its requests is sent and it is not read, until they
-	// are down to outResume. The average starts at initialReplySize, so a
-	// new client's first pipeline goes 4 requests at a time (a slow start)
-	// until its replies show how large they are: 32 MGETs of 10 MB each,
-	// sent at once, would cost Redis a second of copying, with every other
-	// client waiting.
-	windowBytes      = 1 << 20
-	initialReplySize = windowBytes / 4
-	outPause         = 1 << 20
-	outResume        = 256 << 10
+	// are down to outResume.
+	outPause  = 1 << 20
+	outResume = 256 << 10
 
 	// Busy polling (Config.BusyPoll) is for few clients at a time: with
 	// many, the wait in epoll is what gathers their commands into one

@@ -198,8 +198,16 @@ func pct(lat []time.Duration, p float64) time.Duration {
 // p99 latency stays within twice their baseline (measured just before,
 // in the same run), and the proxy's memory stays within the output limit
 // plus a constant. (Through an earlier build, the other clients stalled
-// for 10-25 s and the proxy grew to 4.7 GB.)
+// for 10-25 s and the proxy grew to 4.7 GB.) On the event loop, and with
+// every client on a goroutine of its own (the path of TLS clients and of
+// sessions with state).
 func TestNonReadingClientStallsNoOne(t *testing.T) {
+	for _, path := range []struct{ name, loops string }{{"event loop", "1"}, {"goroutines", "0"}} {
+		t.Run(path.name, func(t *testing.T) { nonReader(t, "REDIS_PROXY_EVENT_LOOPS="+path.loops) })
+	}
+}
+
+func nonReader(t *testing.T, env string) {
 	r := redistest.Start(t)
 	rc := r.Dial()
 	value := strings.Repeat("v", 1<<20)
@@ -212,7 +220,7 @@ func TestNonReadingClientStallsNoOne(t *testing.T) {
 		keys = append(keys, k)
 	}
 	const outputLimit = 256 << 20
-	p := startProxy(t, r.Addr, "REDIS_PROXY_CLIENT_OUTPUT_LIMIT="+strconv.Itoa(outputLimit))
+	p := startProxy(t, r.Addr, "REDIS_PROXY_CLIENT_OUTPUT_LIMIT="+strconv.Itoa(outputLimit), env)
 	rssBefore := p.memKiB(t, "VmRSS")
 
 	const clients, phase = 5, 4 * time.Second
