@@ -39,9 +39,13 @@ func (g *gclient) reserve(need int) bool {
 	return true
 }
 
-// unreserve gives back the room g's buffer held, once it is dropped.
+// unreserve gives back the room g's buffer held, once g.in no longer is
+// that buffer. Nothing else of g may hold it then, for collect to take it
+// back: not the batch's arguments, nor the parser's.
 func (g *gclient) unreserve() {
 	if g.room > 0 {
+		clear(g.args)
+		g.parser.Forget()
 		g.p.collect(g.room)
 		g.p.mem.Release(g.room)
 		g.p.m.inflightMemory.Sub(float64(g.room))

@@ -87,7 +87,7 @@ func (p *Proxy) serveGoroutine(s *session, nc net.Conn, in []byte, parser resp.P
 		g.serve(g.cmds)
 		g.avgReply = replySizes(g.avgReply, max(len(g.out)-out, 0)/n, n)
 		clear(g.cmds)
-		clear(g.args) // (no reference left to a large request's buffer)
+		clear(g.args) // (no reference left to a large request's buffer: see unreserve)
 		if g.s.st.Conn == command.Tunnel {
 			return // the tunnel has ended the client
 		}
@@ -158,7 +158,6 @@ func (g *gclient) read() {
 	if cap(g.in) > gKeep && len(g.in) <= gKeep/4 && g.parser.Need() <= bigRequest {
 		// A large request was run: its buffer (and room) goes back.
 		g.in = append([]byte(nil), g.in...)
-		g.parser.Forget()
 		g.unreserve()
 	}
 	if !g.size() {
@@ -269,11 +268,7 @@ func (g *gclient) size() bool {
 func (g *gclient) finish() {
 	g.nc.Close()
 	g.releasePin(false)
-	if g.room > 0 { // (nothing may hold the large buffer while it is collected)
-		g.in, g.off = nil, 0
-		clear(g.args)
-		g.parser.Forget()
-	}
+	g.in, g.off = nil, 0
 	g.unreserve()
 	g.s.end()
 }

@@ -91,14 +91,6 @@ func (o *obuf) pending() int { return o.qn + len(o.b) - o.off }
 
 // add appends p, in parts of outPart bytes once there is more than one.
 func (o *obuf) add(p []byte) {
-	if n := len(o.b) + len(p); n <= outPart || n <= cap(o.b) {
-		o.b = append(o.b, p...)
-		return
-	}
-	o.addParts(p)
-}
-
-func (o *obuf) addParts(p []byte) {
 	for len(o.b)+len(p) > max(cap(o.b), outPart) {
 		room := max(cap(o.b), outPart) - len(o.b)
 		o.b = append(o.b, p[:room]...)

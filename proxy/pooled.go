@@ -186,14 +186,7 @@ func (g *gclient) flushPooled(rt *routes, start time.Time) {
 			g.out = append(g.out, r.out...)
 			g.account(r.isErr, g.infos[seg.lo:seg.hi], start)
 		}
-	}
-	for k := range g.segs {
-		if r := g.segs[k].req; r != nil {
-			r.release()
-		}
-	}
-	if g.again != nil {
-		g.again.release()
+		seg.req.release()
 	}
 	if overflow {
 		g.drop("output_limit")
@@ -236,6 +229,7 @@ func (g *gclient) rerun(seg *segment, later []segment, start time.Time) (overflo
 		g.dispatch(rt, &segment{req: again, pool: rt.master}, start)
 	}
 	<-again.done
+	defer again.release()
 	if again.overflow {
 		return true
 	}
