@@ -263,19 +263,10 @@ func (c Config) Validate() error {
 	// EVENT_LOOPS=0 and BUSY_POLL=0 mean "none" here (proxyConfig): what
 	// the variables accept beyond the packages' own rules is checked here;
 	// the rest by each package's Validate below.
-	nonZero := []struct {
-		field string
-		zero  bool
-		shown string
-	}{
-		{"PoolSize", c.PoolSize == 0, "0"}, {"MaxClients", c.MaxClients == 0, "0"}, {"MaxPinned", c.MaxPinned == 0, "0"},
-		{"MaxHeld", c.MaxHeld == 0, "0"}, {"MaxBulk", c.MaxBulk == 0, "0"}, {"ClientOutputLimit", c.ClientOutputLimit == 0, "0"},
-		{"ClientWriteTimeout", c.ClientWriteTimeout == 0, "0s"}, {"HoldTimeout", c.HoldTimeout == 0, "0s"},
-		{"DialTimeout", c.DialTimeout == 0, "0s"}, {"CheckInterval", c.CheckInterval == 0, "0s"}, {"DownAfter", c.DownAfter == 0, "0s"},
-	}
-	for _, f := range nonZero {
-		if f.zero {
-			return badVar(f.field, f.shown, accepts(f.field))
+	for _, f := range []string{"PoolSize", "MaxClients", "MaxPinned", "MaxHeld", "MaxBulk", "ClientOutputLimit",
+		"MaxInflightMemory", "ClientWriteTimeout", "HoldTimeout", "DialTimeout", "CheckInterval", "DownAfter"} {
+		if v := reflect.ValueOf(c).FieldByName(f); v.IsZero() {
+			return badVar(f, fmt.Sprint(v.Interface()), accepts(f)) // 0, or 0s for a duration
 		}
 	}
 	if c.EventLoops < 0 {

@@ -63,6 +63,8 @@ func TestLoadConfigErrors(t *testing.T) {
 		{map[string]string{"SERVERS": "a:1", "LISTEN": "6379"}, `REDIS_PROXY_LISTEN="6379": want host:port, or none with TLS_LISTEN set`},
 		{map[string]string{"SERVERS": "a:1", "CHECK_INTERVAL": "2s"}, `REDIS_PROXY_DOWN_AFTER="1s": must be longer than the check interval (2s): a server needs at least two checks to be judged down`},
 		{map[string]string{"SERVERS": "a:1", "DOWN_AFTER": "0"}, `REDIS_PROXY_DOWN_AFTER="0s": want a duration longer than CHECK_INTERVAL`},
+		{map[string]string{"SERVERS": "a:1", "MAX_INFLIGHT_MEMORY": "0"}, `REDIS_PROXY_MAX_INFLIGHT_MEMORY="0": want a size of 4MiB or more, such as 1GiB`},
+		{map[string]string{"SERVERS": "a:1", "MAX_BULK": "0"}, `REDIS_PROXY_MAX_BULK="0": want a size such as 512MiB, 64KiB or 1048576`},
 		{map[string]string{"SERVERS": "a:1", "PEERS": "10.0.0.2", "ADVERT_INTERVAL": "5ms"}, `REDIS_PROXY_ADVERT_INTERVAL="5ms": must be whole milliseconds within 10ms-65.535s, got 5ms`},
 		{map[string]string{"SERVERS": "a:1", "PEERS": "10.0.0.2", "VIP": "fd00::100/64", "HEARTBEAT_SECRET": "0123456789abcdef"},
 			`REDIS_PROXY_VIP="fd00::100/64": must be an IPv4 address with prefix length, e.g. 10.0.0.100/24, got fd00::100/64`},

@@ -201,6 +201,7 @@ func (s *Store) Reload() (bool, error) {
 	raw, err := s.read()
 	old := s.cur.Load()
 	if err == nil && sameRaw(raw, old.raw) {
+		s.lastBad = [3][]byte{} // back to the good files: a bad set again is news
 		return false, nil
 	}
 	var m *material

@@ -142,6 +142,23 @@ func TestServerRotation(t *testing.T) {
 		c.Close()
 	}
 
+	// Put back, then half done again: the same bad set is news again.
+	if err := os.WriteFile(cert, first.CertPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if changed, err := st.Reload(); changed || err != nil {
+		t.Fatalf("Reload of the files put back: %v %v", changed, err)
+	}
+	if err := os.WriteFile(cert, second.CertPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Reload(); err == nil {
+		t.Fatal("Reload with a mismatched key again: no error")
+	}
+	if n := logs.count("TLS files not reloaded"); n != 2 {
+		t.Errorf("the bad file, written again after the good one, logged %d times in all, want twice", n)
+	}
+
 	// The key arrives: new handshakes get the new certificate, and the
 	// connection made before still works.
 	if err := os.WriteFile(key, second.KeyPEM, 0o600); err != nil {

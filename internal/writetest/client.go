@@ -3,6 +3,7 @@ package writetest
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -142,6 +143,8 @@ func get(conn redis.Conn, key, want string, sent time.Time) Op {
 	got, err := redis.String(conn.Do("GET", key))
 	o.Done = time.Now()
 	switch {
+	case errors.Is(err, redis.ErrNil): // the key is not there: as stale as another value
+		o.Err = fmt.Errorf(staleRead+"nil, want %q", want)
 	case err != nil:
 		o.Err = err
 	case got != want:

@@ -77,6 +77,12 @@ func TestClientReader(t *testing.T) {
 	if len(ops) == 0 || !ops[0].Stale() || !strings.Contains(ops[0].Err.Error(), `"v"`) {
 		t.Errorf("reader expecting another value: %+v", ops)
 	}
+	// A key that is not there is stale too (a write acknowledged, then
+	// lost), not an error of some other kind.
+	ops = run(Client{Addr: r.Addr, Key: "missing", Want: "v"}, 20*time.Millisecond)
+	if len(ops) == 0 || !ops[0].Stale() || !strings.Contains(ops[0].Err.Error(), "nil") {
+		t.Errorf("reader of a missing key: %+v", ops)
+	}
 }
 
 // fakeServer answers the n-th command of its c-th connection (both from 1)

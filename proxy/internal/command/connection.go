@@ -76,14 +76,14 @@ type helloArgs struct {
 func parseHello(args [][]byte) (h helloArgs, msg string) {
 	j := 1
 	if len(args) > 1 {
-		n, err := strconv.Atoi(string(args[1]))
-		if err != nil {
+		n, ok := resp.ParseInt(args[1]) // as Redis reads it: no "03", no "+3"
+		if !ok {
 			return h, "ERR Protocol version is not an integer or out of range"
 		}
 		if n != 2 && n != 3 {
 			return h, "NOPROTO unsupported protocol version"
 		}
-		h.proto, j = n, 2
+		h.proto, j = int(n), 2
 	}
 	for ; j < len(args); j++ {
 		opt := strings.ToLower(string(args[j]))
@@ -247,6 +247,11 @@ func (c *classifier) unblock() {
 	args := c.args
 	if len(args) < 3 || len(args) > 4 { // (the table's arity says at least 3; a table may be odd)
 		c.err(wrongArgs("client|unblock"))
+		return
+	}
+	// The reason is checked first, as Redis does.
+	if len(args) == 4 && !strings.EqualFold(string(args[3]), "timeout") && !strings.EqualFold(string(args[3]), "error") {
+		c.err("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR")
 		return
 	}
 	id, ok := resp.ParseInt(args[2])
