@@ -43,7 +43,12 @@ unit)
 integration | all)
 	if have_redis; then
 		# itest/ is the appliance layer's; run there, not skipped here.
-		run_layer integration $GO test -race -count=1 -timeout 20m $($GO list ./... | grep -v /itest)
+		# e2e/isolation measures latency and memory under a load of its
+		# own (gigabytes through one Redis): it runs alone, after, so
+		# that it neither slows the other packages' timed tests nor is
+		# measured beside them.
+		run_layer integration $GO test -race -count=1 -timeout 20m $($GO list ./... | grep -v -e /itest -e /e2e/isolation)
+		run_layer isolation $GO test -count=1 -timeout 10m -v ./e2e/isolation/
 		# The proxy's tests again with no event loop: every client on a
 		# goroutine of its own, the path clients with state move to.
 		run_layer goroutines $GO test -count=1 -timeout 10m ./proxy/ -eventloops=-1
