@@ -593,9 +593,8 @@ if ((ROUNDS > 1)); then
 		label=${ROW_LABELS[$i]}
 		for test in SET GET; do
 			[[ ${ROW_ARGS[$i]} == *"${test,,}"* ]] || continue
-			printf '  %-8s %-4s %s\n' "$label" "$test" "$(awk -F'\t' -v l="$label" -v t="$test" '
-				$1 == l && $2 == t { r[$4] = $4; v[$3, $4] = $5 }
-				END { for (k = 1; k in r; k++) printf "%s%.2f", (k > 1 ? " " : ""), v["proxy", k] / v["direct", k] }' "$RESULTS")"
+			printf '  %-8s %-4s %s\n' "$label" "$test" \
+				"$(round_ratios "$label" "$test" proxy direct | awk '{ printf "%s%.2f", (NR > 1 ? " " : ""), $1 }')"
 		done
 	done
 	if [[ -n $BASELINE_BIN ]]; then

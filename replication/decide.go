@@ -310,6 +310,12 @@ func (d *decider) addrs() []string {
 	return append(out, disc...)
 }
 
+// busy reports whether n's last check found it busy with a long command:
+// answering -BUSY, or silent while running one the proxy sent it.
+func (n Node) busy() bool {
+	return strings.HasPrefix(n.Reply, "BUSY") || strings.HasPrefix(n.Reply, busySilent)
+}
+
 func (d *decider) observe(o Observation) {
 	st := d.st
 	switch o.Kind {
@@ -319,7 +325,7 @@ func (d *decider) observe(o Observation) {
 			return // unknown server, or older than what we already applied
 		}
 		n.LastObs = o.At
-		wasBusy := strings.HasPrefix(n.Reply, "BUSY") || strings.HasPrefix(n.Reply, busySilent)
+		wasBusy := n.busy()
 		n.BusyUntil = time.Time{}
 		switch {
 		case o.Err != "" && busyExcused(o.Silent, o.BusySince, o.At, st.BusyGrace):
@@ -346,7 +352,7 @@ func (d *decider) observe(o Observation) {
 			}
 			d.learn(o.Info.position())
 		}
-		if isBusy := strings.HasPrefix(n.Reply, "BUSY") || strings.HasPrefix(n.Reply, busySilent); isBusy && !wasBusy {
+		if n.busy() && !wasBusy {
 			d.event(EventBusy, o.Addr, "%s", n.Reply)
 		}
 		st.Nodes[o.Addr] = n

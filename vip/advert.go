@@ -130,6 +130,9 @@ func (v rejecter) reject(r Reason, detail func() string) error {
 // ReasonOf returns the Reason of an error from Unmarshal or the replay
 // check, or 0 if err is not a rejection.
 func ReasonOf(err error) Reason {
+	if r, ok := err.(Reason); ok {
+		return r // (no errors.As for the common case: its target escapes, one allocation per rejected packet)
+	}
 	var r Reason
 	if errors.As(err, &r) {
 		return r

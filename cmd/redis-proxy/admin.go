@@ -280,9 +280,6 @@ type adminEnv struct {
 	Token  string // sent as a bearer token when set
 }
 
-// adminEnv is the subcommands' part of a full configuration.
-func (c Config) adminEnv() adminEnv { return adminEnv{Listen: c.AdminListen, Token: c.AdminToken} }
-
 // loadAdminEnv reads REDIS_PROXY_ADMIN_LISTEN (unset: the default; set to
 // the empty string: disabled, as for the server) and REDIS_PROXY_ADMIN_TOKEN
 // or REDIS_PROXY_ADMIN_TOKEN_FILE.
@@ -293,8 +290,8 @@ func loadAdminEnv() (adminEnv, error) {
 		f, _ := reflect.TypeOf(Config{}).FieldByName("AdminListen")
 		listen = f.Tag.Get("default")
 	}
-	if listen != "" && checkHostPort(listen) != nil {
-		return a, badVar("AdminListen", listen, accepts("AdminListen"))
+	if err := checkAdminListen(listen); err != nil {
+		return a, err
 	}
 	a.Listen = listen
 	name := envPrefix + "_" + envName("AdminToken")
@@ -305,6 +302,15 @@ func loadAdminEnv() (adminEnv, error) {
 		a.Token = v
 	}
 	return a, nil
+}
+
+// checkAdminListen checks REDIS_PROXY_ADMIN_LISTEN: host:port, or empty
+// (the admin API disabled).
+func checkAdminListen(listen string) error {
+	if listen != "" && checkHostPort(listen) != nil {
+		return badVar("AdminListen", listen, accepts("AdminListen"))
+	}
+	return nil
 }
 
 // adminURL is where this node's admin API answers, from the address it

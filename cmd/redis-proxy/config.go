@@ -246,10 +246,8 @@ func (c Config) Validate() error {
 	if err := c.validateTLS(); err != nil {
 		return err
 	}
-	if c.AdminListen != "" {
-		if err := checkHostPort(c.AdminListen); err != nil {
-			return badVar("AdminListen", c.AdminListen, accepts("AdminListen"))
-		}
+	if err := checkAdminListen(c.AdminListen); err != nil {
+		return err
 	}
 	if c.AdminToken != "" {
 		if err := checkAdminToken(c.AdminToken); err != nil {

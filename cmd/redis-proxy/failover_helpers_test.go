@@ -122,6 +122,16 @@ func startCluster(t *testing.T, n int, tune func(*Config)) *cluster {
 	if tune != nil {
 		tune(&c.cfg)
 	}
+	c.start()
+	return c
+}
+
+// start runs the proxy with c.cfg until the test ends, and waits for it
+// to find the first server master with every other one its replica, and
+// to be ready.
+func (c *cluster) start() {
+	t := c.t
+	t.Helper()
 	if err := c.cfg.Validate(); err != nil {
 		t.Fatalf("test configuration: %v", err)
 	}
@@ -150,7 +160,6 @@ func startCluster(t *testing.T, n int, tune func(*Config)) *cluster {
 		return tv.Routing.Master == c.srv[0].Addr && slices.Equal(tv.Routing.Replicas, replicas)
 	})
 	poll.Until(t, 10*time.Second, "/healthz 200", func() bool { return c.healthz() == http.StatusOK })
-	return c
 }
 
 // server returns the test's server at addr.
@@ -487,3 +496,6 @@ func unsetEnv(t *testing.T, k string) {
 	t.Setenv(k, "")
 	os.Unsetenv(k)
 }
+
+// adminEnv is the subcommands' part of a full configuration.
+func (c Config) adminEnv() adminEnv { return adminEnv{Listen: c.AdminListen, Token: c.AdminToken} }

@@ -2,13 +2,11 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"crypto/tls"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -125,25 +123,7 @@ func TestTLSOnly(t *testing.T) {
 	c.cfg.BackendTLS, c.cfg.BackendTLSCAFile, c.cfg.BackendTLSServerName = true, caFile, "localhost"
 	c.cfg.BackendTLSCertFile, c.cfg.BackendTLSKeyFile = backendCert, backendKey
 	c.cfg.TLSReloadInterval = 50 * time.Millisecond
-	if err := c.cfg.Validate(); err != nil {
-		t.Fatalf("test configuration: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- serve(ctx, c.cfg, c.logs) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve returned %v", err)
-		}
-		if t.Failed() {
-			t.Logf("redis-proxy log:\n%s", c.logs.tail(60))
-		}
-	})
-	c.waitTopology(10*time.Second, "a master with b", func(tv topologyView) bool {
-		return tv.Routing.Master == srv[0].Addr && slices.Equal(tv.Routing.Replicas, []string{srv[1].Addr})
-	})
-	poll.Until(t, 10*time.Second, "/healthz 200", func() bool { return c.healthz() == 200 })
+	c.start()
 
 	_, port, _ := net.SplitHostPort(c.cfg.TLSListen)
 	cli := func(args ...string) string {

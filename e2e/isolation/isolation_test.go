@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -23,23 +22,10 @@ import (
 	"github.com/gomodule/redigo/redis"
 
 	"github.com/redis-proxy/redis-proxy/internal/poll"
+	"github.com/redis-proxy/redis-proxy/internal/proxybin"
 	"github.com/redis-proxy/redis-proxy/internal/redistest"
 	"github.com/redis-proxy/redis-proxy/internal/resptest"
 )
-
-// proxyBin builds the binary once per test run.
-var proxyBin = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "redis-proxy-isolation")
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "redis-proxy")
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/redis-proxy/redis-proxy/cmd/redis-proxy").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("go build: %v\n%s", err, out)
-	}
-	return bin, nil
-})
 
 // proxyProc is the binary running in front of a Redis.
 type proxyProc struct {
@@ -93,14 +79,12 @@ func (p *proxyProc) noTopologyChange(t *testing.T) {
 	}
 }
 
-func startProxy(t *testing.T, redisAddr string, env ...string) *proxyProc {
+// startProxy runs bin (proxybin.Build) in front of the Redis at redisAddr,
+// with env added to the environment.
+func startProxy(t *testing.T, bin, redisAddr string, env ...string) *proxyProc {
 	t.Helper()
 	if runtime.GOOS != "linux" {
 		t.Skip("reads the proxy's memory from /proc")
-	}
-	bin, err := proxyBin()
-	if err != nil {
-		t.Fatal(err)
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(redistest.FreePort(t)))
 	admin := net.JoinHostPort("127.0.0.1", strconv.Itoa(redistest.FreePort(t)))
@@ -220,7 +204,7 @@ func nonReader(t *testing.T, env string) {
 		keys = append(keys, k)
 	}
 	const outputLimit = 256 << 20
-	p := startProxy(t, r.Addr, "REDIS_PROXY_CLIENT_OUTPUT_LIMIT="+strconv.Itoa(outputLimit), env)
+	p := startProxy(t, proxybin.Build(t), r.Addr, "REDIS_PROXY_CLIENT_OUTPUT_LIMIT="+strconv.Itoa(outputLimit), env)
 	rssBefore := p.memKiB(t, "VmRSS")
 
 	const clients, phase = 5, 4 * time.Second
@@ -272,8 +256,9 @@ func TestLargeValuesDoNotMultiply(t *testing.T) {
 	const size, inflight, outputLimit = 500_000_000, 1 << 30, 16 << 20
 	// (An output limit above the value's size: a reply larger than the
 	// limit reaches only a client that reads it as fast as it comes.)
-	p := startProxy(t, r.Addr, "REDIS_PROXY_HOLD_TIMEOUT=120s", "REDIS_PROXY_CLIENT_OUTPUT_LIMIT=1GiB")
-	p2 := startProxy(t, r.Addr, "REDIS_PROXY_CLIENT_OUTPUT_LIMIT="+strconv.Itoa(outputLimit))
+	bin := proxybin.Build(t)
+	p := startProxy(t, bin, r.Addr, "REDIS_PROXY_HOLD_TIMEOUT=120s", "REDIS_PROXY_CLIENT_OUTPUT_LIMIT=1GiB")
+	p2 := startProxy(t, bin, r.Addr, "REDIS_PROXY_CLIENT_OUTPUT_LIMIT="+strconv.Itoa(outputLimit))
 	rssBefore, rssBefore2 := p.memKiB(t, "VmRSS"), p2.memKiB(t, "VmRSS")
 
 	value := bytes.Repeat([]byte{'x'}, size)

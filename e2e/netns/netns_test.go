@@ -42,7 +42,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -56,6 +55,7 @@ import (
 	"github.com/gomodule/redigo/redis"
 
 	"github.com/redis-proxy/redis-proxy/internal/poll"
+	"github.com/redis-proxy/redis-proxy/internal/proxybin"
 	"github.com/redis-proxy/redis-proxy/internal/writetest"
 )
 
@@ -254,27 +254,6 @@ func removeStaleNamespaces() {
 			exec.Command("ip", "netns", "del", f[0]).Run()
 		}
 	}
-}
-
-// proxyBinary builds cmd/redis-proxy as `make build` does (so the test
-// never runs a stale bin/redis-proxy), or returns $REDIS_PROXY_BIN.
-func proxyBinary(t *testing.T) string {
-	t.Helper()
-	if p := os.Getenv("REDIS_PROXY_BIN"); p != "" {
-		abs, err := filepath.Abs(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return abs
-	}
-	bin := filepath.Join(t.TempDir(), "redis-proxy")
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin,
-		"github.com/redis-proxy/redis-proxy/cmd/redis-proxy")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/redis-proxy: %v\n%s", err, out)
-	}
-	return bin
 }
 
 // --- topology ---
@@ -808,7 +787,7 @@ var (
 // topology with fresh processes, and logs a summary line per scenario.
 func TestNetnsPair(t *testing.T) {
 	requireEnv(t)
-	bin := proxyBinary(t)
+	bin := proxybin.Build(t)
 	scens := []scenario{
 		{name: "SIGKILL", sig: syscall.SIGKILL, limit: 2 * time.Second, goal: time.Second},
 		{name: "SIGTERM", sig: syscall.SIGTERM, limit: time.Second, goal: 300 * time.Millisecond},

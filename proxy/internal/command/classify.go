@@ -429,7 +429,7 @@ func hasBlockOption(args [][]byte) bool {
 // returns it.
 func (c *classifier) queued(lo int) {
 	reply := c.dst[lo:]
-	if !c.d.Refused || reply[0] != '-' {
+	if !c.d.Refused { // (a refusal is always an error reply)
 		if ev, ok := EvalFor(reply); ok {
 			c.dst = c.dst[:lo]
 			c.d.Kind, c.d.Raw = Forward, ev

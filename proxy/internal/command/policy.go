@@ -1,6 +1,7 @@
 package command
 
 import (
+	"bytes"
 	"strconv"
 	"strings"
 
@@ -217,7 +218,7 @@ func splitPairs(reply []byte) ([][]byte, bool) {
 // header reads the number on the first line of b and returns what follows
 // the line.
 func header(b []byte) (int64, []byte, bool) {
-	i := strings.IndexByte(string(b), '\n')
+	i := bytes.IndexByte(b, '\n') // (not via a string: that copies the rest of the reply, for each value)
 	if i < 3 || b[i-1] != '\r' {
 		return 0, nil, false
 	}
