@@ -2,8 +2,10 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"time"
@@ -42,22 +44,42 @@ func (d *dialer) control(ctx context.Context, addr string, ioTimeout time.Durati
 	return redis.DialContext(ctx, "tcp", addr, opts...)
 }
 
-// dial connects to addr and runs the handshake (AUTH, and for a shared
-// connection CLIENT SETNAME) in one round trip. Dedicated connections stay
-// unnamed, like a fresh client's. The caller owns the returned connection.
-func (d *dialer) dial(ctx context.Context, addr string, shared bool) (net.Conn, *bufio.Reader, error) {
+// errLoading is a dial's error while the server loads its dataset (after
+// a restart, say): it would answer commands with -LOADING, so no
+// connection to it comes up until it is done, and clients wait as while
+// no master is known (see loadingRetry).
+var errLoading = errors.New("the server is loading its dataset")
+
+// loadingRetry is how soon a dial that met a loading server tries again:
+// no backoff, so clients go on as soon as it is done.
+const loadingRetry = 50 * time.Millisecond
+
+// conn is a connection dial opened.
+type conn struct {
+	nc net.Conn
+	br *bufio.Reader
+	id int64 // the server's CLIENT ID for a dedicated connection (0 for shared ones)
+}
+
+// dial connects to addr and runs the handshake in one round trip: AUTH;
+// for a shared connection CLIENT SETNAME, for a dedicated one CLIENT ID
+// (what CLIENT UNBLOCK and TRACKING REDIRECT from other clients must name);
+// and a PING, which a server still loading its dataset refuses (errLoading).
+// Dedicated connections stay unnamed, like a fresh client's. The caller owns
+// the returned connection.
+func (d *dialer) dial(ctx context.Context, addr string, shared bool) (conn, error) {
 	nd := net.Dialer{Timeout: d.timeout, KeepAlive: 15 * time.Second}
 	nc, err := nd.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return nil, nil, fmt.Errorf("dial %s: %w", addr, err)
+		return conn{}, fmt.Errorf("dial %s: %w", addr, err)
 	}
 	if d.tls != nil {
 		if nc, err = d.clientTLS(ctx, nc, addr); err != nil {
-			return nil, nil, err
+			return conn{}, err
 		}
 	}
 	var hs []byte
-	n := 0
+	n, idAt := 0, -1 // commands sent; the place of CLIENT ID's reply
 	if d.password != "" {
 		if d.username != "" {
 			hs = resp.AppendCommand(hs, "AUTH", d.username, d.password)
@@ -66,34 +88,43 @@ func (d *dialer) dial(ctx context.Context, addr string, shared bool) (net.Conn, 
 		}
 		n++
 	}
-	if d.name != "" && shared {
+	switch {
+	case !shared:
+		hs = resp.AppendCommand(hs, "CLIENT", "ID")
+		idAt, n = n, n+1
+	case d.name != "":
 		hs = resp.AppendCommand(hs, "CLIENT", "SETNAME", d.name)
 		n++
 	}
-	br := bufio.NewReaderSize(nc, 32<<10)
-	if n == 0 {
-		return nc, br, nil
-	}
+	hs = resp.AppendCommand(hs, "PING")
+	n++
+	c := conn{nc: nc, br: bufio.NewReaderSize(nc, 32<<10)}
 	nc.SetDeadline(time.Now().Add(d.timeout))
-	if _, err := nc.Write(hs); err != nil {
+	fail := func(err error) (conn, error) {
 		nc.Close()
-		return nil, nil, fmt.Errorf("handshake with %s: %w", addr, err)
+		return conn{}, err
 	}
-	rr := resp.Reader{R: br}
+	if _, err := nc.Write(hs); err != nil {
+		return fail(fmt.Errorf("handshake with %s: %w", addr, err))
+	}
+	rr := resp.Reader{R: c.br}
 	var buf []byte
-	for i := 0; i < n; i++ {
+	for i := range n {
 		buf, _, err = rr.AppendValue(buf[:0], 4096)
 		if err != nil {
-			nc.Close()
-			return nil, nil, fmt.Errorf("handshake with %s: %w", addr, err)
+			return fail(fmt.Errorf("handshake with %s: %w", addr, err))
 		}
-		if buf[0] == '-' {
-			nc.Close()
-			return nil, nil, fmt.Errorf("handshake with %s: %s", addr, trimCRLF(buf[1:]))
+		switch {
+		case bytes.HasPrefix(buf, []byte("-LOADING")):
+			return fail(fmt.Errorf("handshake with %s: %w", addr, errLoading))
+		case buf[0] == '-':
+			return fail(fmt.Errorf("handshake with %s: %s", addr, trimCRLF(buf[1:])))
+		case i == idAt && buf[0] == ':':
+			c.id, _ = resp.ParseInt(buf[1 : len(buf)-2])
 		}
 	}
 	nc.SetDeadline(time.Time{})
-	return nc, br, nil
+	return c, nil
 }
 
 func trimCRLF(b []byte) string {

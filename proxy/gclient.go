@@ -53,8 +53,10 @@ type gclient struct {
 	out      []byte    // replies not yet written
 	deadline time.Time // write deadline last set
 
-	pin  *dedicated // a connection of the session's own (Conn Pinned or Tunnel)
-	room int64      // MaxInflightMemory held for in's large request (bigreq.go)
+	pin *dedicated // a connection of the session's own (Conn Pinned or Tunnel)
+	// opened: pin is a tunnel an event loop began, its first command sent.
+	opened *opened
+	room   int64 // MaxInflightMemory held for in's large request (bigreq.go)
 	// avgReply is the client's average reply size, which bounds a batch
 	// (window.go).
 	avgReply int
@@ -76,12 +78,35 @@ type gclient struct {
 	again *request // unanswered reads of a dead connection, run again
 }
 
+// opened is a tunnel an event loop began (openNow): its connection, with
+// the client's blocking command written to it, after a CLIENT SETNAME
+// whose reply is still to be read when named.
+type opened struct {
+	pin   *dedicated
+	named bool
+}
+
+// drop gives the connection back, closed: the client went before its
+// tunnel began.
+func (o *opened) drop(p *Proxy) {
+	o.pin.p.release(o.pin, false)
+	p.pinned.Add(-1)
+	p.m.pinned.Dec()
+}
+
 // serveGoroutine serves the client on nc (counted already, with its
 // session s) on the calling goroutine, starting with in, bytes read from
 // it and not yet run, and the parser's place in them, and owed protoErr
-// once they are answered (a hand-off from an event loop).
-func (p *Proxy) serveGoroutine(s *session, nc net.Conn, in []byte, parser resp.Parser, protoErr string) {
+// once they are answered (a hand-off from an event loop); with open, the
+// tunnel that loop began.
+func (p *Proxy) serveGoroutine(s *session, nc net.Conn, in []byte, parser resp.Parser, protoErr string, open *opened) {
 	g := &gclient{p: p, s: s, nc: nc, in: in, parser: parser, protoErr: protoErr, avgReply: initialReplySize}
+	if open != nil {
+		g.pin, g.opened = open.pin, open
+		g.s.st.Conn, g.s.st.Tx = command.Pinned, command.Tx{}
+		g.tunnel(nil, false)
+		return
+	}
 	for g.next() {
 		n, out := len(g.cmds), len(g.out)
 		g.serve(g.cmds)

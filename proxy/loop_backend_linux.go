@@ -91,7 +91,8 @@ func (l *evloop) dial(b *lconn) {
 	b.dialing = true
 	pl := b.pl
 	go func() {
-		nc, br, err := pl.d.dial(pl.ctx, pl.addr, true)
+		bc, err := pl.d.dial(pl.ctx, pl.addr, true)
+		nc, br := bc.nc, bc.br
 		if err == nil && !loopable(nc) {
 			nc, br, err = relayTLS(nc, br) // the loop owns raw sockets
 		}
@@ -117,6 +118,10 @@ func (l *evloop) dial(b *lconn) {
 					l.p.log.Warn("backend connection failed", "server", pl.addr, "loop", true, "err", err)
 				}
 				b.lastError = err
+				if errors.Is(err, errLoading) {
+					b.nextDial = time.Now().Add(loadingRetry)
+					return
+				}
 				b.nextDial = time.Now().Add(b.backoff)
 				b.backoff = min(2*b.backoff, maxBackoff)
 				return

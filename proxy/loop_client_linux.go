@@ -37,6 +37,7 @@ type lclient struct {
 	full     bool      // more than outPause of its replies unwritten: nothing sent, nothing read
 	avgReply int       // its replies' average size (window.go)
 	handoff  bool      // move to the goroutine path once nothing is owed
+	open     *opened   // the tunnel openNow began, for the hand-off
 	closing  bool      // close once the output is written
 	eof      bool      // the client sent EOF: answer what it sent, then close
 	dead     bool
@@ -337,6 +338,10 @@ func (l *evloop) closeClient(c *lclient) {
 	unix.Close(c.fd)
 	c.in, c.after = nil, nil
 	c.out.reset()
+	if c.open != nil {
+		c.open.drop(l.p)
+		c.open = nil
+	}
 	c.s.end()
 }
 
@@ -371,11 +376,14 @@ func (l *evloop) handoff(c *lclient) {
 	f.Close()
 	if err != nil {
 		l.p.log.Warn("client hand-off failed", "client", c.s.st.ID, "err", err)
+		if c.open != nil {
+			c.open.drop(l.p)
+		}
 		c.s.end()
 		return
 	}
 	l.p.m.handoffs.Inc()
-	l.p.goServe(c.s, nc, append([]byte(nil), c.in...), c.parser, c.protoErr)
+	l.p.goServe(c.s, nc, append([]byte(nil), c.in...), c.parser, c.protoErr, c.open)
 }
 
 // sweepClients closes idle clients and those that stopped reading.

@@ -122,8 +122,52 @@ func (l *evloop) runCommand(c *lclient, rt *routes, cmd resp.Command, buf []byte
 		return l.block(c, rt, buf, n, d.Info)
 	}
 	c.handoff, c.stop = true, true
+	if d.Kind == command.Open && l.openNow(c, rt, d.Info, cmd.Raw) {
+		return n, 0
+	}
 	return 0, 0
 }
+
+// openNow writes a blocking command to a spare dedicated connection of the
+// master at once, from the loop, when the client is owed nothing (so the
+// hand-off follows at once): it reaches the server in the order the loop
+// read it, ahead of any client's read after it, with no hand-off, dial or
+// handshake before it. The goroutine path then takes the client with that
+// connection as its tunnel (see gclient.opened). It reports whether it
+// did; if not (no spare, say), the hand-off does it all as for any Open.
+func (l *evloop) openNow(c *lclient, rt *routes, info *command.Info, raw []byte) bool {
+	early := info.Special == command.XRead || info.Special == command.None && info.Has(command.Blocking)
+	if !early || c.owed > 0 || len(c.after) > 0 || c.out.pending() > 0 || rt.master == nil || len(raw) > openNowMax {
+		return false
+	}
+	p := l.p
+	if p.pinned.Add(1) > int64(p.cfg.MaxPinned) {
+		p.pinned.Add(-1) // the hand-off refuses it
+		return false
+	}
+	pin := rt.master.spare()
+	if pin == nil {
+		p.pinned.Add(-1)
+		return false
+	}
+	b := raw
+	named := c.s.st.Name != ""
+	if named {
+		b = append(resp.AppendCommand(nil, "CLIENT", "SETNAME", c.s.st.Name), raw...)
+	}
+	// A small write to an idle socket: it does not wait.
+	if _, err := pin.nc.Write(b); err != nil {
+		pin.p.release(pin, false)
+		p.pinned.Add(-1)
+		return false
+	}
+	p.m.pinned.Inc()
+	c.open = &opened{pin: pin, named: named}
+	return true
+}
+
+// openNowMax bounds the blocking commands openNow writes from the loop.
+const openNowMax = 16 << 10
 
 // answer gives c a reply the proxy made: now, or after the replies it is
 // still owed, with nothing of c's run until then.

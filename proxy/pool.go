@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"sync"
@@ -17,6 +18,11 @@ const (
 	minBackoff = 50 * time.Millisecond
 	maxBackoff = 2 * time.Second
 	maxSpares  = 8 // clean dedicated connections kept for the next pin
+	// warmSpares is how many of them the master's pool dials ahead, so a
+	// blocking command, a subscription or a transaction finds a connection
+	// ready: it reaches the server with no dial and no handshake before
+	// it, and blocked clients are served in the order they sent.
+	warmSpares = 8
 )
 
 // pool holds the shared (multiplexed) connections to one Redis server and
@@ -34,9 +40,10 @@ type pool struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	mu     sync.Mutex
-	spares []*dedicated
-	pinned map[*dedicated]struct{}
+	mu      sync.Mutex
+	spares  []*dedicated
+	warming atomic.Bool // a warm goroutine is dialing spares
+	pinned  map[*dedicated]struct{}
 
 	busy busyTracker // scripts and functions in flight on the server
 }
@@ -66,7 +73,7 @@ func (p *pool) supervise(i int) {
 	backoff := minBackoff
 	failures := 0
 	for p.ctx.Err() == nil {
-		nc, br, err := p.d.dial(p.ctx, p.addr, true)
+		bc, err := p.d.dial(p.ctx, p.addr, true)
 		if err != nil {
 			failures++
 			if failures == 1 {
@@ -74,18 +81,23 @@ func (p *pool) supervise(i int) {
 			} else {
 				p.log.Debug("backend connection failed", "slot", i, "err", err, "attempt", failures)
 			}
+			wait := backoff
+			if errors.Is(err, errLoading) {
+				wait = loadingRetry
+			} else {
+				backoff = min(2*backoff, maxBackoff)
+			}
 			select {
-			case <-time.After(backoff):
+			case <-time.After(wait):
 			case <-p.ctx.Done():
 			}
-			backoff = min(2*backoff, maxBackoff)
 			continue
 		}
 		if failures > 0 {
 			p.log.Info("backend connection restored", "slot", i, "after_attempts", failures)
 		}
 		failures, backoff = 0, minBackoff
-		c := newBackendConn(p.addr, nc, br, p.failed)
+		c := newBackendConn(p.addr, bc.nc, bc.br, p.failed)
 		p.slots[i].Store(c)
 		p.m.backendConns.WithLabelValues(p.addr).Inc()
 		p.ready()
@@ -177,11 +189,28 @@ type dedicated struct {
 	p  *pool
 	nc net.Conn
 	rr resp.Reader
+	id int64 // the server's id for it (CLIENT ID)
 }
 
 // acquire returns a dedicated connection: a clean spare if one is alive,
 // else a new one. The caller must give it back with release.
 func (p *pool) acquire(ctx context.Context) (*dedicated, error) {
+	if d := p.spare(); d != nil {
+		return d, nil
+	}
+	c, err := p.d.dial(ctx, p.addr, false)
+	if err != nil {
+		return nil, err
+	}
+	d := &dedicated{p: p, nc: c.nc, rr: resp.Reader{R: c.br}, id: c.id}
+	p.track(d)
+	p.warm()
+	return d, nil
+}
+
+// spare is acquire without a dial: a live spare, or nil. It never blocks,
+// so an event loop may call it.
+func (p *pool) spare() *dedicated {
 	for {
 		p.mu.Lock()
 		var d *dedicated
@@ -191,21 +220,67 @@ func (p *pool) acquire(ctx context.Context) (*dedicated, error) {
 		}
 		p.mu.Unlock()
 		if d == nil {
-			break
+			p.warm()
+			return nil
 		}
 		if d.idleAlive() {
 			p.track(d)
-			return d, nil
+			p.warm()
+			return d
 		}
 		d.nc.Close()
 	}
-	nc, br, err := p.d.dial(ctx, p.addr, false)
-	if err != nil {
-		return nil, err
+}
+
+// warm dials spares in the background until warmSpares are kept, the
+// missing ones at once (one round of dials at a time; a failed dial ends
+// the round, and the next acquire starts another).
+func (p *pool) warm() {
+	if !p.warming.CompareAndSwap(false, true) {
+		return
 	}
-	d := &dedicated{p: p, nc: nc, rr: resp.Reader{R: br}}
-	p.track(d)
-	return d, nil
+	go func() {
+		defer p.warming.Store(false)
+		for p.ctx.Err() == nil {
+			p.mu.Lock()
+			missing := warmSpares - len(p.spares)
+			p.mu.Unlock()
+			if missing <= 0 {
+				return
+			}
+			var wg sync.WaitGroup
+			var failed atomic.Bool
+			for range missing {
+				wg.Go(func() {
+					if !p.addSpare() {
+						failed.Store(true)
+					}
+				})
+			}
+			wg.Wait()
+			if failed.Load() {
+				return
+			}
+		}
+	}()
+}
+
+// addSpare dials one spare and keeps it; false if the dial failed.
+func (p *pool) addSpare() bool {
+	ctx, cancel := context.WithTimeout(p.ctx, p.d.timeout)
+	c, err := p.d.dial(ctx, p.addr, false)
+	cancel()
+	if err != nil {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ctx.Err() != nil || len(p.spares) >= maxSpares {
+		c.nc.Close()
+		return true
+	}
+	p.spares = append(p.spares, &dedicated{p: p, nc: c.nc, rr: resp.Reader{R: c.br}, id: c.id})
+	return true
 }
 
 func (p *pool) track(d *dedicated) {

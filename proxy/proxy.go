@@ -189,7 +189,7 @@ func (p *Proxy) acceptLoop(ln net.Listener) error {
 			}
 			continue
 		}
-		p.goServe(s, nc, nil, p.newParser(), "")
+		p.goServe(s, nc, nil, p.newParser(), "", nil)
 	}
 }
 
@@ -198,11 +198,14 @@ func (p *Proxy) newParser() resp.Parser { return resp.Parser{MaxBulk: p.cfg.MaxB
 
 // goServe serves the client on a goroutine of its own (see
 // serveGoroutine), unless the proxy is closed.
-func (p *Proxy) goServe(s *session, nc net.Conn, in []byte, parser resp.Parser, protoErr string) {
+func (p *Proxy) goServe(s *session, nc net.Conn, in []byte, parser resp.Parser, protoErr string, open *opened) {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
 		nc.Close()
+		if open != nil {
+			open.drop(p)
+		}
 		s.end()
 		return
 	}
@@ -210,7 +213,7 @@ func (p *Proxy) goServe(s *session, nc net.Conn, in []byte, parser resp.Parser, 
 	p.mu.Unlock()
 	go func() {
 		defer p.conns.Delete(nc)
-		p.serveGoroutine(s, nc, in, parser, protoErr)
+		p.serveGoroutine(s, nc, in, parser, protoErr, open)
 	}()
 }
 
@@ -317,6 +320,7 @@ func (p *Proxy) SetTopology(t replication.Topology) {
 			p.lastMaster.failShared()
 		}
 		p.lastMaster = nr.master
+		nr.master.warm()
 	}
 	masterChanged := old.topo.Master != t.Master
 	p.swapLocked(nr)

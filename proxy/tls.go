@@ -44,7 +44,7 @@ func (p *Proxy) serveTLS(s *session, tc *tls.Conn) {
 		return
 	}
 	tc.SetDeadline(time.Time{})
-	p.goServe(s, tc, nil, p.newParser(), "")
+	p.goServe(s, tc, nil, p.newParser(), "", nil)
 }
 
 // loopable reports whether an event loop can serve the client on nc: not

@@ -16,8 +16,9 @@ import (
 // commands and the proxy's own AUTH are answered; those answers are made
 // by the server (an EVAL that returns the reply) so they stay in order
 // with everything else. rest is what the client sent after the command
-// that opened the tunnel, that command included; handshake: name the
-// server's connection and learn its id first.
+// that opened the tunnel, that command included; handshake: the server's
+// connection is named (see below; a RESP2 subscriber takes no SETNAME). Its
+// server-side id is published for CLIENT UNBLOCK and TRACKING REDIRECT.
 //
 // Two goroutines own the client from here: this one reads the client and
 // writes the server; the one it starts copies the server to the client.
@@ -30,13 +31,27 @@ func (g *gclient) tunnel(rest []resp.Command, handshake bool) {
 		return
 	}
 	g.nc.SetReadDeadline(time.Time{})
-	if handshake {
-		id, ok := g.handshake(pin)
-		if !ok {
-			return
+	g.p.tunnels.Store(g.s.st.ID, pin.id)
+	defer g.p.tunnels.Delete(g.s.st.ID)
+	named := false
+	switch {
+	case g.opened != nil:
+		named = g.opened.named // its SETNAME is written, the reply not read
+	case handshake:
+		// The name the proxy kept goes to the server (so its CLIENT LIST,
+		// which the proxy's merges, shows it) in the same write as the
+		// commands: a blocking command reaches the server with no round
+		// trip of the proxy's before it, in the order clients sent theirs.
+		if named = g.s.st.Name != ""; named {
+			g.batch.add(resp.AppendCommand(nil, "CLIENT", "SETNAME", g.s.st.Name))
 		}
-		g.p.tunnels.Store(g.s.st.ID, id)
-		defer g.p.tunnels.Delete(g.s.st.ID)
+	}
+	var err error
+	if g.opened == nil {
+		err = g.forward(pin, rest)
+	}
+	if named && err == nil {
+		_, _, err = pin.rr.AppendValue(nil, 4096) // SETNAME's +OK, before the copier passes replies on
 	}
 	var wmu sync.Mutex // the client's write side, shared with the copier
 	copied := make(chan struct{})
@@ -45,7 +60,6 @@ func (g *gclient) tunnel(rest []resp.Command, handshake bool) {
 		g.copyToClient(pin, &wmu)
 		g.nc.Close()
 	}()
-	err := g.forward(pin, rest)
 	for err == nil && !g.closing && !g.eof {
 		g.cmds, g.args = g.cmds[:0], g.args[:0]
 		if g.parse(); len(g.cmds) > 0 {
@@ -64,30 +78,6 @@ func (g *gclient) tunnel(rest []resp.Command, handshake bool) {
 	}
 	pin.nc.Close()
 	<-copied
-}
-
-// handshake gives the server's connection the name the proxy kept (so
-// CLIENT LIST shows it) and returns the server's id for it, which CLIENT
-// UNBLOCK from other clients must name. (SETNAME "" clears nothing on an
-// unnamed connection; it keeps the reply count fixed.)
-func (g *gclient) handshake(pin *dedicated) (int64, bool) {
-	g.wbuf = resp.AppendCommand(g.wbuf[:0], "CLIENT", "SETNAME", g.s.st.Name)
-	g.wbuf = resp.AppendCommand(g.wbuf, "CLIENT", "ID")
-	if _, err := pin.nc.Write(g.wbuf); err != nil {
-		return 0, false
-	}
-	var hs []byte
-	var err error
-	for range 2 {
-		if hs, _, err = pin.rr.AppendValue(hs[:0], 4096); err != nil {
-			return 0, false
-		}
-	}
-	if hs[0] != ':' {
-		return 0, true
-	}
-	id, ok := resp.ParseInt(hs[1 : len(hs)-2])
-	return id, ok
 }
 
 // forward writes cmds to the server in one write.
