@@ -29,6 +29,20 @@
 //     connections too (pooled.go, backend.go). After 16 batches in a row
 //     without a dedicated connection the client goes back to a loop.
 //
+// A loop client's first blocking command is not run by its goroutine: the
+// loop hands it to the opener (opener.go), one thread that writes such
+// commands to connections dialed ahead, in the order the loop read them,
+// so blocked clients are served in the order they sent.
+//
+// # The clients clients see
+//
+// The proxy keeps a table of its clients (clients.go): CLIENT LIST, INFO
+// and KILL (command.Ask, answered in ask.go), CLIENT ID, UNBLOCK and
+// TRACKING REDIRECT, and INFO's clients section (a reply filter) describe
+// them with the proxy's ids, never the proxy's own connections; what only
+// the server knows of a client with a connection of its own comes from
+// that connection's line in the server's CLIENT LIST.
+//
 // A transaction a client sends whole (MULTI through EXEC) whose commands
 // concern no connection state runs on a loop's shared connection as one
 // block (loop_tx_linux.go).

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gomodule/redigo/redis"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/redis-proxy/redis-proxy/internal/poll"
@@ -121,9 +122,10 @@ func TestSubscriberServerDies(t *testing.T) {
 	poll.Until(t, time.Second, "pinned back to 0", func() bool { return tp.pinned.Load() == 0 })
 }
 
-// A dedicated connection kept as a spare after a transaction may be closed
-// by the server while idle (CLIENT KILL, Redis's timeout, a restart). The
-// next session must get a working connection, not the dead one.
+// A dedicated connection kept as a spare (after a transaction, or dialed
+// ahead) may be closed by the server while idle (CLIENT KILL, Redis's
+// timeout, a restart). The next session must get a working connection, not
+// a dead one.
 func TestDeadSpareConnectionNotHandedOut(t *testing.T) {
 	t.Parallel()
 	r := redistest.Start(t)
@@ -133,20 +135,27 @@ func TestDeadSpareConnectionNotHandedOut(t *testing.T) {
 	resptest.Expect(t, c.Do("INCR", "spare:n"), "QUEUED")
 	resptest.Expect(t, c.Do("EXEC"), "[1]")
 
-	// Kill the connection that ran EXEC: the spare.
+	// Kill every spare: the proxy's unnamed connections (its shared ones
+	// are named redis-proxy), once the warm ones are dialed.
 	direct := resptest.Dial(t, r.Addr)
-	list := direct.Do("CLIENT", "LIST")
-	killed := 0
-	for _, line := range strings.Split(list.Str, "\n") {
-		if !strings.Contains(line, " cmd=exec ") {
-			continue
+	spares := func() []string {
+		var out []string
+		for _, line := range strings.Split(direct.Do("CLIENT", "LIST").Str, "\n") {
+			if strings.Contains(line, " name= ") && !strings.Contains(line, " cmd=client|list ") {
+				out = append(out, line)
+			}
 		}
+		return out
+	}
+	poll.Until(t, 5*time.Second, "the warm spares dialed", func() bool { return len(spares()) >= warmSpares })
+	killed := 0
+	for _, line := range spares() {
 		id, _, _ := strings.Cut(strings.TrimPrefix(line, "id="), " ")
 		resptest.Expect(t, direct.Do("CLIENT", "KILL", "ID", id), "1")
 		killed++
 	}
-	if killed != 1 {
-		t.Fatalf("found %d spare connections to kill in CLIENT LIST:\n%s", killed, list.Str)
+	if killed < warmSpares {
+		t.Fatalf("killed %d spare connections, want at least %d", killed, warmSpares)
 	}
 	time.Sleep(50 * time.Millisecond)
 
@@ -366,4 +375,94 @@ func inFlightAtCrash(t *testing.T, cfg Config) (r *redistest.Server, tp *testPro
 	time.Sleep(100 * time.Millisecond)
 	r.Kill()
 	return r, tp, blocker, pipe, setGet, getIncr, getSelect, mget, slowRead
+}
+
+// A server restarted under load answers -LOADING while it loads its
+// dataset: through the proxy, clients wait as while no master is known and
+// then go on; no -LOADING reaches them.
+func TestNoLoadingErrorsAfterRestart(t *testing.T) {
+	t.Parallel()
+	r := redistest.Start(t, "--enable-debug-command", "yes")
+	setup := r.Dial(redis.DialReadTimeout(time.Minute))
+	if _, err := setup.Do("DEBUG", "POPULATE", "1000000", "load", "100"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := setup.Do("SAVE"); err != nil {
+		t.Fatal(err)
+	}
+	tp := startProxy(t, Config{HoldTimeout: 20 * time.Second}, r.Addr)
+	stop := make(chan struct{})
+	type tally struct{ ok, loading, other int }
+	results := make(chan tally)
+	for w := range 4 {
+		go func() {
+			var n tally
+			defer func() { results <- n }()
+			c, err := net.Dial("tcp", tp.Addr)
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			br := bufio.NewReader(c)
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				c.SetDeadline(time.Now().Add(30 * time.Second))
+				if _, err := c.Write(resptest.Cmd("SET", fmt.Sprintf("w%d:%d", w, i), "v")); err != nil {
+					return
+				}
+				line, err := br.ReadString('\n')
+				switch {
+				case err != nil:
+					// The client was dropped (a write in flight at the
+					// crash): another connection goes on.
+					c.Close()
+					if c, err = net.Dial("tcp", tp.Addr); err != nil {
+						return
+					}
+					br = bufio.NewReader(c)
+				case strings.HasPrefix(line, "-LOADING"):
+					n.loading++
+				case strings.HasPrefix(line, "-"):
+					n.other++
+					t.Logf("writer %d: %q", w, line)
+				default:
+					n.ok++
+				}
+			}
+		}()
+	}
+	time.Sleep(200 * time.Millisecond)
+	r.Kill()
+	r.RestartLoading()
+	// It loads for a while: -LOADING to a direct client meanwhile.
+	loadingSeen := false
+	for range 100 {
+		if _, err := r.Do("PING"); err != nil && strings.HasPrefix(err.Error(), "LOADING") {
+			loadingSeen = true
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	poll.Until(t, 30*time.Second, "the server loaded", func() bool {
+		_, err := r.Do("PING")
+		return err == nil
+	})
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	var sum tally
+	for range 4 {
+		n := <-results
+		sum.ok, sum.loading, sum.other = sum.ok+n.ok, sum.loading+n.loading, sum.other+n.other
+	}
+	t.Logf("writes: %d ok, %d -LOADING, %d other errors; the server answered -LOADING directly while loading: %v", sum.ok, sum.loading, sum.other, loadingSeen)
+	if !loadingSeen {
+		t.Fatal("the restarted server never answered -LOADING: the test proves nothing")
+	}
+	if sum.loading > 0 {
+		t.Errorf("%d -LOADING replies reached clients", sum.loading)
+	}
 }

@@ -78,22 +78,6 @@ type gclient struct {
 	again *request // unanswered reads of a dead connection, run again
 }
 
-// opened is a tunnel an event loop began (openNow): its connection, with
-// the client's blocking command written to it, after a CLIENT SETNAME
-// whose reply is still to be read when named.
-type opened struct {
-	pin   *dedicated
-	named bool
-}
-
-// drop gives the connection back, closed: the client went before its
-// tunnel began.
-func (o *opened) drop(p *Proxy) {
-	o.pin.p.release(o.pin, false)
-	p.pinned.Add(-1)
-	p.m.pinned.Dec()
-}
-
 // serveGoroutine serves the client on nc (counted already, with its
 // session s) on the calling goroutine, starting with in, bytes read from
 // it and not yet run, and the parser's place in them, and owed protoErr
@@ -101,15 +85,21 @@ func (o *opened) drop(p *Proxy) {
 // tunnel that loop began.
 func (p *Proxy) serveGoroutine(s *session, nc net.Conn, in []byte, parser resp.Parser, protoErr string, open *opened) {
 	g := &gclient{p: p, s: s, nc: nc, in: in, parser: parser, protoErr: protoErr, avgReply: initialReplySize}
-	if open != nil {
+	if open != nil && open.wait() {
 		g.pin, g.opened = open.pin, open
+		g.s.dedicated(open.pin)
 		g.s.st.Conn, g.s.st.Tx = command.Pinned, command.Tx{}
+		g.s.entry.blockedSince.Store(time.Now().UnixNano())
 		g.tunnel(nil, false)
 		return
+	}
+	if open != nil { // the opener could not: the error a hand-off would have given
+		g.out = resp.AppendError(g.out, open.err)
 	}
 	for g.next() {
 		n, out := len(g.cmds), len(g.out)
 		g.serve(g.cmds)
+		g.s.publish(time.Now())
 		g.avgReply = replySizes(g.avgReply, max(len(g.out)-out, 0)/n, n)
 		clear(g.cmds)
 		clear(g.args) // (no reference left to a large request's buffer: see unreserve)

@@ -328,8 +328,8 @@ func (l *evloop) deliver(w waiter, reply []byte) {
 	if c.dead {
 		return
 	}
-	if w.filter == command.FilterSecrets {
-		reply = command.RedactSecrets(reply)
+	if w.filter != command.FilterNone {
+		reply = l.p.filter(w.filter, reply)
 	}
 	if c.out.pending()+len(reply) > l.p.cfg.MaxOutput {
 		// Over the limit: the client goes, and the reply is not copied

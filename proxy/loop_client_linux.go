@@ -65,12 +65,16 @@ type lclient struct {
 // closed, so Go's poller forgets it. Any goroutine may call it.
 func (l *evloop) adopt(nc net.Conn, s *session, in []byte, parser resp.Parser) error {
 	fd, err := dupConn(nc)
+	if err == nil {
+		s.entry.setFD(fd) // before nc's descriptor closes: CLIENT KILL always finds one open
+	}
 	nc.Close()
 	if err != nil {
 		return err
 	}
 	l.post(func() {
 		if l.stopped {
+			s.entry.setFD(-1)
 			unix.Close(fd)
 			s.end()
 			return
@@ -158,6 +162,7 @@ func (l *evloop) afterRun(c *lclient) {
 	if c.dead {
 		return
 	}
+	c.s.publish(l.now)
 	if !c.stop && c.protoErr != "" && c.owed == 0 && len(c.after) == 0 {
 		c.out.b = resp.AppendError(c.out.b, c.protoErr)
 		c.protoErr = ""
@@ -335,6 +340,7 @@ func (l *evloop) closeClient(c *lclient) {
 		l.unpark(c)
 	}
 	delete(l.clients, c.fd)
+	c.s.entry.setFD(-1)
 	unix.Close(c.fd)
 	c.in, c.after = nil, nil
 	c.out.reset()
@@ -373,6 +379,11 @@ func (l *evloop) handoff(c *lclient) {
 	unix.EpollCtl(l.ep, unix.EPOLL_CTL_DEL, c.fd, nil)
 	f := os.NewFile(uintptr(c.fd), "client")
 	nc, err := net.FileConn(f)
+	if err == nil {
+		c.s.entry.setConn(nc)
+	} else {
+		c.s.entry.setFD(-1)
+	}
 	f.Close()
 	if err != nil {
 		l.p.log.Warn("client hand-off failed", "client", c.s.st.ID, "err", err)

@@ -3,6 +3,7 @@
 package proxy
 
 import (
+	"bytes"
 	"errors"
 	"time"
 
@@ -128,13 +129,16 @@ func (l *evloop) runCommand(c *lclient, rt *routes, cmd resp.Command, buf []byte
 	return 0, 0
 }
 
-// openNow writes a blocking command to a spare dedicated connection of the
-// master at once, from the loop, when the client is owed nothing (so the
+// openNow sends a blocking command to the master on a connection of its
+// own at once, from the loop, when the client is owed nothing (so the
 // hand-off follows at once): it reaches the server in the order the loop
 // read it, ahead of any client's read after it, with no hand-off, dial or
-// handshake before it. The goroutine path then takes the client with that
-// connection as its tunnel (see gclient.opened). It reports whether it
-// did; if not (no spare, say), the hand-off does it all as for any Open.
+// handshake before it. On a spare connection the loop writes it itself;
+// without one (or behind commands still waiting for one) the proxy's
+// opener writes it, in the same order (opener.go). The goroutine path then
+// takes the client with that connection as its tunnel (gclient.opened).
+// It reports whether it did; if not, the hand-off does it all as for any
+// Open.
 func (l *evloop) openNow(c *lclient, rt *routes, info *command.Info, raw []byte) bool {
 	early := info.Special == command.XRead || info.Special == command.None && info.Has(command.Blocking)
 	if !early || c.owed > 0 || len(c.after) > 0 || c.out.pending() > 0 || rt.master == nil || len(raw) > openNowMax {
@@ -145,24 +149,14 @@ func (l *evloop) openNow(c *lclient, rt *routes, info *command.Info, raw []byte)
 		p.pinned.Add(-1) // the hand-off refuses it
 		return false
 	}
-	pin := rt.master.spare()
-	if pin == nil {
-		p.pinned.Add(-1)
-		return false
-	}
+	o := &opened{id: c.s.st.ID, named: c.s.st.Name != ""}
 	b := raw
-	named := c.s.st.Name != ""
-	if named {
+	if o.named {
 		b = append(resp.AppendCommand(nil, "CLIENT", "SETNAME", c.s.st.Name), raw...)
 	}
-	// A small write to an idle socket: it does not wait.
-	if _, err := pin.nc.Write(b); err != nil {
-		pin.p.release(pin, false)
-		p.pinned.Add(-1)
-		return false
-	}
-	p.m.pinned.Inc()
-	c.open = &opened{pin: pin, named: named}
+	o.raw = bytes.Clone(b)
+	p.queueOpen(o)
+	c.open = o
 	return true
 }
 

@@ -105,8 +105,8 @@ func (g *gclient) exchange(start time.Time) (f command.Followup, ok bool) {
 		switch {
 		case fu.Reply != nil:
 			reply = fu.Reply
-		case it.filter == command.FilterSecrets:
-			reply = command.RedactSecrets(reply)
+		case it.filter != command.FilterNone:
+			reply = g.p.filter(it.filter, reply)
 		}
 		f.ReadDB, f.TunnelNow = f.ReadDB || fu.ReadDB, f.TunnelNow || fu.TunnelNow
 		g.out = append(g.out, reply...)
@@ -213,6 +213,7 @@ func (g *gclient) acquirePin(start time.Time, target *pool) string {
 			cancel()
 			if err == nil {
 				g.pin = d
+				g.s.dedicated(d)
 				g.s.st.Conn, g.s.st.Tx = command.Pinned, command.Tx{}
 				p.m.pinned.Inc()
 				return ""
@@ -237,6 +238,7 @@ func (g *gclient) releasePin(clean bool) {
 	}
 	g.pin.p.release(g.pin, clean)
 	g.pin = nil
+	g.s.dedicated(nil)
 	g.s.st.Conn, g.s.st.Tx = command.Shared, command.Tx{}
 	g.p.pinned.Add(-1)
 	g.p.m.pinned.Dec()

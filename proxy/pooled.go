@@ -115,6 +115,14 @@ func (g *gclient) dedicate(cmds []resp.Command, i int, d command.Decision, start
 	case command.Renew:
 		g.renew(&d, cmds[i].Args)
 		return i + 1
+	case command.Ask:
+		g.s.commit(&d, cmds[i].Args)
+		lo := len(g.out)
+		var self bool
+		g.out, self = g.p.ask(g.s, cmds[i].Args, g.out)
+		d.Info.Count(g.out[lo] == '-')
+		g.closing = g.closing || self // it killed itself: closed after the reply, as Redis does
+		return i + 1
 	}
 	// Pin or Open: cmds[i] runs on a dedicated connection, classified
 	// again there.
@@ -179,8 +187,8 @@ func (g *gclient) flushPooled(rt *routes, start time.Time) {
 		case overflow:
 		case r.failed != nil && rerunErr(r.failed):
 			overflow = g.rerun(seg, g.segs[k+1:], start)
-		case seg.filter == command.FilterSecrets:
-			g.out = append(g.out, command.RedactSecrets(r.out)...)
+		case seg.filter != command.FilterNone:
+			g.out = append(g.out, g.p.filter(seg.filter, r.out)...)
 			g.account(r.isErr, g.infos[seg.lo:seg.hi], start)
 		default:
 			g.out = append(g.out, r.out...)

@@ -59,10 +59,20 @@ type Proxy struct {
 	nloop   atomic.Uint64
 	rr      atomic.Uint64 // replica round-robin
 	tunnels sync.Map      // client id -> server-side id of its tunnel connection
-	scripts *scriptMirror
-	mem     *semaphore.Weighted // Config.MaxInflightMemory, for large requests (bigreq.go)
-	freed   atomic.Int64        // bytes of large requests' buffers dropped since the last collection (bigreq.go)
-	gcing   atomic.Bool
+	table   clientTable   // the clients CLIENT LIST shows (clients.go)
+	// The opener's queue (opener.go); opening counts what it has not
+	// written yet.
+	openMu   sync.Mutex
+	openQ    []*opened
+	openOnce sync.Once
+	openWake chan struct{}
+	done     chan struct{} // closed by Close
+	opening  atomic.Int64
+	lastOpen atomic.Int64 // when the last blocking command was written (unix ns; opener.go)
+	scripts  *scriptMirror
+	mem      *semaphore.Weighted // Config.MaxInflightMemory, for large requests (bigreq.go)
+	freed    atomic.Int64        // bytes of large requests' buffers dropped since the last collection (bigreq.go)
+	gcing    atomic.Bool
 }
 
 // New validates cfg and returns a Proxy with no topology yet: until
@@ -85,6 +95,7 @@ func New(cfg Config) (*Proxy, error) {
 			tls:      cfg.BackendTLS,
 		},
 		pools: make(map[string]*pool),
+		done:  make(chan struct{}),
 	}
 	p.env = command.Env{
 		Password:         cfg.ClientPassword,
@@ -211,6 +222,7 @@ func (p *Proxy) goServe(s *session, nc net.Conn, in []byte, parser resp.Parser, 
 	}
 	p.conns.Store(nc, struct{}{})
 	p.mu.Unlock()
+	s.entry.setConn(nc)
 	go func() {
 		defer p.conns.Delete(nc)
 		p.serveGoroutine(s, nc, in, parser, protoErr, open)
@@ -235,6 +247,8 @@ func (p *Proxy) newSession(nc net.Conn) *session {
 	s := &session{p: p}
 	s.st.ID = p.nextID.Add(1)
 	s.st.Authed = p.cfg.ClientPassword == ""
+	s.entry = newClientEntry(s.st.ID, nc)
+	p.table.add(s.entry)
 	return s
 }
 
@@ -247,6 +261,7 @@ func (p *Proxy) Close() error {
 		return nil
 	}
 	p.closed = true
+	close(p.done)
 	p.scripts.close()
 	lns, loops := p.lns, p.loops
 	for _, pl := range p.pools {

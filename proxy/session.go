@@ -27,6 +27,14 @@ type session struct {
 	next    command.State
 	changed bool
 	ended   bool
+
+	// The client table's view (clients.go): the entry, the last command
+	// decided, what was last published, and the connection of its own.
+	entry    *clientEntry
+	lastCmd  *command.Info
+	pub      published
+	server   string
+	serverID int64
 }
 
 // decide classifies cmd by table t for the session as it is now,
@@ -36,6 +44,7 @@ type session struct {
 // which leaves the state as it is and copies none of it.
 func (s *session) decide(t *command.Table, cmd resp.Command, dst []byte) (command.Decision, []byte) {
 	info := s.lookups.Lookup(t, cmd.Args)
+	s.lastCmd = info
 	if k, ok := command.ByFlags(&s.p.env, &s.st, info, len(cmd.Args)); ok {
 		s.changed = false
 		return command.Decision{Kind: k, Info: info, Raw: cmd.Raw}, dst
@@ -75,6 +84,7 @@ func (s *session) end() {
 		return
 	}
 	s.ended = true
+	s.p.table.remove(s.st.ID)
 	s.p.clients.Add(-1)
 	s.p.m.clients.Dec()
 }

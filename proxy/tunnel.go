@@ -60,10 +60,12 @@ func (g *gclient) tunnel(rest []resp.Command, handshake bool) {
 		g.copyToClient(pin, &wmu)
 		g.nc.Close()
 	}()
+	g.s.publish(time.Now())
 	for err == nil && !g.closing && !g.eof {
 		g.cmds, g.args = g.cmds[:0], g.args[:0]
 		if g.parse(); len(g.cmds) > 0 {
 			err = g.forward(pin, g.cmds)
+			g.s.publish(time.Now())
 			continue
 		}
 		if g.protoErr != "" {
@@ -100,7 +102,15 @@ func (g *gclient) tunnelBytes(c resp.Command) []byte {
 	d, local := g.s.decide(rt.table, c, g.local[:0])
 	g.local = local
 	g.s.commit(&d, c.Args)
+	if d.Kind == command.Ask {
+		// The answer goes through the server, in order with the rest.
+		local, _ = g.p.ask(g.s, c.Args, local)
+		d.Kind = command.Local
+	}
 	if d.Kind != command.Local {
+		if d.Info.Has(command.Blocking) {
+			g.s.entry.blockedSince.Store(time.Now().UnixNano())
+		}
 		return d.Raw
 	}
 	if ev, ok := command.EvalFor(local); ok {
@@ -117,8 +127,11 @@ func (g *gclient) copyToClient(pin *dedicated, wmu *sync.Mutex) {
 	client := g.nc
 	for {
 		n, err := pin.rr.R.Read(buf)
-		if n > 0 && !writeLocked(client, wmu, buf[:n], g.p.cfg.WriteTimeout) {
-			return
+		if n > 0 {
+			g.s.entry.blockedSince.Store(0) // a reply came: not blocked (any more)
+			if !writeLocked(client, wmu, buf[:n], g.p.cfg.WriteTimeout) {
+				return
+			}
 		}
 		if err != nil {
 			return

@@ -49,6 +49,9 @@ integration | all)
 		# measured beside them.
 		run_layer integration $GO test -race -count=1 -timeout 20m $($GO list ./... | grep -v -e /itest -e /e2e/isolation)
 		run_layer isolation $GO test -count=1 -timeout 10m -v ./e2e/isolation/
+		# Blocked clients served in the order they sent: timing, measured
+		# alone and without the race detector.
+		run_layer order $GO test -count=1 -timeout 5m -v -run 'TestBlockingOrder' ./proxy/
 		# The proxy's tests again with no event loop: every client on a
 		# goroutine of its own, the path clients with state move to.
 		run_layer goroutines $GO test -count=1 -timeout 10m ./proxy/ -eventloops=-1

@@ -778,3 +778,79 @@ func TestFailoverPinnedSessions(t *testing.T) {
 		t.Errorf("new transaction EXEC: %v %v, want [1]", v, err)
 	}
 }
+
+// Both servers restart under load and load their datasets: while they do,
+// clients wait (as while no master is known) and no -LOADING reaches them.
+func TestBothServersRestartLoading(t *testing.T) {
+	c := startCluster(t, 2, func(cfg *Config) {
+		fastTimers(cfg)
+		cfg.HoldTimeout = 15 * time.Second
+	})
+	a, b := c.srv[0], c.srv[1]
+	// A dataset that takes a while to load, written in short commands so
+	// the master never looks hung to the manager.
+	fill := a.Dial(redis.DialReadTimeout(time.Minute))
+	for i := range 1500 {
+		args := make([]any, 0, 2000)
+		for k := range 1000 {
+			args = append(args, fmt.Sprintf("fill:%d:%d", i, k), "x")
+		}
+		fill.Send("MSET", args...)
+	}
+	fill.Flush()
+	for range 1500 {
+		if _, err := fill.Receive(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitInSync(t, b, a, 30*time.Second)
+	for _, s := range []*redistest.Server{a, b} {
+		if _, err := s.Dial(redis.DialReadTimeout(time.Minute)).Do("SAVE"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l := writetest.NewLoad()
+	w := c.writer(l, "loading", 1, 30*time.Second)
+	time.Sleep(300 * time.Millisecond)
+
+	crash := time.Now()
+	a.Kill()
+	b.Kill()
+	a.RestartLoading()
+	b.RestartLoading()
+	restarted := time.Now()
+	loading := false
+	for range 200 {
+		_, err := a.Do("PING")
+		if err != nil && strings.HasPrefix(err.Error(), "LOADING") {
+			loading = true
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	poll.Until(t, 30*time.Second, "a write acknowledged after the restart", func() bool {
+		_, ok := writetest.FirstAck(w.Ops(), restarted)
+		return ok
+	})
+	time.Sleep(500 * time.Millisecond)
+	l.Stop()
+	ops := w.Ops()
+	var loadingErrs, other []writetest.Op
+	for _, o := range writetest.Failed(ops) {
+		if strings.HasPrefix(o.Err.Error(), "LOADING") {
+			loadingErrs = append(loadingErrs, o)
+		} else {
+			other = append(other, o)
+		}
+	}
+	back, _ := writetest.FirstAck(ops, restarted)
+	t.Logf("%d writes, %d -LOADING, %d other errors (%v); service back %v after the restart; the server answered -LOADING directly: %v",
+		len(ops), len(loadingErrs), len(other), firstErr(other), back.Done.Sub(restarted).Round(time.Millisecond), loading)
+	if !loading {
+		t.Fatal("the restarted server never answered -LOADING: the test proves nothing")
+	}
+	if len(loadingErrs) > 0 {
+		t.Errorf("%d -LOADING replies reached the client, e.g. %v", len(loadingErrs), loadingErrs[0].Err)
+	}
+	expectInFlightErrors(t, "writer", other, crash, 1)
+}

@@ -92,6 +92,13 @@ func startServer(t testing.TB, client *tls.Config, args []string) *Server {
 
 func (s *Server) start() {
 	s.t.Helper()
+	s.launch()
+	s.waitReady(10 * time.Second)
+}
+
+// launch starts the process without waiting for it to answer.
+func (s *Server) launch() {
+	s.t.Helper()
 	ports := []string{"--port", strconv.Itoa(s.Port)}
 	if s.TLS != nil {
 		ports = []string{"--port", "0", "--tls-port", strconv.Itoa(s.Port)}
@@ -117,7 +124,6 @@ func (s *Server) start() {
 	s.cmd = cmd
 	s.mu.Unlock()
 	go cmd.Wait() //nolint:errcheck // reaped; the exit status does not matter
-	s.waitReady(10 * time.Second)
 }
 
 func (s *Server) waitReady(d time.Duration) {
@@ -191,6 +197,13 @@ func (s *Server) Resume() { s.signal(syscall.SIGCONT) }
 func (s *Server) Restart() {
 	s.t.Helper()
 	s.start()
+}
+
+// RestartLoading is Restart without the wait: the server may still be
+// loading its dataset (answering -LOADING) when it returns.
+func (s *Server) RestartLoading() {
+	s.t.Helper()
+	s.launch()
 }
 
 // Dial opens a redigo connection to the server.

@@ -33,6 +33,24 @@ type State struct {
 	Conn     Conn
 	Name     string // CLIENT SETNAME, kept by the proxy
 	Tx       Tx     // the server-side state of a pinned connection
+	// Tracking is CLIENT TRACKING as the client turned it on (in a tunnel:
+	// elsewhere it is off).
+	Tracking Tracking
+}
+
+// Tracking is a tunnel's CLIENT TRACKING settings, which CLIENT GETREDIR
+// and TRACKINGINFO report with the proxy's ids.
+type Tracking struct {
+	On       bool
+	Redirect int64 // the proxy's id of the client that gets the invalidations (0: none)
+	BCast    bool
+	OptIn    bool
+	OptOut   bool
+	NoLoop   bool
+	// Prefixes are the PREFIX options as RESP bulk strings, one after the
+	// other (a string keeps State comparable), NPrefixes of them.
+	Prefixes  string
+	NPrefixes int
 }
 
 // Tx is the server-side state of a pinned connection that the proxy
@@ -90,6 +108,10 @@ const (
 	Open                   // needs a tunnel: classify it again in the tunnel
 	Close                  // QUIT: +OK, then close
 	Renew                  // RESET: the session becomes a new one (the returned State)
+	// Ask is answered by the data path from what only it knows (its
+	// client table: CLIENT LIST, INFO, KILL), in order with the session's
+	// other replies.
+	Ask
 )
 
 // Op is how the reply to a forwarded command changes a pinned
@@ -150,7 +172,25 @@ type Filter uint8
 const (
 	FilterNone    Filter = iota
 	FilterSecrets        // CONFIG GET: secret values redacted (RedactSecrets)
+	FilterClients        // INFO: the clients section replaced with the proxy's clients
 )
+
+// infoHasClients reports whether INFO with these sections shows the
+// clients section: none (the default sections), default, all,
+// everything, or clients.
+func infoHasClients(sections [][]byte) bool {
+	if len(sections) == 0 {
+		return true
+	}
+	for _, s := range sections {
+		for _, n := range []string{"clients", "default", "all", "everything"} {
+			if strings.EqualFold(string(s), n) {
+				return true
+			}
+		}
+	}
+	return false
+}
 
 // Classify decides what to do with one command (info, its entry in the
 // table, and args, its name and arguments) for a session in state st. A
@@ -231,8 +271,13 @@ func (c *classifier) classify() {
 		c.script()
 	case Wait, XRead, Scan:
 		c.connBound()
-	case ClientID, ClientUnblock, ClientGetName, ClientSetName, ClientReply, ClientTracking, ClientNoEvict, ClientOther:
+	case ClientID, ClientUnblock, ClientGetName, ClientSetName, ClientReply, ClientTracking, ClientNoEvict, ClientTable, ClientGetRedir, ClientOther:
 		c.client()
+	case InfoCmd:
+		c.byFlags()
+		if c.st.Conn != Tunnel && !c.st.Tx.InMulti && infoHasClients(c.args[1:]) {
+			c.d.Filter = FilterClients
+		}
 	case KillScript:
 		// Redis takes it only on a connection other than the one running
 		// the script (which may be a shared one): a connection of the

@@ -177,10 +177,135 @@ func (c *classifier) client() {
 			c.ok()
 			return
 		}
+		if c.st.Conn == Tunnel && !c.st.Tx.InMulti {
+			c.tracking()
+			return
+		}
 		c.tunnel()
 	case ClientNoEvict:
 		c.tunnel()
+	case ClientTable:
+		if c.st.Tx.InMulti {
+			c.refuse("ERR redis-proxy: CLIENT " + strings.ToUpper(string(c.args[1])) + " is not supported inside MULTI")
+			return
+		}
+		c.d.Kind = Ask
+	case ClientGetRedir:
+		c.getRedir()
 	}
+}
+
+// tracking is CLIENT TRACKING in a tunnel: REDIRECT names the proxy's id
+// of a client, which becomes the server's id of that client's tunnel; the
+// settings are kept for GETREDIR and TRACKINGINFO. What the server will
+// refuse (a syntax error, OPTIN with OPTOUT, ...) changes nothing kept.
+func (c *classifier) tracking() {
+	args := c.args
+	if len(args) < 3 {
+		return // the server's error
+	}
+	var t Tracking
+	switch strings.ToLower(string(args[2])) {
+	case "on":
+		t.On = true
+	case "off":
+		c.st.Tracking = Tracking{}
+		return
+	default:
+		return
+	}
+	redirAt := -1
+	for i := 3; i < len(args); i++ {
+		switch o := strings.ToLower(string(args[i])); {
+		case o == "redirect" && i+1 < len(args) && redirAt < 0:
+			i++
+			id, ok := resp.ParseInt(args[i])
+			if !ok {
+				return
+			}
+			redirAt, t.Redirect = i, id
+		case o == "prefix" && i+1 < len(args):
+			i++
+			t.Prefixes = string(resp.AppendBulk([]byte(t.Prefixes), args[i]))
+			t.NPrefixes++
+		case o == "bcast":
+			t.BCast = true
+		case o == "optin":
+			t.OptIn = true
+		case o == "optout":
+			t.OptOut = true
+		case o == "noloop":
+			t.NoLoop = true
+		default:
+			return
+		}
+	}
+	if t.OptIn && t.OptOut || t.BCast && (t.OptIn || t.OptOut) || t.NPrefixes > 0 && !t.BCast {
+		return
+	}
+	if redirAt >= 0 {
+		server, found := int64(0), false
+		if c.env.TunnelID != nil {
+			server, found = c.env.TunnelID(t.Redirect)
+		}
+		if !found {
+			c.err("ERR The client ID you want redirect to does not exist")
+			return
+		}
+		fwd := make([]string, len(args))
+		for i, a := range args {
+			fwd[i] = string(a)
+		}
+		fwd[redirAt] = strconv.FormatInt(server, 10)
+		c.d.Raw = resp.AppendCommand(nil, fwd...)
+	}
+	c.st.Tracking = t
+}
+
+// getRedir answers CLIENT GETREDIR and TRACKINGINFO from the tracking
+// state, with the proxy's ids (Redis's replies, as RESP2 arrays).
+func (c *classifier) getRedir() {
+	t := c.st.Tracking
+	redir := int64(-1)
+	if t.On {
+		redir = t.Redirect
+	}
+	c.d.Kind = Local
+	if c.d.Info.Name == "client|getredir" {
+		c.dst = resp.AppendInt(c.dst, redir)
+		return
+	}
+	var flags []string
+	switch {
+	case !t.On:
+		flags = []string{"off"}
+	default:
+		flags = append(flags, "on")
+		for _, f := range []struct {
+			on   bool
+			name string
+		}{{t.BCast, "bcast"}, {t.OptIn, "optin"}, {t.OptOut, "optout"}, {t.NoLoop, "noloop"}} {
+			if f.on {
+				flags = append(flags, f.name)
+			}
+		}
+		if t.Redirect != 0 && c.env.TunnelID != nil {
+			if _, ok := c.env.TunnelID(t.Redirect); !ok {
+				flags = append(flags, "broken_redirect")
+			}
+		}
+	}
+	c.dst = resp.AppendArray(c.dst, 6)
+	c.dst = resp.AppendBulkString(c.dst, "flags")
+	c.dst = resp.AppendArray(c.dst, len(flags))
+	for _, f := range flags {
+		c.dst = resp.AppendBulkString(c.dst, f)
+	}
+	c.dst = resp.AppendBulkString(c.dst, "redirect")
+	c.dst = resp.AppendInt(c.dst, redir)
+	c.dst = resp.AppendBulkString(c.dst, "prefixes")
+	c.dst = resp.AppendArray(c.dst, t.NPrefixes)
+	c.dst = append(c.dst, t.Prefixes...)
 }
 
 func (c *classifier) getName() {

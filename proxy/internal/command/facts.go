@@ -43,7 +43,10 @@ const (
 	ClientReply            // CLIENT REPLY OFF|SKIP: a tunnel
 	ClientTracking         // CLIENT TRACKING ON: a tunnel
 	ClientNoEvict          // CLIENT NO-EVICT, NO-TOUCH: a tunnel
+	ClientTable            // CLIENT LIST, INFO, KILL: answered from the proxy's client table (Ask)
+	ClientGetRedir         // CLIENT GETREDIR, TRACKINGINFO: answered from the session's tracking state
 	ClientOther            // every other CLIENT subcommand: forwarded as it is
+	InfoCmd                // INFO: its clients section is the proxy's (FilterClients)
 )
 
 // commandsOf is the one table of the commands the proxy treats
@@ -64,13 +67,15 @@ var commandsOf = map[Special]string{
 	ClientID: "client|id", ClientUnblock: "client|unblock", ClientGetName: "client|getname",
 	ClientSetName: "client|setname", ClientReply: "client|reply", ClientTracking: "client|tracking",
 	ClientNoEvict: "client|no-evict client|no-touch",
+	ClientTable:   "client|list client|info client|kill", ClientGetRedir: "client|getredir client|trackinginfo",
+	InfoCmd: "info",
 }
 
 // inBlock are the specials that may stand inside a transaction block (see
 // Info.InBlock); every other special may not, nor may the CLIENT container
 // itself (a wrong subcommand or arity: Redis answers, on a connection of
 // the client's own).
-var inBlock = map[Special]bool{Exec: true, Discard: true, EvalshaRO: true, XRead: true, Scan: true}
+var inBlock = map[Special]bool{Exec: true, Discard: true, EvalshaRO: true, XRead: true, Scan: true, InfoCmd: true}
 
 // longNames are the commands that may hold a server for long, answering
 // nobody until busy-reply-threshold and -BUSY after it: scripts and

@@ -4,7 +4,7 @@ package command
 
 var kindNames = map[Kind]string{
 	Forward: "forward", Read: "read", ReadCursor: "read-cursor", Local: "local",
-	Pin: "pin", Open: "open", Close: "close", Renew: "renew",
+	Pin: "pin", Open: "open", Close: "close", Renew: "renew", Ask: "ask",
 }
 
 var opNames = map[Op]string{
@@ -27,11 +27,11 @@ var specialNames = map[Special]string{
 	ClientUnblock: "client-unblock", ClientGetName: "client-getname",
 	ClientSetName: "client-setname", ClientReply: "client-reply",
 	ClientTracking: "client-tracking", ClientNoEvict: "client-no-evict",
-	ClientOther: "client-other", ConfigGet: "config-get", ACLAdmin: "acl-admin",
+	ClientOther: "client-other", ClientTable: "client-table", ClientGetRedir: "client-getredir", InfoCmd: "info", ConfigGet: "config-get", ACLAdmin: "acl-admin",
 	ClientPause: "client-pause", Debug: "debug", Module: "module", KillScript: "kill-script",
 }
 
-var filterNames = map[Filter]string{FilterNone: "none", FilterSecrets: "secrets"}
+var filterNames = map[Filter]string{FilterNone: "none", FilterSecrets: "secrets", FilterClients: "clients"}
 
 func lookupName[K comparable](m map[K]string, name string) (K, bool) {
 	for k, v := range m {

@@ -147,6 +147,8 @@ func TestClassifyKeepsTheState(t *testing.T) {
 			want.Tx.InMulti = false
 		case Subscribe:
 			want.Tx.SubscribedAtExec = true
+		case ClientTracking:
+			want.Tracking = st.Tracking
 		case ClientSetName:
 			want.Name, want.Tx.QueuedName, want.Tx.HasQueuedName = st.Name, st.Tx.QueuedName, st.Tx.HasQueuedName
 		}

@@ -2,6 +2,7 @@ package command
 
 import (
 	"bytes"
+	"encoding/json"
 
 	"github.com/redis-proxy/redis-proxy/proxy/internal/resp"
 )
@@ -103,12 +104,60 @@ func endTransaction(tx *Tx, tunnelNow bool) {
 	tx.QueuedName, tx.HasQueuedName = "", false
 }
 
+// jsonArray decodes the array at the start of b (bulk strings, integers
+// and arrays of them) for encoding/json, and returns its length in b.
+func jsonArray(b []byte) (any, int, bool) {
+	line := bytes.IndexByte(b, '\n')
+	if line < 2 || b[line-1] != '\r' {
+		return nil, 0, false
+	}
+	n, ok := resp.ParseInt(b[1 : line-1])
+	if !ok {
+		return nil, 0, false
+	}
+	off := line + 1
+	switch b[0] {
+	case ':':
+		return n, off, true
+	case '$':
+		if n < 0 || off+int(n)+2 > len(b) {
+			return nil, 0, false
+		}
+		return string(b[off : off+int(n)]), off + int(n) + 2, true
+	case '*':
+		out := make([]any, 0, max(n, 0))
+		for range n {
+			v, used, ok := jsonArray(b[off:])
+			if !ok {
+				return nil, 0, false
+			}
+			out = append(out, v)
+			off += used
+		}
+		return out, off, n >= 0
+	}
+	return nil, 0, false
+}
+
 // EvalFor returns an EVAL that makes Redis send reply (a reply the proxy
 // made), so that it can be queued in a transaction or ordered in a tunnel
-// like any reply from the server. Arrays cannot be made this way.
+// like any reply from the server. An array of bulk strings, integers and
+// such arrays is made from JSON (Redis's Lua has cjson); other arrays
+// cannot be made this way.
 func EvalFor(reply []byte) ([]byte, bool) {
 	if len(reply) < 3 {
 		return nil, false
+	}
+	if reply[0] == '*' {
+		v, n, ok := jsonArray(reply)
+		if !ok || n != len(reply) {
+			return nil, false
+		}
+		js, err := json.Marshal(v)
+		if err != nil {
+			return nil, false
+		}
+		return resp.AppendCommand(nil, "EVAL", "return cjson.decode(ARGV[1])", "0", string(js)), true
 	}
 	body := string(reply[1 : len(reply)-2])
 	switch reply[0] {

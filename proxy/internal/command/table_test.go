@@ -76,7 +76,7 @@ func TestBuildFromFixture(t *testing.T) {
 		{"CLIENT REPLY ON", "client|reply", 3, Noscript, ClientReply, false, false},
 		{"CLIENT TRACKING ON", "client|tracking", -3, Noscript, ClientTracking, false, false},
 		{"CLIENT NO-EVICT on", "client|no-evict", 3, Admin | Noscript, ClientNoEvict, false, false},
-		{"CLIENT LIST", "client|list", -2, Admin | Noscript, ClientOther, false, false},
+		{"CLIENT LIST", "client|list", -2, Admin | Noscript, ClientTable, false, false},
 		{"CLIENT PAUSE 1", "client|pause", -3, Admin | Noscript, ClientPause, false, false},
 		{"CLIENT", "client", -2, 0, None, false, false},
 		{"CLIENT NOSUCH", "client", -2, 0, None, false, false},
