@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/redis-proxy/redis-proxy/internal/events"
@@ -129,7 +130,8 @@ func (h *history) fromDecide(st State, a Action, ev *events.Event, n *noted) {
 	}
 	switch a.Event {
 	case EventDown:
-		ev.Kind, ev.Message = events.Down, a.Addr+" is down: "+a.Detail
+		// A failed check's error starts "check ADDR: ".
+		ev.Kind, ev.Message = events.Down, a.Addr+" is down: "+strings.TrimPrefix(a.Detail, "check "+a.Addr+": ")
 	case EventUp:
 		ev.Kind, ev.Message = events.Up, a.Addr+" is up"
 	case EventMasterLost:

@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/redis-proxy/redis-proxy/internal/events"
 	"github.com/redis-proxy/redis-proxy/replication"
 	"github.com/redis-proxy/redis-proxy/vip"
 )
@@ -77,6 +79,12 @@ type pair struct {
 	mgr  *replication.Manager
 	log  *slog.Logger
 	tick time.Duration
+	// The event history (nil: none): this proxy's role changes, which the
+	// node logs, and the other proxy heard or lost, logged here; silence
+	// is how long without an advert the peer counts as lost.
+	history *events.Ring
+	vipAddr string
+	silence time.Duration
 }
 
 func (pr *pair) run(ctx context.Context) {
@@ -85,6 +93,7 @@ func (pr *pair) run(ctx context.Context) {
 	pr.mgr.SetAuthority(pr.node.IsMaster())
 	t := time.NewTicker(pr.tick)
 	defer t.Stop()
+	var heard peerSample
 	for {
 		select {
 		case <-ctx.Done():
@@ -94,8 +103,18 @@ func (pr *pair) run(ctx context.Context) {
 			master := c.To == vip.Master
 			pr.mgr.SetAuthority(master)
 			pr.log.Info("replication authority", "authority", master, "vip_role", c.To.String(), "reason", c.Reason)
-		case <-t.C:
+			if pr.history != nil {
+				epoch := pr.mgr.Status().Epoch
+				// The peer's silence that made this node take over comes
+				// before the takeover; what it said since, after (next tick).
+				heard = pr.notePeer(ctx, heard, c.At, epoch, true)
+				pr.history.Add(vipEvent(c, pr.vipAddr, epoch))
+			}
+		case now := <-t.C:
 			st := pr.mgr.Status()
+			if pr.history != nil {
+				heard = pr.notePeer(ctx, heard, now, st.Epoch, false)
+			}
 			up := false
 			for _, s := range st.Servers {
 				up = up || s.Up
@@ -111,6 +130,24 @@ func (pr *pair) run(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// notePeer samples the other proxy at now and records (and logs) the
+// event of a change since prev (only its loss if lostOnly); it returns the
+// sample the next call compares with.
+func (pr *pair) notePeer(ctx context.Context, prev peerSample, now time.Time, epoch uint64, lostOnly bool) peerSample {
+	cur := peerSample{at: now, role: pr.node.Role()}
+	cur.peer, cur.ok = pr.node.Peer()
+	ev, ok := peerEvent(prev, cur, pr.silence, epoch)
+	if lostOnly && ev.Kind != events.PeerLost {
+		return prev
+	}
+	if ok {
+		pr.log.Log(ctx, ev.Level, strings.ReplaceAll(ev.Kind, "-", " "), "peer", cur.peer.Addr.String(), "peer_role", cur.peer.Role.String(),
+			"peer_priority", cur.peer.Priority, "event", ev.Kind, "detail", ev.Message)
+		pr.history.Add(ev)
+	}
+	return cur
 }
 
 // registerPairMetrics exports the election's state at scrape time.

@@ -1,22 +1,3 @@
-// Package events keeps the operator's history: failovers, switchovers,
-// promotions and demotions, servers going down and coming back, the VIP
-// moving between the proxies, split brains resolved and writes lost, each
-// with its time, the replication epoch, the servers concerned, a message
-// for a human and, where it has one, how long it took.
-//
-// The parts that decide (replication.Decide, vip.Step) know nothing of it:
-// the loops that apply their decisions derive the events and hand them to
-// whoever keeps the history, here a Ring of the newest ones in memory that
-// the admin API serves (GET /events) and the status page polls. Each event
-// is also one log line, written by the code that derived it; a Ring never
-// logs.
-//
-// Typical use:
-//
-//	ring := events.NewRing(256)
-//	cfg.OnEvent = func(e events.Event) { ring.Add(e) }
-//	...
-//	evs, last, changed := ring.Since(seq) // newer than seq, oldest first
 package events
 
 import (
@@ -45,6 +26,7 @@ const (
 
 	VIPMaster   = "vip-master"   // this proxy holds the VIP (and the authority over replication)
 	VIPBackup   = "vip-backup"   // this proxy stands by
+	VIPYielded  = "vip-yielded"  // this proxy gave the VIP up to a higher-ranked proxy that claimed it too
 	VIPFault    = "vip-fault"    // this proxy may not hold the VIP (it reaches no Redis, or cannot add the address)
 	VIPReleased = "vip-released" // this proxy gave the VIP up (shutdown)
 	PeerHeard   = "peer-heard"   // adverts from the other proxy arrive (again), or it changed role
