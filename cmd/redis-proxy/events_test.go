@@ -12,10 +12,10 @@ import (
 	"github.com/redis-proxy/redis-proxy/internal/events"
 )
 
-// getEventsFrom is GET /events with query on the cluster's admin API.
+// events is GET /events with query on the cluster's admin API.
 func (c *cluster) events(query string) (eventsReply, error) {
 	var r eventsReply
-	resp, err := httpc.Get(c.adminURL("/events" + query))
+	resp, err := c.adminGet("/events" + query)
 	if err != nil {
 		return r, err
 	}

@@ -190,9 +190,22 @@ func (c *cluster) adminURL(path string) string {
 	return u
 }
 
+// adminGet is a GET of the admin API, with the token if one is set (reads
+// may be protected).
+func (c *cluster) adminGet(path string) (*http.Response, error) {
+	req, err := http.NewRequest(http.MethodGet, c.adminURL(path), nil)
+	if err != nil {
+		return nil, err
+	}
+	if c.cfg.AdminToken != "" {
+		req.Header.Set("Authorization", "Bearer "+c.cfg.AdminToken)
+	}
+	return httpc.Do(req)
+}
+
 func (c *cluster) topology() (topologyView, error) {
 	var tv topologyView
-	resp, err := httpc.Get(c.adminURL("/topology"))
+	resp, err := c.adminGet("/topology")
 	if err != nil {
 		return tv, err
 	}

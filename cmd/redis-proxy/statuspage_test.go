@@ -294,3 +294,28 @@ func TestStatusPageInBrowser(t *testing.T) {
 	pageWait(t, ctx, 5*time.Second, "the switchover event", eventShown(events.Switchover, before.LastSeq))
 	shots.shot("desktop-switchover", false)
 }
+
+// TestStatusPageProtectedReads: with ADMIN_PROTECT_READS the page still
+// loads, shows nothing of the servers, and asks for the token; with it, the
+// status appears.
+func TestStatusPageProtectedReads(t *testing.T) {
+	chrome := chromium(t)
+	c := startCluster(t, 1, func(cfg *Config) { cfg.AdminToken, cfg.AdminProtectReads = testToken, true })
+	ctx := browser(t, chrome)
+	within(t, ctx, 15*time.Second, "open the page", desktopView, chromedp.Navigate(c.adminURL("/")))
+	pageWait(t, ctx, 10*time.Second, "the token prompt",
+		`!document.getElementById('locked').hidden && document.getElementById('content').hidden`)
+	if txt := pageText(ctx); strings.Contains(txt, c.srv[0].Addr) {
+		t.Errorf("the page shows a server without the token:\n%s", txt)
+	}
+	within(t, ctx, 5*time.Second, "a wrong token",
+		chromedp.SendKeys(chromedp.ID("locked-token"), "not-the-token-0123456789"),
+		chromedp.Click(chromedp.ID("locked-save")))
+	pageWait(t, ctx, 10*time.Second, "the refusal of a wrong token",
+		`!document.getElementById('locked-error').hidden && document.getElementById('locked-error').textContent.includes('not valid')`)
+	within(t, ctx, 5*time.Second, "the token",
+		chromedp.SendKeys(chromedp.ID("locked-token"), testToken),
+		chromedp.Click(chromedp.ID("locked-save")))
+	pageWait(t, ctx, 10*time.Second, "the status with the token", masterShown(c.srv[0].Addr)+
+		` && document.getElementById('locked').hidden && [...document.querySelectorAll('#events li.event')].length > 0`)
+}

@@ -35,8 +35,7 @@
       if (t) sessionStorage.setItem(TOKEN_KEY, t); else sessionStorage.removeItem(TOKEN_KEY);
     } catch (e) { /* storage disabled: the token lasts until reload */ }
     memoryToken = t;
-    $('token-button').dataset.set = t ? 'yes' : 'no';
-    $('token-button').textContent = t ? 'Admin token ✓' : 'Admin token';
+    $('token-button').dataset.set = t ? 'yes' : 'no'; // the style marks it
   }
   let memoryToken = '';
 
@@ -324,7 +323,7 @@
       setTile('t-cps', '…', fmtNum(tr.commands) + ' since start');
       setTile('t-latency', '…', 'measuring');
     }
-    setTile('t-held', fmtNum(tr.held), tr.hold_timeouts ? fmtNum(tr.hold_timeouts) + ' timed out' : 'waiting for a master',
+    setTile('t-held', fmtNum(tr.held), 'clients waiting for a master' + (tr.hold_timeouts ? ' · ' + fmtNum(tr.hold_timeouts) + ' timed out' : ''),
       tr.held > 0 ? 'warn' : '');
   }
 
@@ -549,7 +548,7 @@
       });
       if (!resp.ok) {
         let msg = await errorOf(resp);
-        if (resp.status === 401) msg = 'Refused: ' + msg + ' (enter it with the Admin token button).';
+        if (resp.status === 401) msg = 'Refused: ' + msg + ' (enter it with the token button at the top).';
         else msg = 'Switchover failed: ' + msg;
         toast(msg, true);
       } else {
