@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -135,4 +136,107 @@ func isSubsequence(want, got []string) bool {
 		}
 	}
 	return i == len(want)
+}
+
+// pairTune makes a proxy one of a pair on loopback with no VIP: self and
+// peer are 127.0.0.x addresses with their heartbeat ports.
+func pairTune(self string, selfPort uint16, peer string, peerPort uint16, priority int) func(*Config) {
+	return func(c *Config) {
+		c.Address, c.HeartbeatPort, c.Priority = self, selfPort, priority
+		c.Peers = fmt.Sprintf("%s:%d", peer, peerPort)
+		c.HeartbeatSecret = "pair-events-test-secret"
+		c.VIPInterface = "lo"
+	}
+}
+
+// freeUDPPort returns a UDP port free on ip, or skips the test when ip
+// cannot be bound.
+func freeUDPPort(t *testing.T, ip string) uint16 {
+	t.Helper()
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP(ip)})
+	if err != nil {
+		t.Skipf("cannot bind %s: %v", ip, err)
+	}
+	defer c.Close()
+	return uint16(c.LocalAddr().(*net.UDPAddr).Port)
+}
+
+// TestPairEvents: two proxies of a pair (no VIP address, on loopback). The
+// low-priority one starts first and takes the VIP; the high-priority one
+// preempts it; then the high one stops (SIGTERM: it hands the VIP over)
+// and the low one takes it. Each proxy's /events tells its side, and
+// /topology shows the peer. (A peer that dies without a word is the table
+// of TestPeerEvent: serve here can only stop gracefully.)
+func TestPairEvents(t *testing.T) {
+	lowPort, highPort := freeUDPPort(t, "127.0.0.2"), freeUDPPort(t, "127.0.0.1")
+	low := startCluster(t, 2, pairTune("127.0.0.2", lowPort, "127.0.0.1", highPort, 100))
+	waitEvent(t, low, events.VIPMaster, "")
+
+	high := &cluster{t: t, srv: low.srv, logs: &logWatch{}, cfg: low.cfg}
+	high.cfg.Listen, high.cfg.AdminListen = freeAddr(t), freeAddr(t)
+	pairTune("127.0.0.1", highPort, "127.0.0.2", lowPort, 150)(&high.cfg)
+	high.start()
+	preempted := waitEvent(t, high, events.VIPMaster, "preempting lower-priority master 127.0.0.2")
+	if heard := waitEvent(t, high, events.PeerHeard, "the other proxy 127.0.0.2 holds the VIP (priority 100)"); heard.Seq > preempted.Seq {
+		t.Errorf("the preemption (seq %d) is recorded before the advert that caused it (seq %d)", preempted.Seq, heard.Seq)
+	}
+	yielded := waitEvent(t, low, events.VIPYielded, "master 127.0.0.1 outranks us (priority 150 vs 100)")
+	heard := waitEvent(t, low, events.PeerHeard, "the other proxy 127.0.0.1 holds the VIP (priority 150)")
+	if heard.Seq > yielded.Seq {
+		t.Errorf("the yield (seq %d) is recorded before the advert that caused it (seq %d)", yielded.Seq, heard.Seq)
+	}
+	low.waitTopology(5*time.Second, "the peer holding the VIP", func(tv topologyView) bool {
+		p := tv.Pair
+		return p != nil && p.Role == "BACKUP" && p.Peer != nil && p.Peer.Addr == "127.0.0.1" && p.Peer.Role == "MASTER" &&
+			p.Peer.Priority == 150 && p.Peer.Hearing
+	})
+
+	logEvents(t, "the high-priority proxy", high)
+
+	// The high one stops: the low one hears the handover, and takes the VIP.
+	high.stop()
+	handover := waitEvent(t, low, events.PeerHeard, "the other proxy 127.0.0.1 is shutting down and hands the VIP over")
+	took := waitEvent(t, low, events.VIPMaster, "handed over by the other proxy 127.0.0.1")
+	if handover.Seq > took.Seq {
+		t.Errorf("the takeover (seq %d) is recorded before the handover that caused it (seq %d)", took.Seq, handover.Seq)
+	}
+	logEvents(t, "the low-priority proxy", low)
+	if !strings.Contains(low.logs.tail(400), `"event":"vip-yielded"`) {
+		t.Errorf("no log line with event=vip-yielded")
+	}
+}
+
+// waitEvent waits until c has an event of kind whose message contains
+// says, and returns the newest.
+func waitEvent(t *testing.T, c *cluster, kind, says string) events.Event {
+	t.Helper()
+	var r eventsReply
+	var err error
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r, err = c.events("")
+		for i := len(r.Events) - 1; err == nil && i >= 0; i-- {
+			if e := r.Events[i]; e.Kind == kind && strings.Contains(e.Message, says) {
+				return e
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s event saying %q: %+v (err %v)", kind, says, r.Events, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func logEvents(t *testing.T, who string, c *cluster) {
+	t.Helper()
+	r, err := c.events("")
+	if err != nil {
+		t.Errorf("%s: %v", who, err)
+		return
+	}
+	var story []string
+	for _, e := range r.Events {
+		story = append(story, e.Kind+": "+e.Message)
+	}
+	t.Logf("%s's events:\n%s", who, strings.Join(story, "\n"))
 }

@@ -84,6 +84,7 @@ type cluster struct {
 	srv  []*redistest.Server
 	cfg  Config
 	logs *logWatch
+	stop context.CancelFunc // stops serve before the test ends (start sets it)
 }
 
 func freeAddr(t *testing.T) string {
@@ -136,6 +137,7 @@ func (c *cluster) start() {
 		t.Fatalf("test configuration: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	c.stop = cancel
 	done := make(chan error, 1)
 	go func() { done <- serve(ctx, c.cfg, c.logs) }()
 	t.Cleanup(func() {
@@ -178,6 +180,7 @@ func (c *cluster) server(addr string) *redistest.Server {
 type topologyView struct {
 	Routing     replication.Topology `json:"routing"`
 	Replication replication.Status   `json:"replication"`
+	Pair        *pairStatus          `json:"pair"`
 }
 
 var httpc = &http.Client{Timeout: 5 * time.Second}

@@ -1,9 +1,9 @@
 package main
 
 // The VIP pair's part of the event history: this proxy's role changes
-// (vip.Change, which the vip node also logs) and the other proxy's adverts
-// starting or stopping (from successive samples of vip.Node.Peer, logged
-// here). Both are pure functions of what pair.run observes.
+// (vip.Change) and the other proxy's adverts starting or stopping (from
+// successive samples of vip.Node.Peer), both pure functions of what
+// pair.run observes; pair.run logs and records them.
 
 import (
 	"fmt"
@@ -15,8 +15,9 @@ import (
 )
 
 // vipEvent is the event of one of this proxy's role changes. vipAddr is the
-// VIP ("" when none is managed), epoch the replication epoch.
-func vipEvent(c vip.Change, vipAddr string, epoch uint64) events.Event {
+// VIP ("" when none is managed), epoch the replication epoch, peer what
+// was last known of the other proxy before the change.
+func vipEvent(c vip.Change, vipAddr string, epoch uint64, peer peerSample) events.Event {
 	ev := events.Event{Time: c.At, Epoch: epoch, Level: slog.LevelInfo}
 	the := "the VIP"
 	if vipAddr != "" {
@@ -25,7 +26,11 @@ func vipEvent(c vip.Change, vipAddr string, epoch uint64) events.Event {
 	switch {
 	case c.To == vip.Master:
 		ev.Kind, ev.Message = events.VIPMaster, "this proxy holds "+the+" and decides for replication: "+c.Reason
-		if c.Reason == "master down" {
+		switch {
+		case c.Reason != "master down":
+		case peer.ok && peer.peer.Role == vip.Init && peer.peer.Priority == 0 && !peer.peer.HeardAt.After(c.At):
+			ev.Message = "this proxy took " + the + ", handed over by the other proxy " + peer.peer.Addr.String() + " (it is shutting down)"
+		default:
 			ev.Level, ev.Message = slog.LevelWarn, "this proxy took "+the+": no advert from a proxy holding it (master down)"
 		}
 	case c.From == vip.Master && c.To == vip.Backup:

@@ -31,13 +31,26 @@ func TestVIPEvent(t *testing.T) {
 		{vip.Master, vip.Init, "shutdown", events.VIPReleased, slog.LevelInfo, "released the VIP"},
 		{vip.Backup, vip.Init, "shutdown", events.VIPReleased, slog.LevelInfo, "left the election: shutdown"},
 	} {
-		ev := vipEvent(vip.Change{From: tc.from, To: tc.to, Reason: tc.reason, At: at}, "10.0.0.100/24", 7)
+		ev := vipEvent(vip.Change{From: tc.from, To: tc.to, Reason: tc.reason, At: at}, "10.0.0.100/24", 7, peerSample{})
 		if ev.Kind != tc.kind || ev.Level != tc.level || !strings.Contains(ev.Message, tc.says) || ev.Epoch != 7 || !ev.Time.Equal(at) {
 			t.Errorf("%s -> %s (%s): %s %s %q epoch %d, want %s %s %q", tc.from, tc.to, tc.reason, ev.Kind, ev.Level, ev.Message, ev.Epoch, tc.kind, tc.level, tc.says)
 		}
 	}
-	if ev := vipEvent(vip.Change{From: vip.Backup, To: vip.Master, Reason: "master down"}, "", 0); !strings.Contains(ev.Message, "took the VIP:") {
+	if ev := vipEvent(vip.Change{From: vip.Backup, To: vip.Master, Reason: "master down"}, "", 0, peerSample{}); !strings.Contains(ev.Message, "took the VIP:") {
 		t.Errorf("without a VIP address: %q", ev.Message)
+	}
+	// The other proxy released the VIP (a priority-0 advert as INIT) just
+	// before: a handover, not a loss.
+	released := peerSample{at: at, ok: true, peer: vip.PeerInfo{Addr: netip.MustParseAddr("10.0.0.2"), Role: vip.Init, HeardAt: at.Add(-time.Millisecond)}}
+	ev := vipEvent(vip.Change{From: vip.Backup, To: vip.Master, Reason: "master down", At: at}, "", 0, released)
+	if ev.Kind != events.VIPMaster || ev.Level != slog.LevelInfo || ev.Message != "this proxy took the VIP, handed over by the other proxy 10.0.0.2 (it is shutting down)" {
+		t.Errorf("after a release: %s %s %q", ev.Kind, ev.Level, ev.Message)
+	}
+	// A release heard after the change did not cause it.
+	late := released
+	late.peer.HeardAt = at.Add(time.Millisecond)
+	if ev := vipEvent(vip.Change{From: vip.Backup, To: vip.Master, Reason: "master down", At: at}, "", 0, late); ev.Level != slog.LevelWarn {
+		t.Errorf("a release heard after the takeover: %s %q", ev.Level, ev.Message)
 	}
 }
 

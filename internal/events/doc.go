@@ -10,8 +10,8 @@
 // pair loop from the VIP node's role changes and the other proxy's adverts
 // — and hand them to a Ring, which keeps the newest in memory for the
 // admin API (GET /events) and the status page. Each event is also one log
-// line, written where it was derived (the VIP node logs its own role
-// changes); a Ring never logs.
+// line with its kind (event=...), written where it was derived; a Ring
+// never logs.
 //
 // Typical use:
 //
