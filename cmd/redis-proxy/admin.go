@@ -235,7 +235,7 @@ func adminHandler(p *proxy.Proxy, mgr *replication.Manager, node *vip.Node, reg 
 			if peer, ok := node.Peer(); ok {
 				ps.Peer = &peerStatus{Addr: peer.Addr.String(), Role: peer.Role.String(), Priority: peer.Priority,
 					Healthy: peer.Healthy, Epoch: peer.Payload.Epoch, Master: peer.Payload.Master, HeardAt: peer.HeardAt,
-					Hearing: time.Since(peer.HeardAt) <= con.peerSilence}
+					Hearing: time.Since(peer.HeardAt) < con.peerSilence}
 			}
 			pairState = &ps
 		}
@@ -280,8 +280,8 @@ type peerStatus struct {
 	Epoch    uint64    `json:"epoch"`
 	Master   string    `json:"master"`
 	HeardAt  time.Time `json:"heard_at"`
-	// Hearing: its adverts arrive (the newest within its master-down
-	// interval). Only the proxy holding the VIP advertises.
+	// Hearing: its adverts arrive (the newest younger than this node's
+	// master-down interval). Only the proxy holding the VIP advertises.
 	Hearing bool `json:"hearing"`
 }
 
