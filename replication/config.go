@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/redis-proxy/redis-proxy/internal/config"
+	"github.com/redis-proxy/redis-proxy/internal/events"
 )
 
 // Config configures a Manager. The zero value of each optional field is
@@ -59,6 +60,11 @@ type Config struct {
 	BusyGrace time.Duration
 	// Logger receives state transitions. If nil, nothing is logged.
 	Logger *slog.Logger
+	// OnEvent, if set, receives the operator's events (a failover, a
+	// server down, a demotion, writes lost; see package events) from the
+	// manager's goroutine, in order, each after its log line; it should
+	// return promptly. Seq is left zero for the receiver to number.
+	OnEvent func(events.Event)
 }
 
 // BusyReporter is the data path's view of the long commands it has in

@@ -74,6 +74,13 @@ func TestScenarios(t *testing.T) {
 
 func runScenario(t *testing.T, text string) string {
 	t.Helper()
+	return playScenario(t, text, nil)
+}
+
+// playScenario runs a scenario and returns its output; onDecide, if set,
+// sees what each decide step returned, at the scenario's time.
+func playScenario(t *testing.T, text string, onDecide func(st State, acts []Action, now time.Time)) string {
+	t.Helper()
 	var out strings.Builder
 	st := NewState(nil, time.Second, 250*time.Millisecond, true)
 	now := t0
@@ -149,6 +156,9 @@ func runScenario(t *testing.T, text string) string {
 				fail("Decide modified its input state")
 			}
 			st, pending = next, nil
+			if onDecide != nil {
+				onDecide(st, acts, now)
+			}
 			for _, a := range acts {
 				out.WriteString("> " + a.String() + "\n")
 			}

@@ -34,8 +34,10 @@ type Manager struct {
 	switches  chan switchRequest
 
 	// carry holds action results the last step had no round left to feed
-	// back; the next step starts with them. Only Run's goroutine uses it.
+	// back; the next step starts with them. Only Run's goroutine uses it,
+	// and hist.
 	carry []Observation
+	hist  history
 
 	mu     sync.Mutex
 	topo   Topology
@@ -314,7 +316,7 @@ func (m *Manager) step(ctx context.Context, st State, obs []Observation, req *sw
 	obs, m.carry = append(m.carry, obs...), nil
 	st, acts := Decide(st, obs, time.Now())
 	for round := 0; ; round++ {
-		fb := m.apply(ctx, acts, &sw)
+		fb := m.apply(ctx, st, acts, &sw)
 		if len(fb) == 0 {
 			break
 		}
@@ -345,30 +347,24 @@ func (m *Manager) switchOutcome(st State, target string, sw switchRun) switchRep
 	case st.Master != target:
 		return switchReply{err: fmt.Errorf("switchover to %s: %s is not master after it", target, target)}
 	}
-	res := Result{From: sw.from, To: target, Epoch: st.Epoch, Offset: sw.offset, Held: time.Since(sw.held)}
-	m.log.Info("switchover complete", "from", res.From, "to", res.To, "epoch", res.Epoch, "offset", res.Offset, "held", res.Held)
-	return switchReply{res: res}
+	// The switchover's event (and log line) came with the new master.
+	return switchReply{res: Result{From: sw.from, To: target, Epoch: st.Epoch, Offset: sw.offset, Held: time.Since(sw.held)}}
 }
 
-// apply carries out actions in order and returns the observations they
-// produced: each action's result, then a fresh check of the server.
-func (m *Manager) apply(ctx context.Context, acts []Action, sw *switchRun) []Observation {
+// apply carries out actions, which Decide returned with st, in order and
+// returns the observations they produced: each action's result, then a
+// fresh check of the server. Events, promotions and REPLICAOF are noted
+// (logged, and given to Config.OnEvent) before they are carried out.
+func (m *Manager) apply(ctx context.Context, st State, acts []Action, sw *switchRun) []Observation {
 	var fb []Observation
 	for _, a := range acts {
+		m.note(st, a)
 		switch a.Kind {
-		case ActEvent:
-			m.logEvent(a)
 		case ActPublish:
 			m.publish(a.Topology)
 		case ActPromote:
-			m.log.Warn("promoting replica", "addr", a.Addr)
 			fb = append(fb, m.act(ctx, a, func(ctx context.Context, n node) error { return n.Promote(ctx) })...)
 		case ActReplicaOf:
-			if a.LostBytes > 0 {
-				m.log.Warn("demoting master; its unreplicated writes will be discarded", "addr", a.Addr, "master", a.Master, "lost_bytes", a.LostBytes)
-			} else {
-				m.log.Info("pointing server at master", "addr", a.Addr, "master", a.Master)
-			}
 			fb = append(fb, m.act(ctx, a, func(ctx context.Context, n node) error { return n.ReplicaOf(ctx, a.Master) })...)
 		case ActSwitchover:
 			sw.handled = true
@@ -406,35 +402,17 @@ func (m *Manager) publish(t Topology) {
 	}
 }
 
-var eventMessages = map[string]string{
-	EventDown:            "server down",
-	EventUp:              "server up",
-	EventDiscovered:      "unconfigured replica discovered",
-	EventForgotten:       "discovered replica forgotten",
-	EventMaster:          "master confirmed",
-	EventMasterChanged:   "master changed",
-	EventMasterLost:      "master lost",
-	EventNoMaster:        "no master",
-	EventPromoteFailed:   "promotion failed",
-	EventActionFailed:    "action failed",
-	EventDataLost:        "replication stream discarded",
-	EventSwitchoverAbort: "switchover aborted",
-	EventStall:           "stall detected",
-	EventStallOver:       "acting again after stall",
-	EventBusy:            "server busy running a long command: alive",
-}
-
-func (m *Manager) logEvent(a Action) {
-	msg, ok := eventMessages[a.Event]
+// note logs the event of action a, decided with st, if it is one, and
+// hands it to Config.OnEvent: one log line per event.
+func (m *Manager) note(st State, a Action) {
+	n, ok := m.hist.note(st, a, time.Now())
 	if !ok {
-		msg = a.Event
+		return
 	}
-	level := slog.LevelInfo
-	switch a.Event {
-	case EventDown, EventMasterLost, EventNoMaster, EventPromoteFailed, EventActionFailed, EventDataLost, EventSwitchoverAbort, EventStall:
-		level = slog.LevelWarn
+	m.log.Log(context.Background(), n.ev.Level, n.msg, n.attrs...)
+	if m.cfg.OnEvent != nil {
+		m.cfg.OnEvent(n.ev)
 	}
-	m.log.Log(context.Background(), level, msg, "addr", a.Addr, "detail", a.Detail)
 }
 
 // runSwitchover carries out ActSwitchover and reports its outcome and fresh

@@ -1,13 +1,15 @@
 package main
 
-// The admin API (/metrics, /healthz, /topology, POST /switchover) and the
-// subcommands that call it (healthcheck, status, switchover).
+// The admin API (/metrics, /healthz, /topology, POST /switchover, and the
+// console: /events and the status page, console.go) and the subcommands
+// that call it (healthcheck, status, switchover).
 //
 // Who may call it: adminPolicy.authorize decides each request from its
 // method, path, TCP peer address and Authorization header, with no I/O;
 // adminGuard wraps the whole mux with that decision, so a route added
 // later is protected unless it is a GET (reads are open by default,
-// REDIS_PROXY_ADMIN_PROTECT_READS closes them too, /healthz excepted).
+// REDIS_PROXY_ADMIN_PROTECT_READS closes them too, /healthz and the status
+// page's shell excepted).
 
 import (
 	"crypto/sha256"
@@ -74,11 +76,12 @@ func (v verdict) allowed() bool { return v.status == 0 }
 // authorize decides one admin request. peer is the TCP peer (never a
 // header such as X-Forwarded-For, which any client can write); authz is
 // the Authorization header. Reads (GET, HEAD) are open unless protectReads,
-// and /healthz always is; everything else needs the bearer token when one
-// is configured, and a loopback peer when none is. It performs no I/O.
+// and /healthz and the status page's shell (no data: it asks for the token)
+// always are; everything else needs the bearer token when one is
+// configured, and a loopback peer when none is. It performs no I/O.
 func (p adminPolicy) authorize(method, path string, peer netip.Addr, authz string) verdict {
 	read := method == http.MethodGet || method == http.MethodHead
-	if read && (!p.protectReads || path == "/healthz") {
+	if read && (!p.protectReads || path == "/healthz" || isPageShell(path)) {
 		return verdict{}
 	}
 	if !p.hasToken {
@@ -188,11 +191,12 @@ func writeJSONError(w http.ResponseWriter, code int, msg string) {
 	enc.Encode(map[string]string{"error": msg})
 }
 
-// adminHandler serves /metrics, /healthz, /topology and POST /switchover,
-// every route behind guard. A route that changes anything must not be a
-// GET: reads are what the guard may leave open.
-func adminHandler(p *proxy.Proxy, mgr *replication.Manager, node *vip.Node, reg *prometheus.Registry, guard *adminGuard) http.Handler {
+// adminHandler serves /metrics, /healthz, /topology, POST /switchover and
+// the console's routes, every route behind guard. A route that changes
+// anything must not be a GET: reads are what the guard may leave open.
+func adminHandler(p *proxy.Proxy, mgr *replication.Manager, node *vip.Node, reg *prometheus.Registry, guard *adminGuard, con *console) http.Handler {
 	mux := http.NewServeMux()
+	con.routes(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		if !p.Ready() {
@@ -222,7 +226,7 @@ func adminHandler(p *proxy.Proxy, mgr *replication.Manager, node *vip.Node, reg 
 		var pairState *pairStatus
 		if node != nil {
 			st := node.Stats()
-			ps := pairStatus{Role: st.Role.String(), HoldsVIP: st.HoldsVIP, Healthy: st.Healthy, Priority: st.Priority,
+			ps := pairStatus{Role: st.Role.String(), VIP: con.vipAddr, HoldsVIP: st.HoldsVIP, Healthy: st.Healthy, Priority: st.Priority,
 				Epoch: st.Payload.Epoch, Master: st.Payload.Master, Transitions: st.Transitions,
 				AdvertsSent: st.AdvertsSent, AdvertsReceived: st.AdvertsReceived, Rejected: map[string]uint64{}}
 			for r, n := range st.Rejected {
@@ -230,22 +234,31 @@ func adminHandler(p *proxy.Proxy, mgr *replication.Manager, node *vip.Node, reg 
 			}
 			if peer, ok := node.Peer(); ok {
 				ps.Peer = &peerStatus{Addr: peer.Addr.String(), Role: peer.Role.String(), Priority: peer.Priority,
-					Healthy: peer.Healthy, Epoch: peer.Payload.Epoch, Master: peer.Payload.Master, HeardAt: peer.HeardAt}
+					Healthy: peer.Healthy, Epoch: peer.Payload.Epoch, Master: peer.Payload.Master, HeardAt: peer.HeardAt,
+					Hearing: time.Since(peer.HeardAt) < con.peerSilence}
 			}
 			pairState = &ps
 		}
+		var tr *traffic
+		if con.traffic != nil {
+			t := con.traffic.read(time.Now())
+			tr = &t
+		}
 		enc.Encode(struct {
+			Now         time.Time            `json:"now"`
 			Routing     replication.Topology `json:"routing"`
 			Replication replication.Status   `json:"replication"`
 			Pair        *pairStatus          `json:"pair,omitempty"`
-		}{p.Topology(), mgr.Status(), pairState})
+			Traffic     *traffic             `json:"traffic,omitempty"`
+		}{time.Now(), p.Topology(), mgr.Status(), pairState, tr})
 	})
-	return guard.wrap(mux)
+	return secureHeaders(guard.wrap(mux))
 }
 
 // pairStatus is the election's part of /topology.
 type pairStatus struct {
 	Role            string            `json:"role"`
+	VIP             string            `json:"vip,omitempty"` // the address the pair manages
 	HoldsVIP        bool              `json:"holds_vip"`
 	Healthy         bool              `json:"healthy"`
 	Priority        uint8             `json:"priority"`
@@ -267,6 +280,9 @@ type peerStatus struct {
 	Epoch    uint64    `json:"epoch"`
 	Master   string    `json:"master"`
 	HeardAt  time.Time `json:"heard_at"`
+	// Hearing: its adverts arrive (the newest younger than this node's
+	// master-down interval). Only the proxy holding the VIP advertises.
+	Hearing bool `json:"hearing"`
 }
 
 // ---- the subcommands ---------------------------------------------------------

@@ -87,6 +87,17 @@ func TestAdminAuthorize(t *testing.T) {
 		{"token, reads locked: GET /metrics with it", tokReads, "GET", "/metrics", remote, bearer, 0, ""},
 		{"token, reads locked: /healthz open", tokReads, "GET", "/healthz", remote, "", 0, ""},
 		{"token, reads locked: POST /healthz is not a read", tokReads, "POST", "/healthz", remote, "", 401, refusedNoToken},
+
+		// The status page's shell (no data) loads with reads locked, to
+		// ask for the token; its data does not.
+		{"token, reads locked: GET / open", tokReads, "GET", "/", remote, "", 0, ""},
+		{"token, reads locked: GET /ui/app.js open", tokReads, "GET", "/ui/app.js", remote, "", 0, ""},
+		{"token, reads locked: GET /events without it", tokReads, "GET", "/events", remote, "", 401, refusedNoToken},
+		{"token, reads locked: GET /events with it", tokReads, "GET", "/events", remote, bearer, 0, ""},
+		{"token, reads locked: GET /uix is not the shell", tokReads, "GET", "/uix", remote, "", 401, refusedNoToken},
+		{"token, reads locked: POST / is not a read", tokReads, "POST", "/", remote, "", 401, refusedNoToken},
+		{"no token, reads locked: GET / from the network", openReadsLocked, "GET", "/", remote, "", 0, ""},
+		{"no token, reads locked: GET /events from the network", openReadsLocked, "GET", "/events", remote, "", 403, refusedNotLoopback},
 	} {
 		v := tc.p.authorize(tc.method, tc.path, tc.peer, tc.authz)
 		if v.status != tc.status || v.reason != tc.reason {

@@ -84,6 +84,7 @@ type cluster struct {
 	srv  []*redistest.Server
 	cfg  Config
 	logs *logWatch
+	stop context.CancelFunc // stops serve before the test ends (start sets it)
 }
 
 func freeAddr(t *testing.T) string {
@@ -136,6 +137,7 @@ func (c *cluster) start() {
 		t.Fatalf("test configuration: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	c.stop = cancel
 	done := make(chan error, 1)
 	go func() { done <- serve(ctx, c.cfg, c.logs) }()
 	t.Cleanup(func() {
@@ -178,6 +180,7 @@ func (c *cluster) server(addr string) *redistest.Server {
 type topologyView struct {
 	Routing     replication.Topology `json:"routing"`
 	Replication replication.Status   `json:"replication"`
+	Pair        *pairStatus          `json:"pair"`
 }
 
 var httpc = &http.Client{Timeout: 5 * time.Second}
@@ -190,9 +193,22 @@ func (c *cluster) adminURL(path string) string {
 	return u
 }
 
+// adminGet is a GET of the admin API, with the token if one is set (reads
+// may be protected).
+func (c *cluster) adminGet(path string) (*http.Response, error) {
+	req, err := http.NewRequest(http.MethodGet, c.adminURL(path), nil)
+	if err != nil {
+		return nil, err
+	}
+	if c.cfg.AdminToken != "" {
+		req.Header.Set("Authorization", "Bearer "+c.cfg.AdminToken)
+	}
+	return httpc.Do(req)
+}
+
 func (c *cluster) topology() (topologyView, error) {
 	var tv topologyView
-	resp, err := httpc.Get(c.adminURL("/topology"))
+	resp, err := c.adminGet("/topology")
 	if err != nil {
 		return tv, err
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/redis-proxy/redis-proxy/internal/events"
 	"github.com/redis-proxy/redis-proxy/proxy"
 	"github.com/redis-proxy/redis-proxy/replication"
 	"github.com/redis-proxy/redis-proxy/vip"
@@ -128,6 +129,8 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 	rcfg.Busy = p // a master silent with a script of the proxy's in flight is busy, not down
 	rcfg.Logger = log.With("component", "replication")
 	rcfg.TLS = ts.backendTLS()
+	history := events.NewRing(historySize)
+	rcfg.OnEvent = func(e events.Event) { history.Add(e) }
 	mgr, err := replication.NewManager(rcfg, p.SetTopology)
 	if err != nil {
 		return cfg.varError(err)
@@ -148,7 +151,11 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 			return fmt.Errorf("admin listen on %s: %w", cfg.AdminListen, err)
 		}
 		guard := newAdminGuard(newAdminPolicy(cfg.AdminToken, cfg.AdminProtectReads), reg, log.With("component", "admin"))
-		admin = &http.Server{Handler: adminHandler(p, mgr, node, reg, guard), ReadHeaderTimeout: 5 * time.Second,
+		con := &console{history: history, traffic: newTrafficMeter(reg), vipAddr: cfg.VIP, stop: ctx.Done()}
+		if vcfg != nil {
+			con.peerSilence = vip.MasterDownInterval(vcfg.Priority, vcfg.Interval)
+		}
+		admin = &http.Server{Handler: adminHandler(p, mgr, node, reg, guard, con), ReadHeaderTimeout: 5 * time.Second,
 			MaxHeaderBytes: 16 << 10}
 		go admin.Serve(aln)
 		if cfg.AdminToken == "" {
@@ -167,7 +174,8 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 	go func() { mgrDone <- mgr.Run(ctx) }()
 	vipDone := make(chan error, 1)
 	if node != nil {
-		pr := &pair{node: node, mgr: mgr, log: log.With("component", "pair"), tick: cfg.CheckInterval}
+		pr := &pair{node: node, mgr: mgr, log: log.With("component", "pair"), tick: cfg.CheckInterval,
+			history: history, vipAddr: cfg.VIP, silence: vip.MasterDownInterval(vcfg.Priority, vcfg.Interval)}
 		go pr.run(ctx)
 		// On SIGTERM the node advertises priority 0 and releases the VIP
 		// before Run returns, so the peer takes over after its skew only.

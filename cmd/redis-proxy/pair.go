@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/redis-proxy/redis-proxy/internal/events"
 	"github.com/redis-proxy/redis-proxy/replication"
 	"github.com/redis-proxy/redis-proxy/vip"
 )
@@ -77,6 +79,12 @@ type pair struct {
 	mgr  *replication.Manager
 	log  *slog.Logger
 	tick time.Duration
+	// The event history (nil: none): this proxy's role changes and the
+	// other proxy heard or lost, each logged here with its kind; silence
+	// is how long without an advert the peer counts as lost.
+	history *events.Ring
+	vipAddr string
+	silence time.Duration
 }
 
 func (pr *pair) run(ctx context.Context) {
@@ -85,6 +93,7 @@ func (pr *pair) run(ctx context.Context) {
 	pr.mgr.SetAuthority(pr.node.IsMaster())
 	t := time.NewTicker(pr.tick)
 	defer t.Stop()
+	var heard peerSample
 	for {
 		select {
 		case <-ctx.Done():
@@ -93,9 +102,33 @@ func (pr *pair) run(ctx context.Context) {
 		case c := <-changes:
 			master := c.To == vip.Master
 			pr.mgr.SetAuthority(master)
-			pr.log.Info("replication authority", "authority", master, "vip_role", c.To.String(), "reason", c.Reason)
-		case <-t.C:
+			if pr.history == nil {
+				pr.log.Info("replication authority", "authority", master, "vip_role", c.To.String(), "reason", c.Reason)
+				continue
+			}
+			epoch := pr.mgr.Status().Epoch
+			// What the other proxy says (or its silence) explains this
+			// change, so it is recorded first, as seen by this proxy not
+			// holding the VIP (before it took it, or once it gave it up);
+			// but a yield or release (priority 0) heard since answers the
+			// change: it waits for the next tick.
+			cur := pr.samplePeer(c.At)
+			cur.role = c.From
+			if c.From == vip.Master {
+				cur.role = c.To
+			}
+			if !cur.ok || cur.peer.Priority != 0 || !cur.peer.HeardAt.After(c.At) {
+				heard = pr.notePeer(ctx, heard, cur, epoch)
+			}
+			ev := pr.history.Add(vipEvent(c, pr.vipAddr, epoch, heard))
+			// The event's log line (the node logs the transition itself).
+			pr.log.Log(ctx, ev.Level, "replication authority", "authority", master, "vip_role", c.To.String(), "reason", c.Reason,
+				"event", ev.Kind, "epoch", epoch)
+		case now := <-t.C:
 			st := pr.mgr.Status()
+			if pr.history != nil {
+				heard = pr.notePeer(ctx, heard, pr.samplePeer(now), st.Epoch)
+			}
 			up := false
 			for _, s := range st.Servers {
 				up = up || s.Up
@@ -111,6 +144,24 @@ func (pr *pair) run(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// samplePeer reads what this node knows of the other proxy, as of at.
+func (pr *pair) samplePeer(at time.Time) peerSample {
+	s := peerSample{at: at, role: pr.node.Role()}
+	s.peer, s.ok = pr.node.Peer()
+	return s
+}
+
+// notePeer records (and logs) the event of the other proxy's change from
+// prev to cur, if any, and returns cur.
+func (pr *pair) notePeer(ctx context.Context, prev, cur peerSample, epoch uint64) peerSample {
+	if ev, ok := peerEvent(prev, cur, pr.silence, epoch); ok {
+		pr.log.Log(ctx, ev.Level, strings.ReplaceAll(ev.Kind, "-", " "), "peer", cur.peer.Addr.String(), "peer_role", cur.peer.Role.String(),
+			"peer_priority", cur.peer.Priority, "event", ev.Kind, "detail", ev.Message)
+		pr.history.Add(ev)
+	}
+	return cur
 }
 
 // registerPairMetrics exports the election's state at scrape time.
