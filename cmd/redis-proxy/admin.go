@@ -1,7 +1,8 @@
 package main
 
-// The admin API (/metrics, /healthz, /topology, POST /switchover) and the
-// subcommands that call it (healthcheck, status, switchover).
+// The admin API (/metrics, /healthz, /topology, POST /switchover, /servers)
+// and the subcommands that call it (healthcheck, status, switchover,
+// servers: members.go).
 //
 // Who may call it: adminPolicy.authorize decides each request from its
 // method, path, TCP peer address and Authorization header, with no I/O;
@@ -191,8 +192,9 @@ func writeJSONError(w http.ResponseWriter, code int, msg string) {
 // adminHandler serves /metrics, /healthz, /topology and POST /switchover,
 // every route behind guard. A route that changes anything must not be a
 // GET: reads are what the guard may leave open.
-func adminHandler(p *proxy.Proxy, mgr *replication.Manager, node *vip.Node, reg *prometheus.Registry, guard *adminGuard) http.Handler {
+func adminHandler(p *proxy.Proxy, mgr *replication.Manager, node *vip.Node, reg *prometheus.Registry, guard *adminGuard, ms *members) http.Handler {
 	mux := http.NewServeMux()
+	ms.routes(mux, p)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		if !p.Ready() {

@@ -40,7 +40,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "-h", "--help", "-help", "help":
 		printUsage(stdout)
 		return 0
-	case "healthcheck", "status", "switchover":
+	case "healthcheck", "status", "switchover", "servers":
 		// These only call the admin API: they read its address and token,
 		// not the whole configuration.
 		a, err := loadAdminEnv()
@@ -53,6 +53,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return healthcheck(a, stderr)
 		case "status":
 			return status(a, stdout, stderr)
+		case "servers":
+			return serversCmd(a, args[1:], stdout, stderr)
 		}
 		target := ""
 		if len(args) > 1 {
@@ -123,6 +125,11 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 		registerPairMetrics(reg, node)
 	}
 	rcfg := cfg.replicationConfig()
+	mem, memSource, err := startMembership(cfg, log.With("component", "servers"))
+	if err != nil {
+		return err
+	}
+	rcfg.Servers = mem.Servers
 	rcfg.Authority = node == nil // in a pair, only the VIP holder acts
 	rcfg.Pauser = p
 	rcfg.Busy = p // a master silent with a script of the proxy's in flight is busy, not down
@@ -133,6 +140,7 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 		return cfg.varError(err)
 	}
 	registerReplicationMetrics(reg, mgr)
+	members := newMembers(cfg.StateDir, mem, memSource, mgr, node, log.With("component", "servers"))
 
 	lns, err := cfg.listen(ts)
 	if err != nil {
@@ -148,7 +156,7 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 			return fmt.Errorf("admin listen on %s: %w", cfg.AdminListen, err)
 		}
 		guard := newAdminGuard(newAdminPolicy(cfg.AdminToken, cfg.AdminProtectReads), reg, log.With("component", "admin"))
-		admin = &http.Server{Handler: adminHandler(p, mgr, node, reg, guard), ReadHeaderTimeout: 5 * time.Second,
+		admin = &http.Server{Handler: adminHandler(p, mgr, node, reg, guard, members), ReadHeaderTimeout: 5 * time.Second,
 			MaxHeaderBytes: 16 << 10}
 		go admin.Serve(aln)
 		if cfg.AdminToken == "" {
@@ -160,14 +168,14 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 		adminAddr = "disabled"
 	}
 	log.Info("redis-proxy started", "listen", listenAddrs(lns), "admin", adminAddr, "admin_token", cfg.AdminToken != "",
-		"servers", cfg.Servers, "read_from", cfg.ReadFrom, "pool_size", cfg.PoolSize, "backend_tls", cfg.BackendTLS)
+		"servers", mem.Servers, "read_from", cfg.ReadFrom, "pool_size", cfg.PoolSize, "backend_tls", cfg.BackendTLS)
 	ts.watch(ctx, cfg.TLSReloadInterval)
 
 	mgrDone := make(chan error, 1)
 	go func() { mgrDone <- mgr.Run(ctx) }()
 	vipDone := make(chan error, 1)
 	if node != nil {
-		pr := &pair{node: node, mgr: mgr, log: log.With("component", "pair"), tick: cfg.CheckInterval}
+		pr := &pair{node: node, mgr: mgr, members: members, log: log.With("component", "pair"), tick: cfg.CheckInterval}
 		go pr.run(ctx)
 		// On SIGTERM the node advertises priority 0 and releases the VIP
 		// before Run returns, so the peer takes over after its skew only.

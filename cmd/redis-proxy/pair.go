@@ -71,12 +71,14 @@ func (c Config) pairConfig() (*vip.Config, error) {
 // pair couples a VIP node to the replication manager: only the node that
 // holds the VIP (MASTER) may change the replication topology; a node that
 // reaches no Redis tells the election (tracking); the current epoch and
-// master ride on the adverts so a node taking over inherits them.
+// master ride on the adverts so a node taking over inherits them, and so
+// does the membership (members.go).
 type pair struct {
-	node *vip.Node
-	mgr  *replication.Manager
-	log  *slog.Logger
-	tick time.Duration
+	node    *vip.Node
+	mgr     *replication.Manager
+	members *members
+	log     *slog.Logger
+	tick    time.Duration
 }
 
 func (pr *pair) run(ctx context.Context) {
@@ -92,6 +94,13 @@ func (pr *pair) run(ctx context.Context) {
 			return
 		case c := <-changes:
 			master := c.To == vip.Master
+			if peer, ok := pr.node.Peer(); ok && master {
+				// The previous holder's list first: authority must not act
+				// on an older one (re-point a server it removed).
+				actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+				pr.members.adopt(actx, peer, true)
+				cancel()
+			}
 			pr.mgr.SetAuthority(master)
 			pr.log.Info("replication authority", "authority", master, "vip_role", c.To.String(), "reason", c.Reason)
 		case <-t.C:
@@ -103,6 +112,7 @@ func (pr *pair) run(ctx context.Context) {
 			pr.node.SetHealthy(up)
 			if peer, ok := pr.node.Peer(); ok {
 				pr.mgr.InheritEpoch(peer.Payload.Epoch)
+				pr.members.offer(peer, pr.node.IsMaster())
 			}
 			if st.Master != "" {
 				if err := pr.node.SetPayload(st.Epoch, st.Master); err != nil {
