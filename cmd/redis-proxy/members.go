@@ -21,7 +21,8 @@ package main
 //     node adopts a peer's list with a higher version, or one of the same
 //     version that differs while it does not hold the VIP (the holder
 //     wins), and persists it. A node that takes the VIP over adopts the
-//     previous holder's list before it is given authority.
+//     previous holder's list (its last advert) by the same rule, as if it
+//     were still the standby, before it is given authority.
 //   - Not Redis: its keys are writable by every client of the proxy, which
 //     must not be able to choose the servers the proxy trusts.
 
@@ -119,18 +120,20 @@ func withoutServer(m membership, addr string) (membership, error) {
 
 // shouldAdopt decides whether a node holding own adopts peer, the list the
 // other proxy advertised: a higher version always; the same version with
-// other servers only while this node does not hold the VIP (the two made
-// different changes under the same version, during a partition: the
-// holder's stands). Version 0 (REDIS_PROXY_SERVERS, never changed) is never
+// other servers only when keep is false. The two made different changes
+// under the same version (one active while the other was down or cut off):
+// the active proxy keeps its own (keep), the standby takes the active
+// one's, and so does a node taking the VIP over from the one that held it
+// until then. Version 0 (REDIS_PROXY_SERVERS, never changed) is never
 // adopted.
-func shouldAdopt(own, peer membership, holder bool) bool {
+func shouldAdopt(own, peer membership, keep bool) bool {
 	switch {
 	case peer.Version == 0 || peer.Version < own.Version:
 		return false
 	case peer.Version > own.Version:
 		return true
 	}
-	return !holder && !slices.Equal(own.Servers, peer.Servers)
+	return !keep && !slices.Equal(own.Servers, peer.Servers)
 }
 
 // ---- the state file ----------------------------------------------------------
@@ -350,6 +353,7 @@ func (ms *members) change(ctx context.Context, op func(membership) (membership, 
 
 // offer hands the pair loop's latest peer advert to adoption, in the
 // background: the pair loop must not wait on the replication manager.
+// holder: this node is active (its list stands at an equal version).
 func (ms *members) offer(peer vip.PeerInfo, holder bool) {
 	if !ms.adopting.CompareAndSwap(false, true) {
 		return
@@ -362,15 +366,16 @@ func (ms *members) offer(peer vip.PeerInfo, holder bool) {
 	}()
 }
 
-// adopt makes the peer's list this node's if shouldAdopt says so. It
-// returns at once when a change is in progress (the next advert will do).
-func (ms *members) adopt(ctx context.Context, peer vip.PeerInfo, holder bool) {
+// adopt makes the peer's list this node's if shouldAdopt says so (keep:
+// this node's list stands at an equal version). It returns at once when a
+// change is in progress (the next advert will do).
+func (ms *members) adopt(ctx context.Context, peer vip.PeerInfo, keep bool) {
 	if !ms.mu.TryLock() {
 		return
 	}
 	defer ms.mu.Unlock()
 	pm := membership{Version: peer.Membership.Version, Servers: peer.Membership.Servers}
-	if !shouldAdopt(ms.cur, pm, holder) {
+	if !shouldAdopt(ms.cur, pm, keep) {
 		return
 	}
 	if err := checkMembership(pm); err != nil {

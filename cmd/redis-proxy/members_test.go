@@ -56,28 +56,30 @@ func TestMembershipChanges(t *testing.T) {
 }
 
 // TestShouldAdopt: the pair's rule. A higher version wins; at the same
-// version the holder's list stands; version 0 (the environment) never
-// travels.
+// version the active proxy keeps its list and the other takes it (as does
+// a proxy taking over from the one active until then); version 0 (the
+// environment) never travels.
 func TestShouldAdopt(t *testing.T) {
 	v := func(n uint64, s ...string) membership { return membership{Version: n, Servers: s} }
 	tests := []struct {
 		name      string
 		own, peer membership
-		holder    bool
+		keep      bool
 		want      bool
 	}{
 		{"newer, backup", v(3, "a", "b"), v(4, "a", "b", "c"), false, true},
-		{"newer, holder (took over from the peer)", v(3, "a", "b"), v(4, "a", "b", "c"), true, true},
+		{"newer, holder", v(3, "a", "b"), v(4, "a", "b", "c"), true, true},
 		{"older: kept (the backup's change the holder never heard)", v(5, "a", "c"), v(4, "a", "b"), false, false},
 		{"older, holder", v(5, "a"), v(4, "a", "b"), true, false},
 		{"same", v(4, "a", "b"), v(4, "a", "b"), false, false},
 		{"same version, other list: the backup follows the holder", v(4, "a", "c"), v(4, "a", "b"), false, true},
 		{"same version, other list: the holder keeps its own", v(4, "a", "c"), v(4, "a", "b"), true, false},
+		{"same version, other list: taking over from the peer (keep false)", v(4, "a", "c"), v(4, "a", "b"), false, true},
 		{"peer never changed", v(0, "a"), v(0, "b"), false, false},
 		{"peer never changed, ours did", v(2, "a"), v(0, "b"), false, false},
 	}
 	for _, tt := range tests {
-		if got := shouldAdopt(tt.own, tt.peer, tt.holder); got != tt.want {
+		if got := shouldAdopt(tt.own, tt.peer, tt.keep); got != tt.want {
 			t.Errorf("%s: shouldAdopt = %v, want %v", tt.name, got, tt.want)
 		}
 	}

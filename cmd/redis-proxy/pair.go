@@ -95,10 +95,12 @@ func (pr *pair) run(ctx context.Context) {
 		case c := <-changes:
 			master := c.To == vip.Master
 			if peer, ok := pr.node.Peer(); ok && master {
-				// The previous holder's list first: authority must not act
-				// on an older one (re-point a server it removed).
+				// The previous holder's list first (its last advert): the
+				// new authority must not act on an older one (re-point a
+				// server just removed). At the same version, its list is
+				// the one that held until now.
 				actx, cancel := context.WithTimeout(ctx, 2*time.Second)
-				pr.members.adopt(actx, peer, true)
+				pr.members.adopt(actx, peer, false)
 				cancel()
 			}
 			pr.mgr.SetAuthority(master)
