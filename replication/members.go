@@ -281,8 +281,13 @@ func (m *Manager) changeServers(ctx context.Context, st State, r serversRequest)
 			return st
 		}
 	}
-	m.refused = ""
+	// Decided alone: results carried over from the last step (a
+	// switchover's outcome) wait for the next one, so the decision sees
+	// the state CheckServers saw.
+	carry := m.carry
+	m.carry, m.refused = nil, ""
 	st = m.step(ctx, st, []Observation{{Kind: ObsServers, Servers: r.servers, At: time.Now()}}, nil)
+	m.carry = append(carry, m.carry...)
 	if m.refused != "" {
 		// Not reached: CheckServers on the same state said yes. Should the
 		// rules ever part, the caller hears it.

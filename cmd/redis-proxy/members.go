@@ -248,7 +248,9 @@ type members struct {
 	node *vip.Node // nil when standalone
 	log  *slog.Logger
 
-	mu     sync.Mutex // one change at a time
+	mu sync.Mutex // one change or adoption at a time; held while the manager decides
+
+	state  sync.Mutex // guards cur and source, for readers that must not wait on a change
 	cur    membership
 	source string // where cur came from, for GET /servers
 
@@ -295,9 +297,18 @@ func newMembers(dir string, cur membership, source string, mgr *replication.Mana
 }
 
 func (ms *members) get() (membership, string) {
-	ms.mu.Lock()
-	defer ms.mu.Unlock()
+	ms.state.Lock()
+	defer ms.state.Unlock()
 	return membership{Version: ms.cur.Version, Servers: slices.Clone(ms.cur.Servers)}, ms.source
+}
+
+// set records m, from source, as this node's membership and advertises it.
+// The caller holds mu.
+func (ms *members) set(m membership, source string) {
+	ms.state.Lock()
+	ms.cur, ms.source = m, source
+	ms.state.Unlock()
+	ms.advertise(m)
 }
 
 // advertise puts m in this node's adverts (a pair only; version 0 is not
@@ -345,8 +356,7 @@ func (ms *members) change(ctx context.Context, op func(membership) (membership, 
 	case err != nil:
 		return ms.cur, refuse(http.StatusInternalServerError, "%s: %v", what, err)
 	}
-	ms.cur, ms.source = next, "changed at run time: "+what
-	ms.advertise(next)
+	ms.set(next, "changed at run time: "+what)
 	ms.log.Info("servers changed", "change", what, "version", next.Version, "servers", next.Servers)
 	return next, nil
 }
@@ -397,8 +407,7 @@ func (ms *members) adopt(ctx context.Context, peer vip.PeerInfo, keep bool) {
 		return
 	}
 	prev := ms.cur
-	ms.cur, ms.source = pm, what
-	ms.advertise(pm)
+	ms.set(pm, what)
 	ms.log.Info("servers adopted from the peer", "peer", peer.Addr, "version", pm.Version, "servers", pm.Servers,
 		"previous_version", prev.Version, "previous_servers", prev.Servers, "persisted", ms.dir != "")
 }
