@@ -262,8 +262,10 @@ func TestServersAddRemoveUnderLoad(t *testing.T) {
 	var keys []string
 	for _, rec := range recs {
 		ops := rec.Ops()
-		t.Logf("%s: %d commands; max latency %v during the add and catch-up, %v during the remove", rec.Name, len(ops),
-			writetest.MaxLatency(ops, tAdd, tCaught.Add(500*time.Millisecond)).Round(time.Microsecond),
+		t.Logf("%s: %d commands; max latency %v before the add, %v from the add to d's link up (the full sync), %v in the 500ms from its catch-up (routed), %v during the remove",
+			rec.Name, len(ops), writetest.MaxLatency(ops, tAdd.Add(-300*time.Millisecond), tAdd).Round(time.Microsecond),
+			writetest.MaxLatency(ops, tAdd, linkUp).Round(time.Microsecond),
+			writetest.MaxLatency(ops, tCaught, tCaught.Add(500*time.Millisecond)).Round(time.Microsecond),
 			writetest.MaxLatency(ops, tRemove, removedAt).Round(time.Microsecond))
 		if bad := writetest.Failed(ops); len(bad) > 0 {
 			t.Errorf("%s: %d of %d commands failed, want 0:%s", rec.Name, len(bad), len(ops), writetest.Describe(bad, tAdd))
