@@ -65,8 +65,9 @@ up: images
 	$(APPLIANCE_ENV) $(COMPOSE) up -d
 	@$(APPLIANCE_ENV) bash docker/wait-healthy.sh $(COMPOSE)
 
-# Removes the appliance: containers, network and the Redis volumes. The
-# secrets compose.yaml requires need not be known to remove it.
+# Removes the appliance: containers, network and the volumes (Redis data, the
+# proxies' state). The secrets compose.yaml requires need not be known to
+# remove it.
 DOWN_ENV := $(foreach v,REDIS_PROXY_HEARTBEAT_SECRET REDIS_PROXY_BACKEND_PASSWORD REDIS_PROXY_PASSWORD REDIS_PROXY_ADMIN_TOKEN,$(v)=$${$(v):-not-needed-by-down})
 down:
 	$(APPLIANCE_ENV) $(DOWN_ENV) $(COMPOSE) down --volumes --remove-orphans

@@ -3,6 +3,8 @@ package replication
 import (
 	"context"
 	"crypto/tls"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"slices"
@@ -58,6 +60,10 @@ type Config struct {
 	// default), and -BUSY after that (a reply: alive). If zero, 5s plus
 	// DownAfter.
 	BusyGrace time.Duration
+	// JoinMaxLag: a server added at run time (SetServers) serves reads
+	// once a check finds it at most this far behind the master. If zero,
+	// DefaultJoinMaxLag (1s).
+	JoinMaxLag time.Duration
 	// Logger receives state transitions. If nil, nothing is logged.
 	Logger *slog.Logger
 	// OnEvent, if set, receives the operator's events (a failover, a
@@ -111,6 +117,9 @@ func (c Config) withDefaults() Config {
 	if c.BusyGrace == 0 {
 		c.BusyGrace = DefaultBusyThreshold + c.DownAfter
 	}
+	if c.JoinMaxLag == 0 {
+		c.JoinMaxLag = DefaultJoinMaxLag
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -121,22 +130,8 @@ func (c Config) withDefaults() Config {
 // a *config.FieldError. It touches no server.
 func (c Config) Validate() error {
 	c = c.withDefaults()
-	if len(c.Servers) == 0 {
-		return config.Errorf(pkg, "Servers", "at least one host:port is required")
-	}
-	seen := map[string]bool{}
-	for _, s := range c.Servers {
-		host, port, err := net.SplitHostPort(s)
-		if err != nil {
-			return config.Errorf(pkg, "Servers", "%q is not host:port (want a host and a port from 1 to 65535)", s)
-		}
-		if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 || host == "" {
-			return config.Errorf(pkg, "Servers", "%q needs a host and a port from 1 to 65535", s)
-		}
-		if seen[s] {
-			return config.Errorf(pkg, "Servers", "%q is listed twice (want each server once)", s)
-		}
-		seen[s] = true
+	if err := validateServers(c.Servers); err != nil {
+		return config.Errorf(pkg, "Servers", "%s", err.Error())
 	}
 	if c.CheckInterval <= 0 {
 		return config.Errorf(pkg, "CheckInterval", "must be a positive duration, got %v", c.CheckInterval)
@@ -145,11 +140,47 @@ func (c Config) Validate() error {
 		return config.Errorf(pkg, "DownAfter", "must be longer than the check interval (%v): a server needs at least two checks to be judged down",
 			c.CheckInterval)
 	}
+	if c.JoinMaxLag < c.CheckInterval {
+		return config.Errorf(pkg, "JoinMaxLag", "must be at least the check interval (%v): an added server is compared with a check of the master sent within it, got %v",
+			c.CheckInterval, c.JoinMaxLag)
+	}
 	if c.BusyGrace < 0 {
 		return config.Errorf(pkg, "BusyGrace", "must not be negative, got %v", c.BusyGrace)
 	}
 	if c.SwitchoverTimeout <= 0 {
 		return config.Errorf(pkg, "SwitchoverTimeout", "must be a positive duration, got %v", c.SwitchoverTimeout)
+	}
+	return nil
+}
+
+// validateServers reports the first thing wrong with a list of servers, in
+// the words Config.Validate uses for Servers.
+func validateServers(servers []string) error {
+	if len(servers) == 0 {
+		return errors.New("at least one host:port is required")
+	}
+	seen := map[string]bool{}
+	for _, s := range servers {
+		if err := ValidateAddr(s); err != nil {
+			return err
+		}
+		if seen[s] {
+			return fmt.Errorf("%q is listed twice (want each server once)", s)
+		}
+		seen[s] = true
+	}
+	return nil
+}
+
+// ValidateAddr reports whether s is a server address the manager accepts:
+// host:port with a port from 1 to 65535.
+func ValidateAddr(s string) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port (want a host and a port from 1 to 65535)", s)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 || host == "" {
+		return fmt.Errorf("%q needs a host and a port from 1 to 65535", s)
 	}
 	return nil
 }

@@ -21,6 +21,9 @@ type State struct {
 	// sent it (Observation.BusySince) counts as alive for this long after
 	// the command was sent (0: never). See busyExcused.
 	BusyGrace time.Duration
+	// JoinMaxLag: a server added at run time serves reads once it is at
+	// most this far behind the master (0: DefaultJoinMaxLag). See members.go.
+	JoinMaxLag time.Duration
 
 	Started   time.Time       // the first Decide call
 	Epoch     uint64          // increases with every change of master (see Topology.Epoch)
@@ -46,6 +49,9 @@ type State struct {
 	LastFailover Failover // zero until the first
 	LostBytes    int64    // stream bytes discarded by demoting servers, in total
 	Lineage      []Link   // replication-ID forks seen, newest last
+
+	MasterOffsets []OffsetSample // the master's positions while a server is joining, oldest first
+	Removed       []string       // servers removed at run time (and the ip:port they were reached at): never rediscovered
 }
 
 // Node is what is known about one server.
@@ -66,6 +72,9 @@ type Node struct {
 	// BusyUntil: its newest check found it silent while running a long
 	// command the proxy sent it; it is not down before this (busyExcused).
 	BusyUntil time.Time
+	// Joining: added at run time and not yet caught up with the master;
+	// not routed, promoted or waited for (see members.go).
+	Joining bool
 }
 
 // Promotion is a failover in flight: REPLICAOF NO ONE was sent to Target.
@@ -113,6 +122,9 @@ const (
 	// ObsSwitchoverResult is the outcome of ActSwitchover to Addr:
 	// Promoted says whether Addr became master.
 	ObsSwitchoverResult
+	// ObsServers asks to replace the configured servers with Servers;
+	// the answer is ActServers, or ActServersRefused (see CheckServers).
+	ObsServers
 )
 
 // Observation is one fact for Decide, stamped with when it was gathered.
@@ -129,6 +141,7 @@ type Observation struct {
 	Info      Info
 	Action    ActionKind // ObsResult: which action
 	Promoted  bool       // ObsSwitchoverResult
+	Servers   []string   // ObsServers: the new configured servers, in order
 }
 
 // ActionKind says what an Action asks for.
@@ -152,7 +165,8 @@ type Action struct {
 	Topology  Topology // ActPublish
 	LostBytes int64    // ActReplicaOf: stream bytes Addr has that Master never got
 	Event     string   // ActEvent: what happened
-	Detail    string   // ActEvent, ActReject: details
+	Detail    string   // ActEvent, ActReject, ActServers, ActServersRefused: details
+	Servers   []string // ActServers: the configured servers now
 }
 
 // Events reported as ActEvent.
@@ -172,6 +186,9 @@ const (
 	EventStall           = "stall"      // the manager did not decide for longer than stallAfter
 	EventStallOver       = "stall-over" // the hold after a stall ended: acting again
 	EventBusy            = "busy"       // silent or -BUSY while running a long command: alive
+	EventAdded           = "added"      // a server was added to the configured servers
+	EventRemoved         = "removed"    // a server was removed: no longer routed or checked
+	EventCaughtUp        = "caught-up"  // an added server caught up with the master: it may serve reads
 )
 
 func (a Action) String() string {
@@ -198,6 +215,10 @@ func (a Action) String() string {
 		return "switchover " + a.From + " -> " + a.Addr
 	case ActReject:
 		return "reject switchover " + a.Addr + ": " + a.Detail
+	case ActServers:
+		return "servers " + strings.Join(a.Servers, ",") + " (" + a.Detail + ")"
+	case ActServersRefused:
+		return "refuse servers: " + a.Detail
 	}
 	return fmt.Sprintf("action(%d) %s", a.Kind, a.Addr)
 }
@@ -234,6 +255,8 @@ func (st State) clone() State {
 		st.Nodes = map[string]Node{}
 	}
 	st.Lineage = slices.Clone(st.Lineage)
+	st.MasterOffsets = slices.Clone(st.MasterOffsets)
+	st.Removed = slices.Clone(st.Removed)
 	st.Published.Replicas = slices.Clone(st.Published.Replicas)
 	return st
 }
@@ -249,9 +272,13 @@ func Decide(st State, obs []Observation, now time.Time) (State, []Action) {
 	for _, o := range obs {
 		d.observe(o)
 	}
+	for _, servers := range d.servers {
+		d.changeServers(servers)
+	}
 	d.discover()
 	d.liveness()
 	d.endHold()
+	d.catchUp()
 	if next.Authority {
 		d.authoritative()
 	} else {
@@ -268,8 +295,9 @@ type decider struct {
 	st       *State
 	now      time.Time
 	acts     []Action
-	requests []string // switchover targets not yet answered
-	busy     string   // why pending requests are refused
+	requests []string   // switchover targets not yet answered
+	servers  [][]string // ObsServers lists, in order
+	busy     string     // why pending requests are refused
 }
 
 func (d *decider) emit(a Action) { d.acts = append(d.acts, a) }
@@ -351,6 +379,7 @@ func (d *decider) observe(o Observation) {
 				n.Remote = o.Info.Remote
 			}
 			d.learn(o.Info.position())
+			d.sample(o.Addr, o.Info, o.At)
 		}
 		if n.busy() && !wasBusy {
 			d.event(EventBusy, o.Addr, "%s", n.Reply)
@@ -362,6 +391,8 @@ func (d *decider) observe(o Observation) {
 		d.requests = append(d.requests, o.Addr)
 	case ObsSwitchoverResult:
 		d.switchResult(o)
+	case ObsServers:
+		d.servers = append(d.servers, slices.Clone(o.Servers))
 	}
 }
 
@@ -426,7 +457,7 @@ func (d *decider) discover() {
 			continue
 		}
 		for _, r := range m.Info.Replicas {
-			if d.configured(r.Addr) {
+			if d.configured(r.Addr) || slices.Contains(st.Removed, r.Addr) {
 				continue
 			}
 			n, ok := st.Nodes[r.Addr]
@@ -540,7 +571,7 @@ func (d *decider) topology() Topology {
 	m := st.Nodes[st.Master]
 	for _, a := range st.Servers {
 		n := st.Nodes[a]
-		if a != st.Master && !n.Down && n.Info.LinkUp && d.replicaOf(n, m) {
+		if a != st.Master && !n.Down && !n.Joining && n.Info.LinkUp && d.replicaOf(n, m) {
 			t.Replicas = append(t.Replicas, a)
 		}
 	}
@@ -566,7 +597,7 @@ func (d *decider) observeOnly() {
 	var masters []string
 	for _, a := range st.Servers {
 		n := st.Nodes[a]
-		if !n.Down && n.Info.Role == RoleMaster {
+		if !n.Down && !n.Joining && n.Info.Role == RoleMaster {
 			masters = append(masters, a)
 		}
 	}
@@ -687,7 +718,7 @@ func (d *decider) authoritative() {
 func (d *decider) settled() bool {
 	for _, a := range d.st.Servers {
 		n := d.st.Nodes[a]
-		if !n.Down && !n.answered() {
+		if !n.Down && !n.Joining && !n.answered() {
 			return false
 		}
 	}
@@ -702,10 +733,19 @@ func (d *decider) elect() {
 		return
 	}
 	var cands []Node
+	var joining []string
 	for _, a := range st.Servers {
-		if n := st.Nodes[a]; !n.Down && n.fresh() {
+		switch n := st.Nodes[a]; {
+		case n.Down || !n.fresh():
+		case n.Joining:
+			joining = append(joining, a)
+		default:
 			cands = append(cands, n)
 		}
+	}
+	if len(cands) == 0 && len(joining) > 0 {
+		d.wait("no server reachable but servers still joining: " + strings.Join(joining, ","))
+		return
 	}
 	if len(cands) == 0 {
 		d.wait("no server reachable")
@@ -794,6 +834,8 @@ func (d *decider) repoint() {
 		}
 		act := Action{Kind: ActReplicaOf, Addr: a, Master: st.Master}
 		switch {
+		case n.Info.Role == RoleMaster && n.Joining:
+			// An added server's own data was never this deployment's.
 		case n.Info.Role == RoleMaster:
 			act.LostBytes = lostBytes(n.Info.position(), m.Info.position(), st.Lineage)
 		case d.replicaOf(n, m):
@@ -823,7 +865,7 @@ func SwitchTarget(st State) string {
 	best := ""
 	for _, a := range st.Servers {
 		n, ok := st.Nodes[a]
-		if !ok || a == st.Master || n.Discovered || n.Down || !n.fresh() || !n.Info.LinkUp ||
+		if !ok || a == st.Master || n.Discovered || n.Joining || n.Down || !n.fresh() || !n.Info.LinkUp ||
 			n.Info.Priority == 0 || !d.replicaOf(n, m) {
 			continue
 		}
@@ -847,6 +889,8 @@ func (d *decider) requestSwitch(target string) {
 		d.reject(target, "not a configured server")
 	case n.Down || !n.fresh():
 		d.reject(target, "not reachable")
+	case n.Joining:
+		d.reject(target, "added at run time and not caught up with "+st.Master+" yet")
 	case !d.replicaOf(n, m) || !n.Info.LinkUp:
 		d.reject(target, "not a replica of "+st.Master+" with its link up")
 	case n.Info.Priority == 0:

@@ -38,6 +38,8 @@ var update = flag.Bool("update", false, "rewrite the expected output in testdata
 //	result promote|replicaof a ok|<error>
 //	switchover b               ask for a planned switchover to b
 //	switched b promoted|<error> the outcome of the switchover action
+//	set-servers a b d          ask to replace the configured servers (ObsServers)
+//	join-max-lag 1s            State.JoinMaxLag (default 0: DefaultJoinMaxLag)
 //	decide                     call Decide with the observations since the last decide
 //	status                     print epoch, master, failovers and lost bytes
 //
@@ -110,6 +112,10 @@ func playScenario(t *testing.T, text string, onDecide func(st State, acts []Acti
 			st.CheckInterval = mustDuration(t, f[1])
 		case "busy-grace":
 			st.BusyGrace = mustDuration(t, f[1])
+		case "join-max-lag":
+			st.JoinMaxLag = mustDuration(t, f[1])
+		case "set-servers":
+			pending = append(pending, Observation{Kind: ObsServers, Servers: f[1:], At: now})
 		case "authority":
 			st.Authority = f[1] == "on"
 		case "tick":
@@ -310,6 +316,7 @@ func copyValue(dst, src reflect.Value) {
 // it never changes its input, is deterministic, and keeps its invariants.
 func TestDecideRandom(t *testing.T) {
 	servers := []string{"a", "b", "c"}
+	known := []string{"a", "b", "c", "d"} // d: added and removed at run time
 	ids := []string{"X", "Y", "Z"}
 	for seed := uint64(0); seed < 120; seed++ {
 		r := rand.New(rand.NewPCG(seed, 1))
@@ -318,14 +325,21 @@ func TestDecideRandom(t *testing.T) {
 		for step := 0; step < 50; step++ {
 			now = now.Add(time.Duration(r.IntN(600)) * time.Millisecond)
 			var obs []Observation
-			for _, a := range servers {
+			for _, a := range known {
 				if r.IntN(3) == 0 {
 					continue
 				}
-				obs = append(obs, randomObservation(r, a, servers, ids, now))
+				obs = append(obs, randomObservation(r, a, known, ids, now))
 			}
 			if r.IntN(10) == 0 {
-				obs = append(obs, Observation{Kind: ObsSwitchover, Addr: servers[r.IntN(3)], At: now})
+				obs = append(obs, Observation{Kind: ObsSwitchover, Addr: known[r.IntN(4)], At: now})
+			}
+			if r.IntN(8) == 0 {
+				var list []string
+				for _, i := range r.Perm(4)[:r.IntN(5)] {
+					list = append(list, known[i])
+				}
+				obs = append(obs, Observation{Kind: ObsServers, Servers: list, At: now})
 			}
 			if st.Switch.To != "" {
 				obs = append(obs, Observation{Kind: ObsSwitchoverResult, Addr: st.Switch.To, At: now, Promoted: r.IntN(2) == 0})
@@ -360,6 +374,7 @@ func TestDecideRandom(t *testing.T) {
 
 func randomObservation(r *rand.Rand, addr string, servers, ids []string, now time.Time) Observation {
 	o := Observation{Kind: ObsCheck, Addr: addr, At: now}
+	n := len(servers)
 	switch r.IntN(6) {
 	case 0:
 		o.Err = "connection refused"
@@ -368,10 +383,13 @@ func randomObservation(r *rand.Rand, addr string, servers, ids []string, now tim
 	case 2, 3:
 		o.Info = Info{Role: RoleMaster, ReplID: ids[r.IntN(3)], Offset: int64(r.IntN(1000)), Priority: 100}
 		if r.IntN(2) == 0 {
+			o.Info.Replicas = []ReplicaEntry{{Addr: servers[r.IntN(n)], State: "online"}}
+		}
+		if r.IntN(2) == 0 {
 			o.Info.ReplID2, o.Info.SecondOffset = ids[r.IntN(3)], int64(r.IntN(1000)+1)
 		}
 	default:
-		o.Info = Info{Role: RoleReplica, MasterAddr: servers[r.IntN(3)], LinkUp: r.IntN(2) == 0,
+		o.Info = Info{Role: RoleReplica, MasterAddr: servers[r.IntN(n)], LinkUp: r.IntN(2) == 0,
 			ReplID: ids[r.IntN(3)], Offset: int64(r.IntN(1000)), Priority: r.IntN(3) * 50, RunID: strconv.Itoa(r.IntN(9))}
 	}
 	return o
@@ -385,8 +403,31 @@ func checkInvariants(t *testing.T, seed uint64, step int, prev, next State, acts
 	if next.Epoch < prev.Epoch {
 		fail("epoch went back from %d to %d", prev.Epoch, next.Epoch)
 	}
+	for _, a := range next.Servers {
+		if n, ok := next.Nodes[a]; !ok || n.Discovered {
+			fail("configured server %s has no node, or a discovered one", a)
+		}
+	}
+	for _, a := range next.Removed {
+		if n, ok := next.Nodes[a]; ok && n.Discovered {
+			fail("removed server %s was rediscovered", a)
+		}
+	}
 	for _, a := range acts {
 		switch a.Kind {
+		case ActServers:
+			for _, s := range []string{prev.Master, prev.Promotion.Target, prev.Switch.From, prev.Switch.To} {
+				if s != "" && !slices.Contains(a.Servers, s) {
+					fail("removed %s, the master or part of a failover", s)
+				}
+			}
+			if len(a.Servers) == 0 {
+				fail("accepted an empty list of servers")
+			}
+		case ActServersRefused:
+			if a.Detail == "" {
+				fail("refused a change of servers without a reason")
+			}
 		case ActPromote, ActReplicaOf, ActSwitchover:
 			if !prev.Authority {
 				fail("acted without authority: %v", a)
@@ -401,6 +442,11 @@ func checkInvariants(t *testing.T, seed uint64, step int, prev, next State, acts
 			}
 			if slices.Contains(tp.Replicas, tp.Master) {
 				fail("master %q published as its own replica", tp.Master)
+			}
+			for _, r := range tp.Replicas {
+				if n := next.Nodes[r]; n.Joining || !slices.Contains(next.Servers, r) {
+					fail("published replica %s is joining or not configured", r)
+				}
 			}
 			if tp.Master == "" && len(tp.Replicas) > 0 {
 				fail("replicas published without a master")

@@ -83,6 +83,23 @@
 //     checked and shown in Status (Discovered), never routed, promoted or
 //     re-pointed.
 //
+// # Changing the servers (members.go)
+//
+//   - SetServers replaces the configured servers at run time, decided like
+//     everything else (Observation ObsServers; CheckServers is the rule).
+//     Removing the confirmed master, or a server a failover or switchover
+//     is moving, is refused; so is an empty list.
+//   - An added server is checked and made a replica of the master (its own
+//     data is replaced, and not counted as lost). Until a check finds it a
+//     replica of the master with its link up, holding everything the master
+//     held JoinMaxLag before, it is joining: not routed for reads, never
+//     promoted or a switchover target, not waited for before a master is
+//     chosen, and not counted as a second master without authority. An
+//     unreachable server is accepted and shown down until it answers.
+//   - A removed server leaves the published topology in the decision that
+//     removes it; then the manager stops checking it. It is never re-pointed
+//     or touched, and not rediscovered while it still replicates.
+//
 // Not decided here: whether this proxy should have authority (the VIP layer
 // decides, through SetAuthority). A proxy that cannot reach the master but
 // whose replicas can will fail over; the VIP layer must ensure only one
@@ -102,6 +119,7 @@
 //	go m.Run(ctx)
 //	// On VIP changes: m.SetAuthority(holding)
 //	// Operator: res, err := m.Switchover(ctx, "redis-2:6379")
+//	// err = m.SetServers(ctx, []string{"redis-1:6379", "redis-2:6379", "redis-3:6379", "redis-4:6379"}, persist)
 //	// Health: json.Marshal(m.Status())
 //
 // During Switchover, writes a client sent straight to the old master while

@@ -45,6 +45,9 @@ var eventMessages = map[string]string{
 	EventStall:           "stall detected",
 	EventStallOver:       "acting again after stall",
 	EventBusy:            "server busy running a long command: alive",
+	EventAdded:           "server added: it is made a replica of the master and serves reads once it has caught up",
+	EventRemoved:         "server removed: no longer routed or checked",
+	EventCaughtUp:        "added server caught up with the master: it may serve reads",
 }
 
 // note returns the event for a, an action Decide returned with st, at now;

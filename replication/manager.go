@@ -32,12 +32,16 @@ type Manager struct {
 	done      chan struct{} // closed when Run returns
 	wake      chan struct{}
 	switches  chan switchRequest
+	members   chan serversRequest
 
 	// carry holds action results the last step had no round left to feed
 	// back; the next step starts with them. Only Run's goroutine uses it,
 	// and hist.
 	carry []Observation
 	hist  history
+	// refused is why the last step refused a change of servers ("" if it
+	// did not). Only Run's goroutine uses it.
+	refused string
 
 	mu     sync.Mutex
 	topo   Topology
@@ -65,6 +69,7 @@ func NewManager(cfg Config, onChange func(Topology)) (*Manager, error) {
 		done:     make(chan struct{}),
 		wake:     make(chan struct{}, 1),
 		switches: make(chan switchRequest),
+		members:  make(chan serversRequest),
 	}
 	m.dial = func(addr string) node {
 		n := newRedisNode(addr, cfg.Username, cfg.Password, m.timeout)
@@ -151,6 +156,7 @@ func (m *Manager) Run(ctx context.Context) error {
 		"check_interval", m.cfg.CheckInterval, "down_after", m.cfg.DownAfter)
 	st0 := NewState(m.cfg.Servers, m.cfg.DownAfter, m.cfg.CheckInterval, m.authority.Load())
 	st0.BusyGrace = m.cfg.BusyGrace
+	st0.JoinMaxLag = m.cfg.JoinMaxLag
 	st := m.step(ctx, st0, nil, nil)
 	follow(st)
 	tick := time.NewTicker(m.cfg.CheckInterval / 2)
@@ -176,6 +182,10 @@ func (m *Manager) Run(ctx context.Context) error {
 		case <-m.wake:
 		case r := <-m.switches:
 			req = &r
+		case r := <-m.members:
+			st = m.changeServers(ctx, st, r)
+			follow(st)
+			continue
 		}
 		st = m.step(ctx, st, batch, req)
 		follow(st)
@@ -372,6 +382,11 @@ func (m *Manager) apply(ctx context.Context, st State, acts []Action, sw *switch
 		case ActReject:
 			sw.handled = true
 			sw.err = fmt.Errorf("%w: %s", ErrSwitchoverRefused, a.Detail)
+		case ActServers:
+			m.log.Info("servers changed", "servers", a.Servers, "change", a.Detail)
+		case ActServersRefused:
+			m.refused = a.Detail
+			m.log.Warn("change of servers refused", "reason", a.Detail)
 		}
 	}
 	return fb

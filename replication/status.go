@@ -27,6 +27,7 @@ type Status struct {
 type ServerStatus struct {
 	Addr       string    `json:"addr"`
 	Discovered bool      `json:"discovered,omitempty"` // reported by a master, not configured
+	Joining    bool      `json:"joining,omitempty"`    // added at run time, not caught up yet: serves no reads
 	Up         bool      `json:"up"`
 	Role       Role      `json:"role,omitempty"`
 	MasterAddr string    `json:"master_addr,omitempty"` // replica: whom it follows
@@ -67,7 +68,7 @@ func statusOf(st State, now time.Time) Status {
 	for _, a := range d.addrs() {
 		n := st.Nodes[a]
 		ss := ServerStatus{
-			Addr: a, Discovered: n.Discovered, Up: !n.Down && !n.LastOK.IsZero(),
+			Addr: a, Discovered: n.Discovered, Joining: n.Joining, Up: !n.Down && !n.LastOK.IsZero(),
 			Role: n.Info.Role, MasterAddr: n.Info.MasterAddr, LinkUp: n.Info.LinkUp,
 			Offset: n.Info.Offset, Priority: n.Info.Priority, RunID: n.Info.RunID, ReplID: n.Info.ReplID,
 			LastOK: n.LastOK, Error: n.Err,

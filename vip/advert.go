@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash"
 	"net/netip"
+	"strings"
 	"time"
 )
 
@@ -16,7 +17,8 @@ import (
 //	off  len  field
 //	0    2    magic "rv"
 //	2    1    version (1)
-//	3    1    flags (bit 0: sender unhealthy; other bits must be zero)
+//	3    1    flags (bit 0: sender unhealthy; bit 1: membership follows
+//	          the master; other bits must be zero)
 //	4    1    priority (0 = releasing the VIP)
 //	5    1    sender role (0 INIT, 1 BACKUP, 2 MASTER, 3 FAULT)
 //	6    2    advert interval, milliseconds (1–65535)
@@ -28,17 +30,76 @@ import (
 //	56   2    payload master length n (0–512)
 //	58   n    payload master (host:port)
 //	58+n 32   HMAC-SHA256 over bytes [0, 58+n) with the shared secret
+//
+// With flag bit 1 the membership follows the master, before the MAC (which
+// then covers it too):
+//
+//	58+n    8  membership version (not 0)
+//	66+n    2  membership length m (0–MaxMembershipLen)
+//	68+n    m  the servers, comma-separated
+//	68+n+m  32 HMAC-SHA256 over bytes [0, 68+n+m)
+//
+// A node sends the flag only once main has set a membership (version 1 and
+// up: the servers were changed at run time). A build without it drops such
+// an advert as malformed, so both nodes of a pair must run a build that
+// knows it before servers are added or removed.
 const (
 	advertVersion  = 1
 	headerLen      = 58
 	macLen         = sha256.Size
 	maxMasterLen   = 512
+	membershipHead = 10 // version and length
 	minAdvertLen   = headerLen + macLen
-	maxAdvertLen   = headerLen + maxMasterLen + macLen
+	maxAdvertLen   = headerLen + maxMasterLen + membershipHead + MaxMembershipLen + macLen
 	flagUnhealthy  = 1 << 0
-	knownFlags     = flagUnhealthy
+	flagMembership = 1 << 1
+	knownFlags     = flagUnhealthy | flagMembership
 	magic0, magic1 = 'r', 'v'
 )
+
+// MaxMembershipLen bounds the membership an advert carries: its servers
+// joined with commas. With the longest master that keeps the longest advert
+// (1412 bytes) in one IPv4 datagram on a 1500-byte MTU.
+const MaxMembershipLen = 800
+
+// Membership is main's list of Redis servers, carried in adverts so that
+// the peer can adopt it; the vip package does not interpret it. Version 0
+// means none: it is not sent.
+type Membership struct {
+	Version uint64
+	Servers []string // each without a comma; joined, at most MaxMembershipLen bytes
+}
+
+// encodedLen is the length of m's servers on the wire.
+func (m Membership) encodedLen() int {
+	n := 0
+	for i, s := range m.Servers {
+		if i > 0 {
+			n++
+		}
+		n += len(s)
+	}
+	return n
+}
+
+// Check reports whether m can be carried in an advert.
+func (m Membership) Check() error {
+	if m.Version == 0 {
+		if len(m.Servers) > 0 {
+			return errors.New("membership: servers without a version")
+		}
+		return nil
+	}
+	for _, s := range m.Servers {
+		if strings.IndexByte(s, ',') >= 0 {
+			return fmt.Errorf("membership: server %q holds a comma", s)
+		}
+	}
+	if n := m.encodedLen(); n > MaxMembershipLen {
+		return fmt.Errorf("membership: %d bytes of servers, at most %d", n, MaxMembershipLen)
+	}
+	return nil
+}
 
 // Advert is one decoded advertisement.
 type Advert struct {
@@ -51,6 +112,8 @@ type Advert struct {
 	Seq      uint64
 	Time     time.Time // the sender's clock, nanoseconds on the wire
 	Payload  Payload
+	// Membership is main's list of servers; the zero value is not sent.
+	Membership Membership
 }
 
 // Reason says why an incoming packet was rejected. A Reason is an error, so
@@ -153,10 +216,16 @@ func (a *Advert) AppendMarshal(dst, key []byte) ([]byte, error) {
 	case a.Role > Fault:
 		return dst, fmt.Errorf("marshal advert: invalid role %d", a.Role)
 	}
+	if err := a.Membership.Check(); err != nil {
+		return dst, fmt.Errorf("marshal advert: %w", err)
+	}
 	start := len(dst)
 	var flags byte
 	if !a.Healthy {
 		flags |= flagUnhealthy
+	}
+	if a.Membership.Version != 0 {
+		flags |= flagMembership
 	}
 	dst = append(dst, magic0, magic1, advertVersion, flags, a.Priority, byte(a.Role))
 	dst = binary.BigEndian.AppendUint16(dst, uint16(ms))
@@ -168,6 +237,16 @@ func (a *Advert) AppendMarshal(dst, key []byte) ([]byte, error) {
 	dst = binary.BigEndian.AppendUint64(dst, a.Payload.Epoch)
 	dst = binary.BigEndian.AppendUint16(dst, uint16(len(a.Payload.Master)))
 	dst = append(dst, a.Payload.Master...)
+	if a.Membership.Version != 0 {
+		dst = binary.BigEndian.AppendUint64(dst, a.Membership.Version)
+		dst = binary.BigEndian.AppendUint16(dst, uint16(a.Membership.encodedLen()))
+		for i, s := range a.Membership.Servers {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = append(dst, s...)
+		}
+	}
 	return appendMAC(dst, start, key), nil
 }
 
@@ -180,7 +259,7 @@ func appendMAC(dst []byte, start int, key []byte) []byte {
 
 // Marshal returns the signed encoding of a.
 func Marshal(a Advert, key []byte) ([]byte, error) {
-	return a.AppendMarshal(make([]byte, 0, minAdvertLen+len(a.Payload.Master)), key)
+	return a.AppendMarshal(make([]byte, 0, minAdvertLen+len(a.Payload.Master)+membershipHead+a.Membership.encodedLen()), key)
 }
 
 // Unmarshal decodes b and verifies its MAC with key. Errors are
@@ -207,7 +286,20 @@ func decode(b []byte, mac hash.Hash, sum []byte, v rejecter) (Advert, error) {
 	if n > maxMasterLen {
 		return a, v.reject(ReasonMalformed, func() string { return fmt.Sprintf("master length %d exceeds %d", n, maxMasterLen) })
 	}
-	want := headerLen + n + macLen
+	body := headerLen + n // where the MAC starts
+	if b[3]&flagMembership != 0 {
+		// The flag is read before the MAC is checked, to find the MAC; a
+		// forged flag only moves where a forged MAC is looked for.
+		if len(b) < body+membershipHead+macLen {
+			return a, v.reject(ReasonTruncated, func() string { return fmt.Sprintf("%d bytes, too short for a membership", len(b)) })
+		}
+		m := int(binary.BigEndian.Uint16(b[body+8 : body+10]))
+		if m > MaxMembershipLen {
+			return a, v.reject(ReasonMalformed, func() string { return fmt.Sprintf("membership length %d exceeds %d", m, MaxMembershipLen) })
+		}
+		body += membershipHead + m
+	}
+	want := body + macLen
 	if len(b) < want {
 		return a, v.reject(ReasonTruncated, func() string { return fmt.Sprintf("%d bytes, header says %d", len(b), want) })
 	}
@@ -215,8 +307,8 @@ func decode(b []byte, mac hash.Hash, sum []byte, v rejecter) (Advert, error) {
 		return a, v.reject(ReasonMalformed, func() string { return fmt.Sprintf("%d trailing bytes", len(b)-want) })
 	}
 	mac.Reset()
-	mac.Write(b[:headerLen+n])
-	if !hmac.Equal(mac.Sum(sum[:0]), b[headerLen+n:]) {
+	mac.Write(b[:body])
+	if !hmac.Equal(mac.Sum(sum[:0]), b[body:]) {
 		return a, v.reject(ReasonBadMAC, func() string { return "hmac mismatch" })
 	}
 	flags := b[3]
@@ -243,6 +335,16 @@ func decode(b []byte, mac hash.Hash, sum []byte, v rejecter) (Advert, error) {
 	a.Time = time.Unix(0, int64(binary.BigEndian.Uint64(b[40:48])))
 	a.Payload.Epoch = binary.BigEndian.Uint64(b[48:56])
 	a.Payload.Master = string(b[headerLen : headerLen+n])
+	if flags&flagMembership != 0 {
+		off := headerLen + n
+		a.Membership.Version = binary.BigEndian.Uint64(b[off : off+8])
+		if a.Membership.Version == 0 {
+			return a, v.reject(ReasonMalformed, func() string { return "membership version 0" })
+		}
+		if list := b[off+membershipHead : body]; len(list) > 0 {
+			a.Membership.Servers = strings.Split(string(list), ",")
+		}
+	}
 	return a, nil
 }
 

@@ -26,13 +26,20 @@ func TestAdvertRoundTrip(t *testing.T) {
 		{Priority: 0, Healthy: false, Role: Fault, Interval: time.Millisecond, Sender: netip.MustParseAddr("fd00::1"), Time: time.Unix(0, 0)},
 		{Priority: 254, Healthy: true, Role: Init, Interval: 65535 * time.Millisecond, Sender: addr1, Seq: ^uint64(0), BootID: ^uint64(0),
 			Time: time.Unix(0, -1), Payload: Payload{Epoch: ^uint64(0), Master: strings.Repeat("m", maxMasterLen)}},
+		withMembership(sampleAdvert(), 3, "10.9.0.1:6379", "10.9.0.2:6379", "redis-3.example:6379"),
+		withMembership(sampleAdvert(), 1),
+		longest(),
 	} {
 		b, err := Marshal(a, testKey)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(b) != minAdvertLen+len(a.Payload.Master) {
-			t.Errorf("length %d, want %d", len(b), minAdvertLen+len(a.Payload.Master))
+		want := minAdvertLen + len(a.Payload.Master)
+		if a.Membership.Version != 0 {
+			want += membershipHead + len(strings.Join(a.Membership.Servers, ","))
+		}
+		if len(b) != want || len(b) > maxAdvertLen {
+			t.Errorf("length %d, want %d (at most %d)", len(b), want, maxAdvertLen)
 		}
 		got, err := Unmarshal(b, testKey)
 		if err != nil {
@@ -44,13 +51,50 @@ func TestAdvertRoundTrip(t *testing.T) {
 	}
 }
 
+func withMembership(a Advert, version uint64, servers ...string) Advert {
+	a.Membership = Membership{Version: version, Servers: servers}
+	return a
+}
+
+// longest is the longest advert: the longest master and membership.
+func longest() Advert {
+	a := sampleAdvert()
+	a.Payload.Master = strings.Repeat("m", maxMasterLen)
+	var servers []string
+	for n := 0; n+16 <= MaxMembershipLen; n += 16 {
+		servers = append(servers, "10.99.0.1:6379") // 14, and a comma
+	}
+	servers = append(servers, strings.Repeat("h", MaxMembershipLen-len(strings.Join(servers, ","))-1))
+	a.Membership = Membership{Version: ^uint64(0), Servers: servers}
+	return a
+}
+
+// TestLongestAdvertFitsOneDatagram: the longest advert fits the receive
+// buffer and an IPv4 datagram on a 1500-byte MTU (20 bytes of IP header, 8
+// of UDP), so it is never fragmented.
+func TestLongestAdvertFitsOneDatagram(t *testing.T) {
+	b, err := Marshal(longest(), testKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) != maxAdvertLen || len(b) >= rxBufLen || len(b) > 1500-20-8 {
+		t.Fatalf("longest advert %d bytes (maxAdvertLen %d, receive buffer %d, one datagram %d)", len(b), maxAdvertLen, rxBufLen, 1500-28)
+	}
+	t.Logf("longest advert: %d bytes", len(b))
+}
+
 func TestMarshalRejectsInvalid(t *testing.T) {
 	for name, mut := range map[string]func(*Advert){
-		"zero interval":   func(a *Advert) { a.Interval = 0 },
-		"interval > 65s":  func(a *Advert) { a.Interval = 66 * time.Second },
-		"no sender":       func(a *Advert) { a.Sender = netip.Addr{} },
-		"master too long": func(a *Advert) { a.Payload.Master = strings.Repeat("x", maxMasterLen+1) },
-		"bad role":        func(a *Advert) { a.Role = 9 },
+		"zero interval":             func(a *Advert) { a.Interval = 0 },
+		"interval > 65s":            func(a *Advert) { a.Interval = 66 * time.Second },
+		"no sender":                 func(a *Advert) { a.Sender = netip.Addr{} },
+		"master too long":           func(a *Advert) { a.Payload.Master = strings.Repeat("x", maxMasterLen+1) },
+		"bad role":                  func(a *Advert) { a.Role = 9 },
+		"servers without a version": func(a *Advert) { a.Membership.Servers = []string{"a:1"} },
+		"a comma in a server":       func(a *Advert) { *a = withMembership(*a, 1, "a:1,b:2") },
+		"membership too long": func(a *Advert) {
+			*a = withMembership(*a, 1, strings.Repeat("x", MaxMembershipLen+1))
+		},
 	} {
 		a := sampleAdvert()
 		mut(&a)
@@ -73,6 +117,12 @@ func TestUnmarshalReasons(t *testing.T) {
 		t.Fatal(err)
 	}
 	edit := func(f func(b []byte) []byte) []byte { return f(append([]byte(nil), good...)) }
+	withM, err := Marshal(withMembership(sampleAdvert(), 4, "a:1", "b:2"), testKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	editM := func(f func(b []byte) []byte) []byte { return f(append([]byte(nil), withM...)) }
+	mOff := headerLen + len(sampleAdvert().Payload.Master) // where the membership starts
 	for _, tc := range []struct {
 		name string
 		b    []byte
@@ -94,6 +144,13 @@ func TestUnmarshalReasons(t *testing.T) {
 		{"bad role", edit(func(b []byte) []byte { b[5] = 7; return resign(b) }), ReasonMalformed},
 		{"zero interval", edit(func(b []byte) []byte { b[6], b[7] = 0, 0; return resign(b) }), ReasonMalformed},
 		{"unspecified sender", edit(func(b []byte) []byte { clear(b[8:24]); return resign(b) }), ReasonMalformed},
+		{"membership: flag without one", edit(func(b []byte) []byte { b[3] |= flagMembership; return resign(b) }), ReasonTruncated},
+		{"membership: flag cleared", editM(func(b []byte) []byte { b[3] &^= flagMembership; return resign(b) }), ReasonMalformed},
+		{"membership: flipped server bit", editM(func(b []byte) []byte { b[len(b)-macLen-1] ^= 1; return b }), ReasonBadMAC},
+		{"membership: version 0", editM(func(b []byte) []byte { clear(b[mOff : mOff+8]); return resign(b) }), ReasonMalformed},
+		{"membership: length too big", editM(func(b []byte) []byte { b[mOff+8], b[mOff+9] = 0xff, 0xff; return b }), ReasonMalformed},
+		{"membership: length past the end", editM(func(b []byte) []byte { b[mOff+9] += 40; return b }), ReasonTruncated},
+		{"membership: missing MAC byte", withM[:len(withM)-1], ReasonTruncated},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Unmarshal(tc.b, testKey)
@@ -165,6 +222,10 @@ func FuzzUnmarshal(f *testing.F) {
 	long := sampleAdvert()
 	long.Payload.Master = strings.Repeat("h", maxMasterLen)
 	b, _ := Marshal(long, testKey)
+	f.Add(b)
+	b, _ = Marshal(longest(), testKey)
+	f.Add(b)
+	b, _ = Marshal(withMembership(sampleAdvert(), 2, "a:1", "", "b:2"), testKey)
 	f.Add(b)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		orig := append([]byte(nil), b...)

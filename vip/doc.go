@@ -35,6 +35,10 @@
 //   - Payload: every advert carries main's (epoch, master); a node adopts a
 //     peer's payload when its epoch is higher, so whoever takes over
 //     advertises the inherited decision. Payload and Peer expose it.
+//   - Membership: main may give the node a list of servers with a version
+//     (SetMembership); every advert carries it, and Peer returns the one the
+//     peer sent. The node neither interprets nor adopts it: main decides.
+//     It is bounded (MaxMembershipLen) so an advert stays one datagram.
 //   - Adverts are signed with HMAC-SHA256 (Secret, required with a VIP) and
 //     carry a per-process boot id, an increasing sequence number and the
 //     sender's clock (ReplayWindow). Every rejected packet is counted by

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,8 +33,9 @@ type Node struct {
 	mu         sync.Mutex
 	wantHealth bool
 	wantPay    Payload
-	wantGen    uint64 // bumped by SetPayload
-	snap       State  // the loop's state after the last Step
+	wantGen    uint64     // bumped by SetPayload
+	members    Membership // main's, sent in every advert (SetMembership)
+	snap       State      // the loop's state after the last Step
 	peer       PeerInfo
 	stats      Stats
 	subs       map[int]chan Change
@@ -87,7 +89,10 @@ type PeerInfo struct {
 	Priority uint8
 	Healthy  bool
 	Payload  Payload
-	HeardAt  time.Time
+	// Membership is the list of servers the peer advertised (version 0:
+	// none, or a build that does not send one).
+	Membership Membership
+	HeardAt    time.Time
 }
 
 // Stats are the Node's counters and state, for export as metrics.
@@ -456,7 +461,8 @@ var rejectKeys = func() (k [lastReason + 1]string) {
 func (n *Node) heard(a Advert, now time.Time) {
 	n.mu.Lock()
 	n.stats.AdvertsReceived++
-	n.peer = PeerInfo{Addr: a.Sender, Role: a.Role, Priority: a.Priority, Healthy: a.Healthy, Payload: a.Payload, HeardAt: now}
+	n.peer = PeerInfo{Addr: a.Sender, Role: a.Role, Priority: a.Priority, Healthy: a.Healthy, Payload: a.Payload,
+		Membership: a.Membership, HeardAt: now}
 	n.mu.Unlock()
 	n.step(a.event())
 }
@@ -557,8 +563,11 @@ func (n *Node) apply(effs []Effect) Event {
 
 func (n *Node) sendAdvert(e SendAdvert) {
 	n.seq++
+	n.mu.Lock()
+	members := n.members
+	n.mu.Unlock()
 	a := Advert{Priority: e.Priority, Healthy: e.Healthy, Role: e.Role, Interval: n.cfg.Interval, Sender: n.cfg.Address,
-		BootID: n.bootID, Seq: n.seq, Time: time.Now(), Payload: e.Payload}
+		BootID: n.bootID, Seq: n.seq, Time: time.Now(), Payload: e.Payload, Membership: members}
 	b, err := a.AppendMarshal(n.txbuf[:0], n.key)
 	if err != nil {
 		n.log.Error("vip: encode advert", "err", err)
@@ -791,6 +800,20 @@ func (n *Node) SetPayload(epoch uint64, master string) error {
 	return nil
 }
 
+// SetMembership sets the list of servers every later advert carries (see
+// Membership; the package does not interpret it). Adverts go out at the
+// usual Interval: a master's next one carries it. It never blocks.
+func (n *Node) SetMembership(m Membership) error {
+	if err := m.Check(); err != nil {
+		return fmt.Errorf("vip: set %w", err)
+	}
+	m.Servers = slices.Clone(m.Servers)
+	n.mu.Lock()
+	n.members = m
+	n.mu.Unlock()
+	return nil
+}
+
 func (n *Node) poke() {
 	select {
 	case n.notify <- struct{}{}:
@@ -819,7 +842,9 @@ func (n *Node) Payload() Payload {
 func (n *Node) Peer() (PeerInfo, bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return n.peer, n.peer.Addr.IsValid()
+	p := n.peer
+	p.Membership.Servers = slices.Clone(p.Membership.Servers)
+	return p, p.Addr.IsValid()
 }
 
 // Stats returns a snapshot of the counters.

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -298,8 +299,23 @@ func TestNodePairFailover(t *testing.T) {
 		if got := b.Payload(); got != (Payload{5, "10.9.0.1:6379"}) {
 			t.Fatalf("backup payload %+v", got)
 		}
-		if pi, ok := b.Peer(); !ok || pi.Addr != addr1 || pi.Role != Master || pi.Priority != 150 || pi.Payload.Epoch != 5 {
+		if pi, ok := b.Peer(); !ok || pi.Addr != addr1 || pi.Role != Master || pi.Priority != 150 || pi.Payload.Epoch != 5 ||
+			pi.Membership.Version != 0 {
 			t.Fatalf("backup's Peer() = %+v, %v", pi, ok)
+		}
+
+		// main's membership rides on the next advert; the backup only
+		// reports it (main adopts it, not the node).
+		if err := a.SetMembership(Membership{Version: 2, Servers: []string{"10.9.0.1:6379", "10.9.0.2:6379"}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.SetMembership(Membership{Version: 3, Servers: []string{"x:1,y:2"}}); err == nil {
+			t.Fatal("SetMembership took a server with a comma")
+		}
+		time.Sleep(200 * time.Millisecond)
+		synctest.Wait()
+		if pi, _ := b.Peer(); pi.Membership.Version != 2 || !slices.Equal(pi.Membership.Servers, []string{"10.9.0.1:6379", "10.9.0.2:6379"}) {
+			t.Fatalf("backup heard membership %+v", pi.Membership)
 		}
 
 		// Kill a: its adverts stop abruptly (no release).
@@ -629,6 +645,20 @@ func TestNodeLoopbackUDP(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	a.SetPayload(3, "127.0.0.1:6379")
+	// The longest membership crosses a real socket in one datagram.
+	long := longest().Membership
+	if err := a.SetMembership(long); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if pi, _ := b.Peer(); pi.Membership.Version == long.Version && slices.Equal(pi.Membership.Servers, long.Servers) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("b never heard the longest membership; rejected %v", nonZero(b.Stats().Rejected))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 
 	// Forged and garbage datagrams from a real socket are counted. They come
 	// from a's address but not from its port, which b's peer names: dropped

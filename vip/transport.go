@@ -29,8 +29,11 @@ const DefaultRecvBuffer = 4 << 20
 // seen as one (malformed) and not mistaken for a shorter one.
 const (
 	rxBatch  = 64
-	rxBufLen = 1024
+	rxBufLen = 2048
 )
+
+// rxBufLen must exceed the longest advert (this fails to compile if not).
+const _ = uint(rxBufLen - maxAdvertLen - 1)
 
 // transport carries adverts between the nodes. The node's loop calls Read;
 // another goroutine calls Wait to learn when to.

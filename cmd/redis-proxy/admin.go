@@ -1,8 +1,9 @@
 package main
 
-// The admin API (/metrics, /healthz, /topology, POST /switchover, and the
-// console: /events and the status page, console.go) and the subcommands
-// that call it (healthcheck, status, switchover).
+// The admin API (/metrics, /healthz, /topology, POST /switchover, /servers,
+// and the console: /events and the status page, console.go) and the
+// subcommands that call it (healthcheck, status, switchover, servers:
+// members.go).
 //
 // Who may call it: adminPolicy.authorize decides each request from its
 // method, path, TCP peer address and Authorization header, with no I/O;
@@ -191,12 +192,14 @@ func writeJSONError(w http.ResponseWriter, code int, msg string) {
 	enc.Encode(map[string]string{"error": msg})
 }
 
-// adminHandler serves /metrics, /healthz, /topology, POST /switchover and
-// the console's routes, every route behind guard. A route that changes
-// anything must not be a GET: reads are what the guard may leave open.
-func adminHandler(p *proxy.Proxy, mgr *replication.Manager, node *vip.Node, reg *prometheus.Registry, guard *adminGuard, con *console) http.Handler {
+// adminHandler serves /metrics, /healthz, /topology, POST /switchover,
+// /servers and the console's routes, every route behind guard. A route
+// that changes anything must not be a GET: reads are what the guard may
+// leave open.
+func adminHandler(p *proxy.Proxy, mgr *replication.Manager, node *vip.Node, reg *prometheus.Registry, guard *adminGuard, con *console, ms *members) http.Handler {
 	mux := http.NewServeMux()
 	con.routes(mux)
+	ms.routes(mux, p)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		if !p.Ready() {

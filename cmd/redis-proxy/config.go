@@ -29,7 +29,8 @@ const envPrefix = "REDIS_PROXY"
 // `secret` never has its value repeated in an error.
 type Config struct {
 	Listen      string   `default:":6379" desc:"client address (host:port); none: no plain listener (TLS_LISTEN alone)" accepts:"host:port, or none with TLS_LISTEN set"`
-	Servers     []string `required:"true" desc:"every Redis server, comma-separated host:port" accepts:"comma-separated host:port list"`
+	Servers     []string `required:"true" desc:"every Redis server, comma-separated host:port; a state file in STATE_DIR (servers changed at run time) takes its place" accepts:"comma-separated host:port list"`
+	StateDir    string   `split_words:"true" desc:"directory where this proxy keeps its list of servers once it is changed at run time (redis-proxy servers add/remove), written atomically and read at start instead of SERVERS; empty: such changes are refused" accepts:"a directory path"`
 	ReadFrom    string   `split_words:"true" default:"master" desc:"where read-only commands go: master, or replicas (round-robin over healthy replicas)" accepts:"master or replicas"`
 	AdminListen string   `split_words:"true" default:":9736" desc:"admin HTTP address: /metrics, /healthz, /topology, POST /switchover; set to the empty string (REDIS_PROXY_ADMIN_LISTEN=) to disable the admin API, unset for the default" accepts:"host:port, or empty to disable"`
 	AdminToken  string   `split_words:"true" desc:"bearer token the admin API requires for POST /switchover and every other request that is not a GET (and for reads with ADMIN_PROTECT_READS); empty: such requests are accepted from loopback peers only" accepts:"16 or more printable ASCII characters without spaces" secret:"true"`
@@ -73,6 +74,7 @@ type Config struct {
 
 	CheckInterval time.Duration `split_words:"true" default:"250ms" desc:"how often every Redis is checked (ROLE, INFO replication)" accepts:"a positive duration such as 250ms"`
 	DownAfter     time.Duration `split_words:"true" default:"1s" desc:"a Redis is down after this long without a valid reply" accepts:"a duration longer than CHECK_INTERVAL"`
+	JoinMaxLag    time.Duration `split_words:"true" default:"1s" desc:"a server added at run time serves reads once it is at most this far behind the master (holds what the master held this long before)" accepts:"a duration of at least CHECK_INTERVAL, such as 1s"`
 	BusyGrace     time.Duration `split_words:"true" default:"0s" desc:"a Redis silent while running a script or function the proxy sent it stays up this long after it was sent (Redis answers -BUSY, a reply, after its busy-reply-threshold); 0: 5s plus DOWN_AFTER" accepts:"a duration such as 6s"`
 
 	Peers           string        `desc:"the other proxy of the pair: comma-separated IP[:port]; empty runs standalone (always the replication authority)" accepts:"comma-separated IP or IP:port"`
@@ -368,6 +370,7 @@ func (c Config) replicationConfig() replication.Config {
 		Username:      c.BackendUsername,
 		Password:      c.BackendPassword,
 		BusyGrace:     c.BusyGrace,
+		JoinMaxLag:    c.JoinMaxLag,
 	}
 }
 
@@ -406,6 +409,7 @@ var fieldVars = map[pkgField]string{
 	{"replication", "Username"}:      "BackendUsername",
 	{"replication", "Password"}:      "BackendPassword",
 	{"replication", "BusyGrace"}:     "BusyGrace",
+	{"replication", "JoinMaxLag"}:    "JoinMaxLag",
 
 	{"vip", "Interface"}:    "VIPInterface",
 	{"vip", "VIP"}:          "VIP",
@@ -495,9 +499,12 @@ Usage:
   redis-proxy switchover [HOST:PORT]
                           move the master role without losing writes, to the
                           given replica or the best one (via the admin API)
+  redis-proxy servers [add HOST:PORT | remove HOST:PORT]
+                          list, add or remove Redis servers while running (via
+                          the admin API of the active proxy; needs STATE_DIR)
   redis-proxy --help      this text
 
-healthcheck, status and switchover read only REDIS_PROXY_ADMIN_LISTEN and
+healthcheck, status, switchover and servers read only REDIS_PROXY_ADMIN_LISTEN and
 REDIS_PROXY_ADMIN_TOKEN (or _ADMIN_TOKEN_FILE), and send the token.
 
 Configuration is read from the environment. A variable set to the empty

@@ -58,6 +58,7 @@ func testConfig() Config {
 		TLSReloadInterval:  5 * time.Second,
 		CheckInterval:      250 * time.Millisecond,
 		DownAfter:          time.Second,
+		JoinMaxLag:         time.Second,
 		VIPInterface:       "eth0",
 		Priority:           100,
 		AdvertInterval:     200 * time.Millisecond,

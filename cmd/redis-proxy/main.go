@@ -41,7 +41,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "-h", "--help", "-help", "help":
 		printUsage(stdout)
 		return 0
-	case "healthcheck", "status", "switchover":
+	case "healthcheck", "status", "switchover", "servers":
 		// These only call the admin API: they read its address and token,
 		// not the whole configuration.
 		a, err := loadAdminEnv()
@@ -54,6 +54,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return healthcheck(a, stderr)
 		case "status":
 			return status(a, stdout, stderr)
+		case "servers":
+			return serversCmd(a, args[1:], stdout, stderr)
 		}
 		target := ""
 		if len(args) > 1 {
@@ -124,6 +126,11 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 		registerPairMetrics(reg, node)
 	}
 	rcfg := cfg.replicationConfig()
+	mem, memSource, err := startMembership(cfg, log.With("component", "servers"))
+	if err != nil {
+		return err
+	}
+	rcfg.Servers = mem.Servers
 	rcfg.Authority = node == nil // in a pair, only the VIP holder acts
 	rcfg.Pauser = p
 	rcfg.Busy = p // a master silent with a script of the proxy's in flight is busy, not down
@@ -136,6 +143,7 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 		return cfg.varError(err)
 	}
 	registerReplicationMetrics(reg, mgr)
+	members := newMembers(cfg.StateDir, mem, memSource, mgr, node, log.With("component", "servers"))
 
 	lns, err := cfg.listen(ts)
 	if err != nil {
@@ -155,7 +163,7 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 		if vcfg != nil {
 			con.peerSilence = vip.MasterDownInterval(vcfg.Priority, vcfg.Interval)
 		}
-		admin = &http.Server{Handler: adminHandler(p, mgr, node, reg, guard, con), ReadHeaderTimeout: 5 * time.Second,
+		admin = &http.Server{Handler: adminHandler(p, mgr, node, reg, guard, con, members), ReadHeaderTimeout: 5 * time.Second,
 			MaxHeaderBytes: 16 << 10}
 		go admin.Serve(aln)
 		if cfg.AdminToken == "" {
@@ -167,14 +175,14 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 		adminAddr = "disabled"
 	}
 	log.Info("redis-proxy started", "listen", listenAddrs(lns), "admin", adminAddr, "admin_token", cfg.AdminToken != "",
-		"servers", cfg.Servers, "read_from", cfg.ReadFrom, "pool_size", cfg.PoolSize, "backend_tls", cfg.BackendTLS)
+		"servers", mem.Servers, "read_from", cfg.ReadFrom, "pool_size", cfg.PoolSize, "backend_tls", cfg.BackendTLS)
 	ts.watch(ctx, cfg.TLSReloadInterval)
 
 	mgrDone := make(chan error, 1)
 	go func() { mgrDone <- mgr.Run(ctx) }()
 	vipDone := make(chan error, 1)
 	if node != nil {
-		pr := &pair{node: node, mgr: mgr, log: log.With("component", "pair"), tick: cfg.CheckInterval,
+		pr := &pair{node: node, mgr: mgr, members: members, log: log.With("component", "pair"), tick: cfg.CheckInterval,
 			history: history, vipAddr: cfg.VIP, silence: vip.MasterDownInterval(vcfg.Priority, vcfg.Interval)}
 		go pr.run(ctx)
 		// On SIGTERM the node advertises priority 0 and releases the VIP

@@ -73,12 +73,14 @@ func (c Config) pairConfig() (*vip.Config, error) {
 // pair couples a VIP node to the replication manager: only the node that
 // holds the VIP (MASTER) may change the replication topology; a node that
 // reaches no Redis tells the election (tracking); the current epoch and
-// master ride on the adverts so a node taking over inherits them.
+// master ride on the adverts so a node taking over inherits them, and so
+// does the membership (members.go).
 type pair struct {
-	node *vip.Node
-	mgr  *replication.Manager
-	log  *slog.Logger
-	tick time.Duration
+	node    *vip.Node
+	mgr     *replication.Manager
+	members *members
+	log     *slog.Logger
+	tick    time.Duration
 	// The event history (nil: none): this proxy's role changes and the
 	// other proxy heard or lost, each logged here with its kind; silence
 	// is how long without an advert the peer counts as lost.
@@ -101,6 +103,15 @@ func (pr *pair) run(ctx context.Context) {
 			return
 		case c := <-changes:
 			master := c.To == vip.Master
+			if peer, ok := pr.node.Peer(); ok && master {
+				// The previous holder's list first (its last advert): the
+				// new authority must not act on an older one (re-point a
+				// server just removed). At the same version, its list is
+				// the one that held until now.
+				actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+				pr.members.adopt(actx, peer, false)
+				cancel()
+			}
 			pr.mgr.SetAuthority(master)
 			if pr.history == nil {
 				pr.log.Info("replication authority", "authority", master, "vip_role", c.To.String(), "reason", c.Reason)
@@ -136,6 +147,7 @@ func (pr *pair) run(ctx context.Context) {
 			pr.node.SetHealthy(up)
 			if peer, ok := pr.node.Peer(); ok {
 				pr.mgr.InheritEpoch(peer.Payload.Epoch)
+				pr.members.offer(peer, pr.node.IsMaster())
 			}
 			if st.Master != "" {
 				if err := pr.node.SetPayload(st.Epoch, st.Master); err != nil {
