@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
@@ -15,7 +16,7 @@ import (
 
 // dialer opens authenticated connections to Redis servers.
 type dialer struct {
-	timeout  time.Duration
+	timeout  atomic.Int64 // Config.DialTimeout, in nanoseconds (Reload changes it)
 	username string
 	password string
 	name     string // CLIENT SETNAME, so operators can tell proxy connections apart
@@ -23,12 +24,15 @@ type dialer struct {
 	tls func() *tls.Config
 }
 
+// dialTimeout bounds connecting and authenticating to a server.
+func (d *dialer) dialTimeout() time.Duration { return time.Duration(d.timeout.Load()) }
+
 // control opens a redigo connection to addr with the proxy's backend
 // credentials, for the proxy's own commands (COMMAND, SCRIPT LOAD), with
 // ioTimeout as its read and write timeout.
 func (d *dialer) control(ctx context.Context, addr string, ioTimeout time.Duration) (redis.Conn, error) {
 	opts := []redis.DialOption{
-		redis.DialConnectTimeout(d.timeout),
+		redis.DialConnectTimeout(d.dialTimeout()),
 		redis.DialReadTimeout(ioTimeout),
 		redis.DialWriteTimeout(ioTimeout),
 	}
@@ -46,7 +50,7 @@ func (d *dialer) control(ctx context.Context, addr string, ioTimeout time.Durati
 // connection CLIENT SETNAME) in one round trip. Dedicated connections stay
 // unnamed, like a fresh client's. The caller owns the returned connection.
 func (d *dialer) dial(ctx context.Context, addr string, shared bool) (net.Conn, *bufio.Reader, error) {
-	nd := net.Dialer{Timeout: d.timeout, KeepAlive: 15 * time.Second}
+	nd := net.Dialer{Timeout: d.dialTimeout(), KeepAlive: 15 * time.Second}
 	nc, err := nd.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("dial %s: %w", addr, err)
@@ -74,7 +78,7 @@ func (d *dialer) dial(ctx context.Context, addr string, shared bool) (net.Conn, 
 	if n == 0 {
 		return nc, br, nil
 	}
-	nc.SetDeadline(time.Now().Add(d.timeout))
+	nc.SetDeadline(time.Now().Add(d.dialTimeout()))
 	if _, err := nc.Write(hs); err != nil {
 		nc.Close()
 		return nil, nil, fmt.Errorf("handshake with %s: %w", addr, err)

@@ -249,7 +249,7 @@ func (l *evloop) pass(b *lconn, buf []byte) []byte {
 	}
 	w.passed += k
 	if c := w.c; c != nil && !c.dead {
-		if c.out.pending()+k > l.p.cfg.MaxOutput {
+		if c.out.pending()+k > l.p.cfg().MaxOutput {
 			l.dropClient(c, "output_limit")
 		} else {
 			c.out.add(buf[:k])
@@ -326,7 +326,7 @@ func (l *evloop) deliver(w waiter, reply []byte) {
 	if w.filter == command.FilterSecrets {
 		reply = command.RedactSecrets(reply)
 	}
-	if c.out.pending()+len(reply) > l.p.cfg.MaxOutput {
+	if c.out.pending()+len(reply) > l.p.cfg().MaxOutput {
 		// Over the limit: the client goes, and the reply is not copied
 		// (the limit holds in memory, not only in a count).
 		if c.owed--; c.owed == 0 {

@@ -127,7 +127,7 @@ func (g *gclient) copyToClient(pin *dedicated, wmu *sync.Mutex) {
 	client := g.nc
 	for {
 		n, err := pin.rr.R.Read(buf)
-		if n > 0 && !writeLocked(client, wmu, buf[:n], g.p.cfg.WriteTimeout) {
+		if n > 0 && !writeLocked(client, wmu, buf[:n], g.p.cfg().WriteTimeout) {
 			return
 		}
 		if err != nil {
