@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"sync/atomic"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/redis-proxy/redis-proxy/proxy/internal/command"
@@ -69,9 +71,42 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 }
 
 // commandCounters gives command.Build the counters of a command's replies.
+// Their series are made by the command's first reply, not here: a table
+// holds some 480 commands and subcommands, and a series for each that no
+// client ever runs would be noise in every scrape.
 func (m *metrics) commandCounters(label string) (ok, fail command.Counter) {
-	return m.commands.WithLabelValues(label, "ok"), m.commands.WithLabelValues(label, "error")
+	c := &commandSeries{vec: m.commands, label: label}
+	return okCounter{c}, failCounter{c}
 }
+
+// commandSeries are the two series of one command label, made together
+// on the first reply (so a command that has run shows an error count of
+// 0, not no series). After that a count is an atomic load and the
+// counter's own increment: no allocation, no lock.
+type commandSeries struct {
+	vec   *prometheus.CounterVec
+	label string
+	p     atomic.Pointer[seriesPair]
+}
+
+type seriesPair struct{ ok, fail prometheus.Counter }
+
+func (c *commandSeries) pair() *seriesPair {
+	if p := c.p.Load(); p != nil {
+		return p
+	}
+	// WithLabelValues returns the same child for the same labels, so two
+	// first replies racing here count into the same series.
+	p := &seriesPair{c.vec.WithLabelValues(c.label, "ok"), c.vec.WithLabelValues(c.label, "error")}
+	c.p.Store(p)
+	return p
+}
+
+type okCounter struct{ c *commandSeries }
+type failCounter struct{ c *commandSeries }
+
+func (o okCounter) Inc()   { o.c.pair().ok.Inc() }
+func (f failCounter) Inc() { f.c.pair().fail.Inc() }
 
 func counter(name, help string) prometheus.Counter {
 	return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})

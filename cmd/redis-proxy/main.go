@@ -155,6 +155,7 @@ func serveFrom(ctx context.Context, cfg Config, logw io.Writer, load func() (Con
 		return cfg.varError(err)
 	}
 	registerReplicationMetrics(reg, mgr)
+	registerServerMetrics(reg, mgr)
 
 	lns, err := cfg.listen(ts)
 	if err != nil {
@@ -193,6 +194,7 @@ func serveFrom(ctx context.Context, cfg Config, logw io.Writer, load func() (Con
 	log.Info("redis-proxy started", "listen", listenAddrs(lns), "admin", adminAddr, "admin_token", cfg.AdminToken != "",
 		"servers", cfg.Servers, "read_from", cfg.ReadFrom, "pool_size", cfg.PoolSize, "backend_tls", cfg.BackendTLS)
 	ts.watch(ctx, cfg.TLSReloadInterval)
+	registerTLSMetrics(reg, ts)
 	if rl != nil && hup != nil {
 		go func() {
 			for {
@@ -265,8 +267,10 @@ func registerReplicationMetrics(reg prometheus.Registerer, mgr *replication.Mana
 	reg.MustRegister(
 		gauge("redis_proxy_replication_epoch", "Promotions made by this deployment (the epoch of the current master).",
 			func(s replication.Status) float64 { return float64(s.Epoch) }),
-		counter("redis_proxy_failovers_total", "Changes of master since this proxy started.",
+		counter("redis_proxy_failovers_total", "Unplanned changes of master since this proxy started (planned ones: redis_proxy_switchovers_total).",
 			func(s replication.Status) float64 { return float64(s.Failovers) }),
+		counter("redis_proxy_switchovers_total", "Planned changes of master (switchovers) since this proxy started.",
+			func(s replication.Status) float64 { return float64(s.Switchovers) }),
 		counter("redis_proxy_failover_lost_bytes_total", "Replication bytes a returning old master had that the new master never got (writes lost to failovers).",
 			func(s replication.Status) float64 { return float64(s.LostBytes) }),
 		gauge("redis_proxy_replication_authority", "1 when this node may change the replication topology.",
