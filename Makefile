@@ -14,8 +14,14 @@ APPLIANCE_ENV     := REDIS_IMAGE=$(REDIS_LOCAL_IMAGE) PROXY_IMAGE=$(PROXY_IMAGE)
 
 all: build
 
+# `redis-proxy version` and redis_proxy_build_info: the git description and
+# commit of this checkout ("dev" outside one).
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION  ?= $(shell git rev-parse HEAD 2>/dev/null || echo dev)
+LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.revision=$(REVISION)
+
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN) ./cmd/redis-proxy
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='$(LDFLAGS)' -o $(BIN) ./cmd/redis-proxy
 
 # All layers this machine allows; a summary names the ones skipped and why.
 test:
