@@ -71,11 +71,16 @@ up: images
 	$(APPLIANCE_ENV) $(COMPOSE) up -d
 	@$(APPLIANCE_ENV) bash docker/wait-healthy.sh $(COMPOSE)
 
-# Removes the appliance: containers, network and the Redis volumes. The
-# secrets compose.yaml requires need not be known to remove it.
+# Stops what `make up` and `bash scripts/up.sh` started: the local processes
+# of scripts/up.sh (.run/), then the appliance (containers, network and the
+# Redis volumes) when a Docker engine is reachable. The secrets compose.yaml
+# requires need not be known to remove it.
 DOWN_ENV := $(foreach v,REDIS_PROXY_HEARTBEAT_SECRET REDIS_PROXY_BACKEND_PASSWORD REDIS_PROXY_PASSWORD REDIS_PROXY_ADMIN_TOKEN,$(v)=$${$(v):-not-needed-by-down})
 down:
-	$(APPLIANCE_ENV) $(DOWN_ENV) $(COMPOSE) down --volumes --remove-orphans
+	@bash scripts/up.sh down
+	@if docker info >/dev/null 2>&1; then \
+		$(APPLIANCE_ENV) $(DOWN_ENV) $(COMPOSE) down --volumes --remove-orphans; \
+	else echo "no Docker engine reachable: no appliance to remove"; fi
 
 clean:
 	rm -rf bin .run
