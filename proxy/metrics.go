@@ -62,6 +62,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		scriptLoads:    counter("redis_proxy_script_copies_total", "Scripts the proxy loaded on a server that lacked them (a replica, a new master, a restarted server)."),
 		inflightMemory: gauge("redis_proxy_inflight_request_bytes", "Memory held for large requests being read (REDIS_PROXY_MAX_INFLIGHT_MEMORY bounds it)."),
 	}
+	for _, r := range clientErrorReasons {
+		m.rejected.WithLabelValues(r) // at 0 from the start, so an alert's increase() sees the first one
+	}
 	if reg != nil {
 		reg.MustRegister(m.commands, m.latency, m.clients, m.clientsTotal, m.rejected,
 			m.backendConns, m.backendErrors, m.pinned, m.held, m.holdTimeouts, m.topologyEpoch, m.busyPoll, m.backendBatch, m.handoffs, m.loopReturns, m.requeued,
@@ -69,6 +72,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	return m
 }
+
+// clientErrorReasons are the reasons of redis_proxy_client_errors_total.
+var clientErrorReasons = []string{"max_clients", "max_pinned", "output_limit", "write_timeout",
+	"protocol_limit", "inflight_memory", "tls_handshake", "backend_lost"}
 
 // commandCounters gives command.Build the counters of a command's replies.
 // Their series are made by the command's first reply, not here: a table

@@ -366,6 +366,7 @@ func (p *Proxy) poolLocked(addr string) *pool {
 		// slots serve sessions on goroutines. PoolSize counts both.
 		pl = newPool(addr, max(p.cfg().PoolSize-p.cfg().EventLoops, 1), p.dialer, p.log, p.m, p.poolReady)
 		pl.owner = p
+		p.m.backendErrors.WithLabelValues(addr) // at 0 from the start, for increase() in alerts
 		p.eachLoop(func(l *evloop) { l.conn(pl) })
 		p.pools[addr] = pl
 	}
