@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/gomodule/redigo/redis"
 
+	"github.com/redis-proxy/redis-proxy/internal/certtest"
 	"github.com/redis-proxy/redis-proxy/internal/poll"
 	"github.com/redis-proxy/redis-proxy/internal/redistest"
 )
@@ -373,4 +375,68 @@ func cmdCallsOn(t *testing.T, r *redistest.Server, cmd string) int64 {
 		}
 	}
 	return 0
+}
+
+// A reload reads the TLS files again at once (not at the next
+// TLS_RELOAD_INTERVAL, an hour here): new handshakes get the new
+// certificate. A certificate that does not match its key refuses the
+// whole reload (400, nothing changed, the old certificate kept), even
+// with a good value beside it.
+func TestReloadReadsTLSFiles(t *testing.T) {
+	master := redistest.Start(t)
+	dir := t.TempDir()
+	ca := certtest.NewCA(t, "test CA")
+	first := ca.Issue(t, certtest.Options{})
+	cert, key := first.Write(t, dir, "proxy")
+	cf := filepath.Join(dir, "redis-proxy.env")
+	os.WriteFile(cf, nil, 0o600)
+	tlsAddr := freeAddr(t)
+	pr := startBinary(t, map[string]string{
+		"REDIS_PROXY_SERVERS":             master.Addr,
+		"REDIS_PROXY_LISTEN":              freeAddr(t),
+		adminListenVar:                    freeAddr(t),
+		"REDIS_PROXY_TLS_LISTEN":          tlsAddr,
+		"REDIS_PROXY_TLS_CERT_FILE":       cert,
+		"REDIS_PROXY_TLS_KEY_FILE":        key,
+		"REDIS_PROXY_TLS_RELOAD_INTERVAL": "1h",
+		"REDIS_PROXY_CONFIG_FILE":         cf,
+	})
+	served := func() string {
+		t.Helper()
+		c, err := tls.Dial("tcp", tlsAddr, &tls.Config{RootCAs: ca.Pool(), ServerName: "localhost"})
+		if err != nil {
+			t.Fatalf("TLS handshake: %v", err)
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0].SerialNumber.String()
+	}
+	if got := served(); got != first.Cert.SerialNumber.String() {
+		t.Fatalf("served certificate %s, want the first %s", got, first.Cert.SerialNumber)
+	}
+
+	// A key that belongs to another certificate, and a good change beside it.
+	second, other := ca.Issue(t, certtest.Options{}), ca.Issue(t, certtest.Options{})
+	os.WriteFile(cert, second.CertPEM, 0o600)
+	os.WriteFile(key, other.KeyPEM, 0o600)
+	os.WriteFile(cf, []byte("REDIS_PROXY_LOG_LEVEL=debug\n"), 0o600)
+	code, body := pr.post("/reload")
+	if code != 400 || !strings.Contains(body, "REDIS_PROXY_TLS_KEY_FILE") {
+		t.Errorf("POST /reload with a key of another certificate: %d %s, want 400 naming REDIS_PROXY_TLS_KEY_FILE", code, body)
+	}
+	if got := served(); got != first.Cert.SerialNumber.String() {
+		t.Errorf("after a refused reload the proxy serves %s, want the first certificate %s", got, first.Cert.SerialNumber)
+	}
+	if m := pr.get("/metrics"); !strings.Contains(m, "redis_proxy_config_last_reload_successful 0\n") {
+		t.Errorf("the refused reload is not in the metrics")
+	}
+
+	os.WriteFile(key, second.KeyPEM, 0o600)
+	code, body = pr.post("/reload")
+	if code != 200 || !strings.Contains(body, `"changed":["REDIS_PROXY_LOG_LEVEL"]`) {
+		t.Errorf("POST /reload with the matching key: %d %s", code, body)
+	}
+	if got := served(); got != second.Cert.SerialNumber.String() {
+		t.Errorf("after the reload the proxy serves %s, want the second certificate %s", got, second.Cert.SerialNumber)
+	}
+	pr.logged(time.Time{}, 5*time.Second, "TLS files reloaded")
 }
