@@ -40,10 +40,10 @@ func Reloadable(field string) bool { return slices.Contains(reloadable, field) }
 // modified: Reload publishes a new one.
 func (p *Proxy) cfg() *Config { return p.conf.Load() }
 
-// setConfig publishes c, with defaults applied, and the classifier's Env
-// built from it.
-func (p *Proxy) setConfig(c *Config) {
-	cfg := c.withDefaults()
+// setConfig publishes c, whose defaults are applied already (withDefaults
+// is not idempotent: EventLoops 0 means none after it, 1 before), and the
+// classifier's Env built from it.
+func (p *Proxy) setConfig(cfg *Config) {
 	p.dialer.timeout.Store(int64(cfg.DialTimeout))
 	p.env.Store(&command.Env{
 		Password:         cfg.ClientPassword,
@@ -52,7 +52,7 @@ func (p *Proxy) setConfig(c *Config) {
 		OperatorUser:     cfg.OperatorUser,
 		OperatorPassword: cfg.OperatorPassword,
 	})
-	p.conf.Store(&cfg)
+	p.conf.Store(cfg)
 }
 
 // Reload makes the reloadable fields of cfg (see Reloadable) the proxy's,

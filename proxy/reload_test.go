@@ -66,6 +66,7 @@ func TestReloadPasswordAndReadPolicy(t *testing.T) {
 		t.Fatalf("the refused reload changed the read policy: a GET reached the replica")
 	}
 
+	start := tp.cfg()
 	next := cfg
 	next.ClientPassword, next.ReadFrom, next.HoldTimeout, next.PoolSize = "new-password", ReadFromReplicas, 3*time.Second, 7
 	changed, err = tp.Reload(next)
@@ -75,8 +76,27 @@ func TestReloadPasswordAndReadPolicy(t *testing.T) {
 	if want := []string{"ClientPassword", "ReadFrom", "HoldTimeout"}; !reflect.DeepEqual(changed, want) {
 		t.Errorf("Reload changed %v, want %v", changed, want)
 	}
-	if tp.cfg().PoolSize != 2 {
-		t.Errorf("PoolSize = %d after a reload asking 7: it is not reloadable and must stay 2", tp.cfg().PoolSize)
+	// Nothing else is other than New made it, before or after (EventLoops
+	// and PoolSize, say, which size the pools made from then on).
+	made := cfg
+	if made.EventLoops == 0 {
+		made.EventLoops = *eventLoops // as serveProxy does
+	}
+	made = made.withDefaults()
+	for _, c := range []struct {
+		when string
+		cfg  *Config
+	}{{"before the reload", start}, {"after the reload", tp.cfg()}} {
+		want, got := reflect.ValueOf(made), reflect.ValueOf(*c.cfg)
+		for i := 0; i < want.NumField(); i++ {
+			f := want.Type().Field(i)
+			if Reloadable(f.Name) || f.Type.Kind() == reflect.Func || f.Name == "Logger" {
+				continue
+			}
+			if !reflect.DeepEqual(want.Field(i).Interface(), got.Field(i).Interface()) {
+				t.Errorf("%s: %s is %v, New made it %v", c.when, f.Name, got.Field(i).Interface(), want.Field(i).Interface())
+			}
+		}
 	}
 	// The client authenticated before the reload keeps its session.
 	resptest.Expect(t, before.Do("GET", "reload:k"), `"v"`)
