@@ -14,7 +14,7 @@ status=0
 
 # gotest is go test with progress: one line per top-level test as it ends
 # and one per package, the whole output of whatever fails, and a closing
-# "go test: N passed, N failed, N skipped" (internal/testprogress). Its
+# "tests: N passed, N failed, N skipped" (internal/testprogress). Its
 # status is go test's.
 progress_bin=$(mktemp -d)/testprogress
 trap 'rm -rf "$(dirname "$progress_bin")"' EXIT

@@ -4,7 +4,7 @@
 // dropped and the whole output of what fails is printed (a failed test
 // with its subtests, and a failed package's own output: a build error, a
 // panic, a timeout's goroutine dump, the tests it left unfinished). It
-// ends with one line, "go test: N passed, N failed, N skipped", counting
+// ends with one line, "tests: N passed, N failed, N skipped", counting
 // top-level tests. scripts/test.sh pipes the layers through it:
 //
 //	go test -json ./... | go run ./internal/testprogress
@@ -69,7 +69,7 @@ func (p *progress) run(r io.Reader) error {
 	if err := sc.Err(); err != nil {
 		return err
 	}
-	fmt.Fprintf(p.w, "go test: %d passed, %d failed, %d skipped\n", p.passed, p.failed, p.skip)
+	fmt.Fprintf(p.w, "tests: %d passed, %d failed, %d skipped\n", p.passed, p.failed, p.skip)
 	return nil
 }
 

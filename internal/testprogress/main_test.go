@@ -48,7 +48,7 @@ FAIL	m/b	600.000s
 c.go:1: syntax error
 not json: go vet says hi
 ?   	m/d	[no test files]
-go test: 1 passed, 1 failed, 1 skipped
+tests: 1 passed, 1 failed, 1 skipped
 `
 	if out.String() != want {
 		t.Errorf("got\n%s\nwant\n%s", out.String(), want)
