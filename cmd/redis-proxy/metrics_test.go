@@ -108,8 +108,7 @@ func TestServerAndFailoverMetrics(t *testing.T) {
 }
 
 // `redis-proxy version` and --version print the version and revision set
-// at link time, "dev" for those that are not; /metrics has them in
-// redis_proxy_build_info.
+// at link time, "dev" for those that are not.
 func TestVersion(t *testing.T) {
 	for _, arg := range []string{"version", "--version", "-version"} {
 		var out, errb bytes.Buffer
@@ -124,6 +123,12 @@ func TestVersion(t *testing.T) {
 	if want := "redis-proxy v9.8.7 (revision 0123abcd, " + runtime.Version() + ")\n"; out.String() != want {
 		t.Errorf("redis-proxy version = %q, want %q", out.String(), want)
 	}
+}
+
+// /metrics has the version and revision in redis_proxy_build_info.
+func TestBuildInfoMetric(t *testing.T) {
+	version, revision = "v9.8.7", "0123abcd"
+	defer func() { version, revision = "", "" }()
 	c := startCluster(t, 1, nil)
 	c.expectSamples("build info", map[string]string{`redis_proxy_build_info{revision="0123abcd",version="v9.8.7"}`: "1"})
 }
