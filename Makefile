@@ -14,8 +14,14 @@ APPLIANCE_ENV     := REDIS_IMAGE=$(REDIS_LOCAL_IMAGE) PROXY_IMAGE=$(PROXY_IMAGE)
 
 all: build
 
+# `redis-proxy version` and redis_proxy_build_info: the git description and
+# commit of this checkout ("dev" outside one).
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION  ?= $(shell git rev-parse HEAD 2>/dev/null || echo dev)
+LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.revision=$(REVISION)
+
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN) ./cmd/redis-proxy
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='$(LDFLAGS)' -o $(BIN) ./cmd/redis-proxy
 
 # All layers this machine allows; a summary names the ones skipped and why.
 test:
@@ -65,12 +71,16 @@ up: images
 	$(APPLIANCE_ENV) $(COMPOSE) up -d
 	@$(APPLIANCE_ENV) bash docker/wait-healthy.sh $(COMPOSE)
 
-# Removes the appliance: containers, network and the volumes (Redis data, the
-# proxies' state). The secrets compose.yaml requires need not be known to
-# remove it.
+# Stops what `make up` and `bash scripts/up.sh` started: the local processes
+# of scripts/up.sh (.run/), then the appliance (containers, network and the
+# volumes: Redis data, the proxies' state) when a Docker engine is reachable.
+# The secrets compose.yaml requires need not be known to remove it.
 DOWN_ENV := $(foreach v,REDIS_PROXY_HEARTBEAT_SECRET REDIS_PROXY_BACKEND_PASSWORD REDIS_PROXY_PASSWORD REDIS_PROXY_ADMIN_TOKEN,$(v)=$${$(v):-not-needed-by-down})
 down:
-	$(APPLIANCE_ENV) $(DOWN_ENV) $(COMPOSE) down --volumes --remove-orphans
+	@bash scripts/up.sh down
+	@if docker info >/dev/null 2>&1; then \
+		$(APPLIANCE_ENV) $(DOWN_ENV) $(COMPOSE) down --volumes --remove-orphans; \
+	else echo "no Docker engine reachable: no appliance to remove"; fi
 
 clean:
 	rm -rf bin .run

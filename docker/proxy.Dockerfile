@@ -34,11 +34,15 @@ COPY bin/redis-proxy /usr/local/bin/redis-proxy
 
 # ---- from source (needs a registry) -----------------------------------------
 FROM ${GO_IMAGE} AS build
+# What `redis-proxy version` prints: --build-arg VERSION=$(git describe
+# --tags --always) --build-arg REVISION=$(git rev-parse HEAD).
+ARG VERSION=dev
+ARG REVISION=dev
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o /out/redis-proxy ./cmd/redis-proxy
+RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w -X main.version=${VERSION} -X main.revision=${REVISION}" -o /out/redis-proxy ./cmd/redis-proxy
 
 FROM base AS source
 COPY --from=build /out/redis-proxy /usr/local/bin/redis-proxy

@@ -107,8 +107,8 @@ func (p *Proxy) clientLines(self *session, es []*clientEntry, now time.Time, sub
 			if c := e.cmd.Load(); c != nil {
 				f["cmd"] = c.Name
 			}
-			if pubs[i].operator && p.cfg.OperatorUser != "" {
-				f["user"] = p.cfg.OperatorUser
+			if pubs[i].operator && p.cfg().OperatorUser != "" {
+				f["user"] = p.cfg().OperatorUser
 			}
 			f["idle"] = strconv.FormatInt(int64(now.Sub(time.Unix(0, e.last.Load())).Seconds()), 10)
 		}

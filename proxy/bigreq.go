@@ -29,7 +29,7 @@ func (g *gclient) reserve(need int) bool {
 	if more <= 0 {
 		return true
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), g.p.cfg.HoldTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), g.p.cfg().HoldTimeout)
 	defer cancel()
 	if err := g.p.mem.Acquire(ctx, more); err != nil {
 		return false

@@ -231,7 +231,7 @@ func (p *Proxy) infoClients(reply []byte) []byte {
 		}
 	}
 	ours := map[string]string{
-		"connected_clients": itoa(p.clients.Load()), "maxclients": strconv.Itoa(p.cfg.MaxClients),
+		"connected_clients": itoa(p.clients.Load()), "maxclients": strconv.Itoa(p.cfg().MaxClients),
 		"blocked_clients": strconv.Itoa(blocked), "tracking_clients": strconv.Itoa(tracking),
 	}
 	var sec []byte

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
@@ -17,7 +18,7 @@ import (
 
 // dialer opens authenticated connections to Redis servers.
 type dialer struct {
-	timeout  time.Duration
+	timeout  atomic.Int64 // Config.DialTimeout, in nanoseconds (Reload changes it)
 	username string
 	password string
 	name     string // CLIENT SETNAME, so operators can tell proxy connections apart
@@ -25,12 +26,15 @@ type dialer struct {
 	tls func() *tls.Config
 }
 
+// dialTimeout bounds connecting and authenticating to a server.
+func (d *dialer) dialTimeout() time.Duration { return time.Duration(d.timeout.Load()) }
+
 // control opens a redigo connection to addr with the proxy's backend
 // credentials, for the proxy's own commands (COMMAND, SCRIPT LOAD), with
 // ioTimeout as its read and write timeout.
 func (d *dialer) control(ctx context.Context, addr string, ioTimeout time.Duration) (redis.Conn, error) {
 	opts := []redis.DialOption{
-		redis.DialConnectTimeout(d.timeout),
+		redis.DialConnectTimeout(d.dialTimeout()),
 		redis.DialReadTimeout(ioTimeout),
 		redis.DialWriteTimeout(ioTimeout),
 	}
@@ -68,7 +72,7 @@ type conn struct {
 // Dedicated connections stay unnamed, like a fresh client's. The caller owns
 // the returned connection.
 func (d *dialer) dial(ctx context.Context, addr string, shared bool) (conn, error) {
-	nd := net.Dialer{Timeout: d.timeout, KeepAlive: 15 * time.Second}
+	nd := net.Dialer{Timeout: d.dialTimeout(), KeepAlive: 15 * time.Second}
 	nc, err := nd.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return conn{}, fmt.Errorf("dial %s: %w", addr, err)
@@ -99,7 +103,7 @@ func (d *dialer) dial(ctx context.Context, addr string, shared bool) (conn, erro
 	hs = resp.AppendCommand(hs, "PING")
 	n++
 	c := conn{nc: nc, br: bufio.NewReaderSize(nc, 32<<10)}
-	nc.SetDeadline(time.Now().Add(d.timeout))
+	nc.SetDeadline(time.Now().Add(d.dialTimeout()))
 	fail := func(err error) (conn, error) {
 		nc.Close()
 		return conn{}, err

@@ -178,7 +178,7 @@ func (g *gclient) read() {
 	if !g.size() {
 		return
 	}
-	if idle := g.p.cfg.IdleTimeout; idle > 0 && g.s.st.Conn != command.Tunnel {
+	if idle := g.p.cfg().IdleTimeout; idle > 0 && g.s.st.Conn != command.Tunnel {
 		// (Subscribers and blocked clients are never idle.)
 		g.nc.SetReadDeadline(time.Now().Add(idle))
 	}
@@ -213,7 +213,7 @@ func (g *gclient) writeOut() {
 		return
 	}
 	now := time.Now()
-	if wt := g.p.cfg.WriteTimeout; now.Add(wt / 2).After(g.deadline) {
+	if wt := g.p.cfg().WriteTimeout; now.Add(wt / 2).After(g.deadline) {
 		g.deadline = now.Add(wt)
 		g.nc.SetWriteDeadline(g.deadline)
 	}
@@ -269,7 +269,7 @@ func (g *gclient) size() bool {
 	}
 	start := time.Now()
 	if !g.reserve(need) {
-		g.out = resp.AppendError(g.out, errNoRoom(g.p.cfg.MaxInflightMemory, time.Since(start)))
+		g.out = resp.AppendError(g.out, errNoRoom(g.p.cfg().MaxInflightMemory, time.Since(start)))
 		g.p.m.rejected.WithLabelValues("inflight_memory").Inc()
 		g.closing = true
 		g.flush()

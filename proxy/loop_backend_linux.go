@@ -254,7 +254,7 @@ func (l *evloop) pass(b *lconn, buf []byte) []byte {
 	}
 	w.passed += k
 	if c := w.c; c != nil && !c.dead {
-		if c.out.pending()+k > l.p.cfg.MaxOutput {
+		if c.out.pending()+k > l.p.cfg().MaxOutput {
 			l.dropClient(c, "output_limit")
 		} else {
 			c.out.add(buf[:k])
@@ -331,7 +331,7 @@ func (l *evloop) deliver(w waiter, reply []byte) {
 	if w.filter != command.FilterNone {
 		reply = l.p.filter(w.filter, reply)
 	}
-	if c.out.pending()+len(reply) > l.p.cfg.MaxOutput {
+	if c.out.pending()+len(reply) > l.p.cfg().MaxOutput {
 		// Over the limit: the client goes, and the reply is not copied
 		// (the limit holds in memory, not only in a count).
 		if c.owed--; c.owed == 0 {

@@ -185,7 +185,7 @@ func (l *evloop) afterRun(c *lclient) {
 	if c.out.pending() > 0 || c.closing {
 		l.markDirty(c)
 	}
-	if c.out.pending() > l.p.cfg.MaxOutput {
+	if c.out.pending() > l.p.cfg().MaxOutput {
 		l.dropClient(c, "output_limit")
 		return
 	}
@@ -225,7 +225,7 @@ func (l *evloop) updateInterest(c *lclient) {
 func (l *evloop) park(c *lclient) {
 	c.stop = true
 	if c.holdFrom == (time.Time{}) {
-		if l.p.held.Add(1) > int64(l.p.cfg.MaxHeld) {
+		if l.p.held.Add(1) > int64(l.p.cfg().MaxHeld) {
 			l.p.held.Add(-1)
 			l.p.m.holdTimeouts.Inc()
 			l.failBuffered(c, errHeldFull)
@@ -256,10 +256,10 @@ func (l *evloop) retryParked() {
 		case rt.ready() && l.conn(rt.master) != nil:
 			l.unpark(c)
 			l.again = append(l.again, c)
-		case l.now.Sub(c.holdFrom) >= l.p.cfg.HoldTimeout:
+		case l.now.Sub(c.holdFrom) >= l.p.cfg().HoldTimeout:
 			l.unpark(c)
 			l.p.m.holdTimeouts.Inc()
-			l.failBuffered(c, fmt.Sprintf(errNoMaster, l.p.cfg.HoldTimeout))
+			l.failBuffered(c, fmt.Sprintf(errNoMaster, l.p.cfg().HoldTimeout))
 		default:
 			keep = append(keep, c)
 		}
@@ -399,8 +399,8 @@ func (l *evloop) handoff(c *lclient) {
 
 // sweepClients closes idle clients and those that stopped reading.
 func (l *evloop) sweepClients() {
-	idle := l.p.cfg.IdleTimeout
-	wt := l.p.cfg.WriteTimeout
+	idle := l.p.cfg().IdleTimeout
+	wt := l.p.cfg().WriteTimeout
 	for _, c := range l.clients {
 		switch {
 		case c.blocked != (time.Time{}) && l.now.Sub(c.blocked) > wt:

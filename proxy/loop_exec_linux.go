@@ -145,7 +145,7 @@ func (l *evloop) openNow(c *lclient, rt *routes, info *command.Info, raw []byte)
 		return false
 	}
 	p := l.p
-	if p.pinned.Add(1) > int64(p.cfg.MaxPinned) {
+	if p.pinned.Add(1) > int64(p.cfg().MaxPinned) {
 		p.pinned.Add(-1) // the hand-off refuses it
 		return false
 	}

@@ -161,9 +161,9 @@ func newEvloop(p *Proxy) (*evloop, error) {
 		byFD:    make(map[int]*lconn),
 		events:  make([]unix.EpollEvent, 512),
 		rbuf:    make([]byte, loopReadSize),
-		spin:    max(p.cfg.BusyPoll, 0),
+		spin:    max(p.cfg().BusyPoll, 0),
 
-		coalesce: !p.cfg.WriteAtOnce,
+		coalesce: !p.cfg().WriteAtOnce,
 	}, nil
 }
 

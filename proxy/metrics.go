@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"sync/atomic"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/redis-proxy/redis-proxy/proxy/internal/command"
@@ -60,6 +62,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		scriptLoads:    counter("redis_proxy_script_copies_total", "Scripts the proxy loaded on a server that lacked them (a replica, a new master, a restarted server)."),
 		inflightMemory: gauge("redis_proxy_inflight_request_bytes", "Memory held for large requests being read (REDIS_PROXY_MAX_INFLIGHT_MEMORY bounds it)."),
 	}
+	for _, r := range clientErrorReasons {
+		m.rejected.WithLabelValues(r) // at 0 from the start, so an alert's increase() sees the first one
+	}
 	if reg != nil {
 		reg.MustRegister(m.commands, m.latency, m.clients, m.clientsTotal, m.rejected,
 			m.backendConns, m.backendErrors, m.pinned, m.held, m.holdTimeouts, m.topologyEpoch, m.busyPoll, m.backendBatch, m.handoffs, m.loopReturns, m.requeued,
@@ -68,10 +73,47 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	return m
 }
 
+// clientErrorReasons are the reasons of redis_proxy_client_errors_total.
+var clientErrorReasons = []string{"max_clients", "max_pinned", "output_limit", "write_timeout",
+	"protocol_limit", "inflight_memory", "tls_handshake", "backend_lost"}
+
 // commandCounters gives command.Build the counters of a command's replies.
+// Their series are made by the command's first reply, not here: a table
+// holds some 480 commands and subcommands, and a series for each that no
+// client ever runs would be noise in every scrape.
 func (m *metrics) commandCounters(label string) (ok, fail command.Counter) {
-	return m.commands.WithLabelValues(label, "ok"), m.commands.WithLabelValues(label, "error")
+	c := &commandSeries{vec: m.commands, label: label}
+	return okCounter{c}, failCounter{c}
 }
+
+// commandSeries are the two series of one command label, made together
+// on the first reply (so a command that has run shows an error count of
+// 0, not no series). After that a count is an atomic load and the
+// counter's own increment: no allocation, no lock.
+type commandSeries struct {
+	vec   *prometheus.CounterVec
+	label string
+	p     atomic.Pointer[seriesPair]
+}
+
+type seriesPair struct{ ok, fail prometheus.Counter }
+
+func (c *commandSeries) pair() *seriesPair {
+	if p := c.p.Load(); p != nil {
+		return p
+	}
+	// WithLabelValues returns the same child for the same labels, so two
+	// first replies racing here count into the same series.
+	p := &seriesPair{c.vec.WithLabelValues(c.label, "ok"), c.vec.WithLabelValues(c.label, "error")}
+	c.p.Store(p)
+	return p
+}
+
+type okCounter struct{ c *commandSeries }
+type failCounter struct{ c *commandSeries }
+
+func (o okCounter) Inc()   { o.c.pair().ok.Inc() }
+func (f failCounter) Inc() { f.c.pair().fail.Inc() }
 
 func counter(name, help string) prometheus.Counter {
 	return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})

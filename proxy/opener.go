@@ -137,11 +137,11 @@ func (p *Proxy) runOpens() {
 // open writes o's command to the master on a connection of its own,
 // waiting for a master (HoldTimeout) as acquirePin does.
 func (p *Proxy) open(o *opened) {
-	deadline := time.Now().Add(p.cfg.HoldTimeout)
+	deadline := time.Now().Add(p.cfg().HoldTimeout)
 	rt := p.routes.Load()
 	for {
 		if pl := rt.master; pl != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), p.cfg.DialTimeout)
+			ctx, cancel := context.WithTimeout(context.Background(), p.cfg().DialTimeout)
 			d, err := pl.acquire(ctx)
 			cancel()
 			if wait := time.Duration(p.lastOpen.Load() + int64(openPace) - time.Now().UnixNano()); wait > 0 {

@@ -91,7 +91,7 @@ func (g *gclient) exchange(start time.Time) (f command.Followup, ok bool) {
 			it.info.Fail.Inc()
 			continue
 		}
-		g.reply, over, err = pin.rr.AppendValue(g.reply[:0], g.p.cfg.MaxOutput)
+		g.reply, over, err = pin.rr.AppendValue(g.reply[:0], g.p.cfg().MaxOutput)
 		if err != nil || over {
 			if err != nil {
 				g.out = appendLost(g.out, pin.p.addr, err)
@@ -194,13 +194,13 @@ func (g *gclient) readDB() error {
 // a failover. It returns the error reply when it cannot.
 func (g *gclient) acquirePin(start time.Time, target *pool) string {
 	p := g.p
-	limit := int64(p.cfg.MaxPinned)
+	limit := int64(p.cfg().MaxPinned)
 	if p.pinned.Add(1) > limit {
 		p.pinned.Add(-1)
 		p.m.rejected.WithLabelValues("max_pinned").Inc()
 		return fmt.Sprintf("ERR redis-proxy: too many pinned connections (max %d), retry later", limit)
 	}
-	deadline := start.Add(p.cfg.HoldTimeout)
+	deadline := start.Add(p.cfg().HoldTimeout)
 	rt := p.routes.Load()
 	for {
 		pl := rt.master
@@ -208,7 +208,7 @@ func (g *gclient) acquirePin(start time.Time, target *pool) string {
 			pl = target
 		}
 		if pl != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), p.cfg.DialTimeout)
+			ctx, cancel := context.WithTimeout(context.Background(), p.cfg().DialTimeout)
 			d, err := pl.acquire(ctx)
 			cancel()
 			if err == nil {

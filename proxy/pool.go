@@ -267,7 +267,7 @@ func (p *pool) warm() {
 
 // addSpare dials one spare and keeps it; false if the dial failed.
 func (p *pool) addSpare() bool {
-	ctx, cancel := context.WithTimeout(p.ctx, p.d.timeout)
+	ctx, cancel := context.WithTimeout(p.ctx, p.d.dialTimeout())
 	c, err := p.d.dial(ctx, p.addr, false)
 	cancel()
 	if err != nil {

@@ -40,7 +40,7 @@ func (g *gclient) serve(cmds []resp.Command) {
 // routesFor waits for routes that can serve commands, until the hold
 // deadline of a batch that started at start.
 func (g *gclient) routesFor(start time.Time) (*routes, string) {
-	return g.p.hold(context.Background(), start.Add(g.p.cfg.HoldTimeout), (*routes).ready)
+	return g.p.hold(context.Background(), start.Add(g.p.cfg().HoldTimeout), (*routes).ready)
 }
 
 // enter returns routes that are ready, with the batch counted in flight
@@ -157,7 +157,7 @@ func (g *gclient) request(k int) *request {
 		g.reqs = append(g.reqs, newRequest())
 	}
 	r := g.reqs[k]
-	r.reset(g.p.cfg.MaxOutput)
+	r.reset(g.p.cfg().MaxOutput)
 	return r
 }
 
@@ -228,7 +228,7 @@ func (g *gclient) rerun(seg *segment, later []segment, start time.Time) (overflo
 		g.again = newRequest()
 	}
 	again := g.again
-	again.reset(g.p.cfg.MaxOutput)
+	again.reset(g.p.cfg().MaxOutput)
 	again.cmds = append(again.cmds, r.cmds[r.answered+from:]...)
 	g.p.m.requeued.WithLabelValues("yes").Add(float64(len(again.cmds)))
 	if rt, msg := g.routesFor(start); msg != "" {
@@ -278,7 +278,7 @@ func (g *gclient) dispatch(rt *routes, seg *segment, start time.Time) {
 		}
 		cur := rt
 		var msg string
-		rt, msg = g.p.hold(context.Background(), start.Add(g.p.cfg.HoldTimeout), func(n *routes) bool {
+		rt, msg = g.p.hold(context.Background(), start.Add(g.p.cfg().HoldTimeout), func(n *routes) bool {
 			return n != cur && n.ready()
 		})
 		if msg != "" {

@@ -25,11 +25,13 @@ import (
 // listener. It owns every backend connection; Close ends them. Its
 // methods are safe to call from any goroutine.
 type Proxy struct {
-	cfg    Config
+	// conf is the configuration, with defaults applied; Reload replaces
+	// it (reload.go), so it is read through cfg() where it is used.
+	conf   atomic.Pointer[Config]
 	log    *slog.Logger
 	m      *metrics
 	dialer *dialer
-	env    command.Env // what the classifier reads besides the session
+	env    atomic.Pointer[command.Env] // what the classifier reads besides the session; Reload replaces it
 
 	mu      sync.Mutex // serialises topology changes and pools
 	paused  bool       // Pause was called and Resume not yet
@@ -84,11 +86,9 @@ func New(cfg Config) (*Proxy, error) {
 	}
 	cfg = cfg.withDefaults()
 	p := &Proxy{
-		cfg: cfg,
 		log: cfg.Logger,
 		m:   newMetrics(cfg.Registerer),
 		dialer: &dialer{
-			timeout:  cfg.DialTimeout,
 			username: cfg.BackendUsername,
 			password: cfg.BackendPassword,
 			name:     "redis-proxy",
@@ -97,13 +97,7 @@ func New(cfg Config) (*Proxy, error) {
 		pools: make(map[string]*pool),
 		done:  make(chan struct{}),
 	}
-	p.env = command.Env{
-		Password:         cfg.ClientPassword,
-		ReadReplicas:     cfg.ReadFrom == ReadFromReplicas,
-		TunnelID:         p.tunnelID,
-		OperatorUser:     cfg.OperatorUser,
-		OperatorPassword: cfg.OperatorPassword,
-	}
+	p.setConfig(&cfg)
 	p.mem = semaphore.NewWeighted(cfg.MaxInflightMemory)
 	p.routes.Store(&routes{changed: make(chan struct{})})
 	p.returnAfter.Store(loopReturnAfter)
@@ -138,7 +132,7 @@ func (p *Proxy) Serve(ln net.Listener) error {
 		return p.accept(ln)
 	}
 	p.serving = true
-	for i := 0; i < p.cfg.EventLoops; i++ {
+	for i := 0; i < p.cfg().EventLoops; i++ {
 		l, err := newEvloop(p)
 		if err != nil {
 			p.mu.Unlock()
@@ -205,7 +199,7 @@ func (p *Proxy) acceptLoop(ln net.Listener) error {
 }
 
 // newParser returns a request parser with the configured limits.
-func (p *Proxy) newParser() resp.Parser { return resp.Parser{MaxBulk: p.cfg.MaxBulk} }
+func (p *Proxy) newParser() resp.Parser { return resp.Parser{MaxBulk: p.cfg().MaxBulk} }
 
 // goServe serves the client on a goroutine of its own (see
 // serveGoroutine), unless the proxy is closed.
@@ -232,7 +226,7 @@ func (p *Proxy) goServe(s *session, nc net.Conn, in []byte, parser resp.Parser, 
 // newSession counts a new client and returns its session, or refuses it
 // (nil) past MaxClients.
 func (p *Proxy) newSession(nc net.Conn) *session {
-	if p.clients.Add(1) > int64(p.cfg.MaxClients) {
+	if p.clients.Add(1) > int64(p.cfg().MaxClients) {
 		p.clients.Add(-1)
 		p.m.rejected.WithLabelValues("max_clients").Inc()
 		go func() {
@@ -246,7 +240,7 @@ func (p *Proxy) newSession(nc net.Conn) *session {
 	p.m.clientsTotal.Inc()
 	s := &session{p: p}
 	s.st.ID = p.nextID.Add(1)
-	s.st.Authed = p.cfg.ClientPassword == ""
+	s.st.Authed = p.env.Load().Password == ""
 	s.entry = newClientEntry(s.st.ID, nc)
 	p.table.add(s.entry)
 	return s
@@ -320,7 +314,7 @@ func (p *Proxy) SetTopology(t replication.Topology) {
 	if t.Master != "" {
 		nr.master = p.poolLocked(t.Master)
 	}
-	if p.cfg.ReadFrom == ReadFromReplicas {
+	if p.cfg().ReadFrom == ReadFromReplicas {
 		for _, a := range t.Replicas {
 			nr.replicas = append(nr.replicas, p.poolLocked(a))
 		}
@@ -389,7 +383,8 @@ func (p *Proxy) poolLocked(addr string) *pool {
 	if pl == nil {
 		// Each event loop has a shared connection of its own; the pool's
 		// slots serve sessions on goroutines. PoolSize counts both.
-		pl = newPool(addr, max(p.cfg.PoolSize-p.cfg.EventLoops, 1), p.dialer, p.log, p.m, p.poolReady)
+		pl = newPool(addr, max(p.cfg().PoolSize-p.cfg().EventLoops, 1), p.dialer, p.log, p.m, p.poolReady)
+		p.m.backendErrors.WithLabelValues(addr) // at 0 from the start, for increase() in alerts
 		pl.owner = p
 		p.eachLoop(func(l *evloop) { l.conn(pl) })
 		p.pools[addr] = pl

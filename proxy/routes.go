@@ -82,7 +82,7 @@ func (p *Proxy) hold(ctx context.Context, deadline time.Time, ok func(*routes) b
 	if ok(r) {
 		return r, ""
 	}
-	if p.held.Add(1) > int64(p.cfg.MaxHeld) {
+	if p.held.Add(1) > int64(p.cfg().MaxHeld) {
 		p.held.Add(-1)
 		p.m.holdTimeouts.Inc()
 		return nil, errHeldFull
@@ -99,9 +99,9 @@ func (p *Proxy) hold(ctx context.Context, deadline time.Time, ok func(*routes) b
 		case <-r.changed:
 		case <-timer.C:
 			p.m.holdTimeouts.Inc()
-			return nil, fmt.Sprintf(errNoMaster, p.cfg.HoldTimeout)
+			return nil, fmt.Sprintf(errNoMaster, p.cfg().HoldTimeout)
 		case <-ctx.Done():
-			return nil, fmt.Sprintf(errNoMaster, p.cfg.HoldTimeout)
+			return nil, fmt.Sprintf(errNoMaster, p.cfg().HoldTimeout)
 		}
 		r = p.routes.Load()
 		if ok(r) {

@@ -45,12 +45,12 @@ type session struct {
 func (s *session) decide(t *command.Table, cmd resp.Command, dst []byte) (command.Decision, []byte) {
 	info := s.lookups.Lookup(t, cmd.Args)
 	s.lastCmd = info
-	if k, ok := command.ByFlags(&s.p.env, &s.st, info, len(cmd.Args)); ok {
+	if k, ok := command.ByFlags(s.p.env.Load(), &s.st, info, len(cmd.Args)); ok {
 		s.changed = false
 		return command.Decision{Kind: k, Info: info, Raw: cmd.Raw}, dst
 	}
 	var d command.Decision
-	s.next, d, dst = command.Classify(&s.p.env, s.st, info, cmd.Args, dst)
+	s.next, d, dst = command.Classify(s.p.env.Load(), s.st, info, cmd.Args, dst)
 	s.changed = true
 	if d.Raw == nil {
 		d.Raw = cmd.Raw

@@ -67,7 +67,7 @@ func rawConn(nc net.Conn) net.Conn {
 // at addr, within the dial timeout. It closes nc if it fails.
 func (d *dialer) clientTLS(ctx context.Context, nc net.Conn, addr string) (net.Conn, error) {
 	tc := tls.Client(nc, d.tlsConfig(addr))
-	hctx, cancel := context.WithTimeout(ctx, d.timeout)
+	hctx, cancel := context.WithTimeout(ctx, d.dialTimeout())
 	defer cancel()
 	if err := tc.HandshakeContext(hctx); err != nil {
 		nc.Close()
@@ -96,6 +96,6 @@ func (d *dialer) redigoTLS(addr string) []redis.DialOption {
 	return []redis.DialOption{
 		redis.DialUseTLS(true),
 		redis.DialTLSConfig(d.tlsConfig(addr)),
-		redis.DialTLSHandshakeTimeout(d.timeout),
+		redis.DialTLSHandshakeTimeout(d.dialTimeout()),
 	}
 }

@@ -200,8 +200,8 @@ func TestTLSBackendLoop(t *testing.T) {
 	k := newPKI(t)
 	r := k.startRedisTLS(t, k.ca.Issue(t, certtest.Options{}))
 	tp := startProxy(t, Config{BackendTLS: k.backendTLS(t)}, r.Addr)
-	if *eventLoops >= 0 && tp.cfg.EventLoops != 1 {
-		t.Errorf("EventLoops = %d with backend TLS, want the default 1", tp.cfg.EventLoops)
+	if *eventLoops >= 0 && tp.cfg().EventLoops != 1 {
+		t.Errorf("EventLoops = %d with backend TLS, want the default 1", tp.cfg().EventLoops)
 	}
 	l := writetest.NewLoad()
 	var recs []*writetest.Recorder

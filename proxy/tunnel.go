@@ -129,7 +129,7 @@ func (g *gclient) copyToClient(pin *dedicated, wmu *sync.Mutex) {
 		n, err := pin.rr.R.Read(buf)
 		if n > 0 {
 			g.s.entry.blockedSince.Store(0) // a reply came: not blocked (any more)
-			if !writeLocked(client, wmu, buf[:n], g.p.cfg.WriteTimeout) {
+			if !writeLocked(client, wmu, buf[:n], g.p.cfg().WriteTimeout) {
 				return
 			}
 		}

@@ -45,8 +45,9 @@ type State struct {
 	Resumed    time.Time // the decision that found the newest stall; no server's down clock starts earlier
 	Holding    bool      // after a stall: no action until a round of checks sent since Resumed (holdOver)
 
-	Failovers    uint64   // changes of master since start
-	LastFailover Failover // zero until the first
+	Failovers    uint64   // unplanned changes of master since start (every kind but switchover)
+	Switchovers  uint64   // planned changes of master (switchovers) since start
+	LastFailover Failover // zero until the first change of master, of any kind
 	LostBytes    int64    // stream bytes discarded by demoting servers, in total
 	Lineage      []Link   // replication-ID forks seen, newest last
 
@@ -648,7 +649,11 @@ func (d *decider) setMaster(addr, kind string, promoted bool, began time.Time) {
 		began = st.Started
 	}
 	st.Epoch++
-	st.Failovers++
+	if kind == "switchover" { // planned: counted apart, so an alert on failovers is not set off by maintenance
+		st.Switchovers++
+	} else {
+		st.Failovers++
+	}
 	st.LastFailover = Failover{
 		Kind: kind, Epoch: st.Epoch, From: prev, To: addr,
 		Began: began, Completed: d.now, Duration: d.now.Sub(began),

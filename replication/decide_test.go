@@ -171,6 +171,9 @@ func playScenario(t *testing.T, text string, onDecide func(st State, acts []Acti
 		case "status":
 			lf := st.LastFailover
 			fmt.Fprintf(&out, "> status epoch=%d master=%s failovers=%d lost=%d", st.Epoch, orDash(st.Master), st.Failovers, st.LostBytes)
+			if st.Switchovers > 0 { // (only then, so that the other scenarios read as before)
+				fmt.Fprintf(&out, " switchovers=%d", st.Switchovers)
+			}
 			if lf.Kind != "" {
 				fmt.Fprintf(&out, " last=%s:%s->%s:%v:lost=%d", lf.Kind, orDash(lf.From), lf.To, lf.Duration, lf.LostBytes)
 			}

@@ -14,8 +14,9 @@ type Status struct {
 	Waiting      string         `json:"waiting,omitempty"`   // why there is no master
 	Promoting    string         `json:"promoting,omitempty"` // failover in flight to this server
 	Servers      []ServerStatus `json:"servers"`
-	Failovers    uint64         `json:"failovers"`               // changes of master since start
-	LastFailover *Failover      `json:"last_failover,omitempty"` // nil until the first
+	Failovers    uint64         `json:"failovers"`               // unplanned changes of master since start
+	Switchovers  uint64         `json:"switchovers"`             // planned changes of master (switchovers) since start
+	LastFailover *Failover      `json:"last_failover,omitempty"` // nil until the first change of master, of any kind
 	// LostBytes counts replication-stream bytes thrown away by making
 	// servers that held them replicas of a master that never got them
 	// (a returning old master's unreplicated writes, the loser of a split).
@@ -34,6 +35,7 @@ type ServerStatus struct {
 	LinkUp     bool      `json:"link_up,omitempty"`
 	Offset     int64     `json:"offset"`
 	LagBytes   int64     `json:"lag_bytes,omitempty"` // replica of the master: how far behind it is
+	Following  bool      `json:"following,omitempty"` // a replica of the master: LagBytes is known
 	Priority   int       `json:"priority,omitempty"`
 	RunID      string    `json:"run_id,omitempty"`
 	ReplID     string    `json:"replid,omitempty"`
@@ -43,15 +45,16 @@ type ServerStatus struct {
 
 func statusOf(st State, now time.Time) Status {
 	s := Status{
-		Epoch:     st.Published.Epoch,
-		Master:    st.Published.Master,
-		Replicas:  slices.Clone(st.Published.Replicas),
-		Authority: st.Authority,
-		Waiting:   st.Waiting,
-		Promoting: st.Promotion.Target,
-		Failovers: st.Failovers,
-		LostBytes: st.LostBytes,
-		UpdatedAt: now,
+		Epoch:       st.Published.Epoch,
+		Master:      st.Published.Master,
+		Replicas:    slices.Clone(st.Published.Replicas),
+		Authority:   st.Authority,
+		Waiting:     st.Waiting,
+		Promoting:   st.Promotion.Target,
+		Failovers:   st.Failovers,
+		Switchovers: st.Switchovers,
+		LostBytes:   st.LostBytes,
+		UpdatedAt:   now,
 	}
 	if s.Replicas == nil {
 		s.Replicas = []string{}
@@ -78,6 +81,7 @@ func statusOf(st State, now time.Time) Status {
 		}
 		if masterOffset >= 0 && n.Info.Role == RoleReplica && st.Master != "" && d.replicaOf(n, st.Nodes[st.Master]) {
 			ss.LagBytes = max(0, masterOffset-n.Info.Offset)
+			ss.Following = true
 		}
 		s.Servers = append(s.Servers, ss)
 	}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs the test layers described in ../shared/CONVENTIONS.md and prints, at
-# the end, which layers ran and which were skipped and why. A layer that
+# Runs the test layers described in README.md ("Tests") and prints, at the
+# end, which layers ran and which were skipped and why. A layer that
 # runs and fails makes the script fail; a layer this machine cannot run is
 # reported as skipped, never as passed.
 set -uo pipefail
@@ -11,6 +11,19 @@ export TESTCONTAINERS_RYUK_DISABLED=true
 GO=${GO:-go}
 declare -a summary
 status=0
+
+# gotest is go test with progress: one line per top-level test as it ends
+# and one per package, the whole output of whatever fails, and a closing
+# "tests: N passed, N failed, N skipped" (internal/testprogress). Its
+# status is go test's.
+progress_bin=$(mktemp -d)/testprogress
+trap 'rm -rf "$(dirname "$progress_bin")"' EXIT
+gotest() {
+	if [ ! -x "$progress_bin" ]; then
+		$GO build -o "$progress_bin" ./internal/testprogress || return 1
+	fi
+	$GO test -json "$@" | "$progress_bin"
+}
 
 layer() { # name, result, detail
 	summary+=("$(printf '%-12s %-8s %s' "$1" "$2" "$3")")
@@ -38,7 +51,7 @@ have_docker() { docker info >/dev/null 2>&1; }
 
 case $want in
 unit)
-	run_layer unit $GO test -short -count=1 ./...
+	run_layer unit gotest -short -count=1 ./...
 	;;
 integration | all)
 	if have_redis; then
@@ -47,17 +60,17 @@ integration | all)
 		# own (gigabytes through one Redis): it runs alone, after, so
 		# that it neither slows the other packages' timed tests nor is
 		# measured beside them.
-		run_layer integration $GO test -race -count=1 -timeout 20m $($GO list ./... | grep -v -e /itest -e /e2e/isolation)
+		run_layer integration gotest -race -count=1 -timeout 20m $($GO list ./... | grep -v -e /itest -e /e2e/isolation)
 		run_layer isolation $GO test -count=1 -timeout 10m -v ./e2e/isolation/
 		# Blocked clients served in the order they sent: timing, measured
 		# alone and without the race detector.
 		run_layer order $GO test -count=1 -timeout 5m -v -run 'TestBlockingOrder' ./proxy/
 		# The proxy's tests again with no event loop: every client on a
 		# goroutine of its own, the path clients with state move to.
-		run_layer goroutines $GO test -count=1 -timeout 10m ./proxy/ -eventloops=-1
+		run_layer goroutines gotest -count=1 -timeout 10m ./proxy/ -eventloops=-1
 	else
 		layer integration skipped "redis-server is not installed (apt-get install -y redis-server); ran unit tests only"
-		run_layer unit $GO test -short -count=1 ./...
+		run_layer unit gotest -short -count=1 ./...
 	fi
 	;;&
 netns | all)

@@ -15,12 +15,13 @@ PROXY_PORT=${PROXY_PORT:-6380}
 ADMIN_PORT=${ADMIN_PORT:-9736}
 
 stop() {
+	local n=0
 	for f in "$RUN"/*.pid; do
 		[ -e "$f" ] || continue
-		kill "$(cat "$f")" 2>/dev/null || true
+		kill "$(cat "$f")" 2>/dev/null && n=$((n + 1))
 		rm -f "$f"
 	done
-	echo "stopped"
+	echo "scripts/up.sh: stopped $n local process(es)"
 }
 
 if [ "${1:-}" = down ]; then

@@ -28,6 +28,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -121,7 +122,7 @@ func peerAddr(remote string) netip.Addr {
 // the number left out, so a flood of refused requests cannot flood the
 // log).
 type adminGuard struct {
-	policy  adminPolicy
+	policy  atomic.Pointer[adminPolicy] // a reload may replace it (setPolicy)
 	refused *prometheus.CounterVec
 	log     *slog.Logger
 
@@ -133,7 +134,7 @@ type adminGuard struct {
 const refusalLogEvery = 10 * time.Second
 
 func newAdminGuard(policy adminPolicy, reg prometheus.Registerer, log *slog.Logger) *adminGuard {
-	g := &adminGuard{policy: policy, log: log,
+	g := &adminGuard{log: log,
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "redis_proxy_admin_refused_total",
 			Help: "Admin API requests refused: no_token and bad_token (401), not_loopback (403: no token configured).",
@@ -142,15 +143,19 @@ func newAdminGuard(policy adminPolicy, reg prometheus.Registerer, log *slog.Logg
 		g.refused.WithLabelValues(r) // exported at 0 from the start
 	}
 	reg.MustRegister(g.refused)
+	g.setPolicy(policy)
 	return g
 }
+
+// setPolicy makes p the policy of the requests from now on.
+func (g *adminGuard) setPolicy(p adminPolicy) { g.policy.Store(&p) }
 
 // wrap returns next behind the policy. A refused request gets its status
 // (401 with WWW-Authenticate: Bearer, or 403) and a one-line JSON error.
 func (g *adminGuard) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		peer := peerAddr(r.RemoteAddr)
-		v := g.policy.authorize(r.Method, r.URL.Path, peer, r.Header.Get("Authorization"))
+		v := g.policy.Load().authorize(r.Method, r.URL.Path, peer, r.Header.Get("Authorization"))
 		if v.allowed() {
 			next.ServeHTTP(w, r)
 			return

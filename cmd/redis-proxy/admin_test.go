@@ -279,7 +279,7 @@ func (c *cluster) unchanged(before topologyView, what string) {
 		c.t.Fatal(err)
 	}
 	if after.Routing.Master != before.Routing.Master || after.Routing.Epoch != before.Routing.Epoch ||
-		after.Replication.Failovers != before.Replication.Failovers {
+		after.Replication.Failovers != before.Replication.Failovers || after.Replication.Switchovers != before.Replication.Switchovers {
 		c.t.Errorf("%s: the topology changed: master %s epoch %d failovers %d, was %s %d %d", what,
 			after.Routing.Master, after.Routing.Epoch, after.Replication.Failovers,
 			before.Routing.Master, before.Routing.Epoch, before.Replication.Failovers)

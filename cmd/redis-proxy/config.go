@@ -91,6 +91,9 @@ type Config struct {
 
 	LogLevel  string `split_words:"true" default:"info" desc:"debug, info, warn or error" accepts:"debug, info, warn or error"`
 	LogFormat string `split_words:"true" default:"text" desc:"text or json" accepts:"text or json"`
+
+	// ConfigFile is read by loadConfig (configfile.go), around envconfig.
+	ConfigFile string `envconfig:"CONFIG_FILE" desc:"file of REDIS_PROXY_*=value lines that override the environment, read at start and again at each reload (SIGHUP, POST /reload): how a running proxy's settings are changed" accepts:"a readable file of KEY=VALUE lines"`
 }
 
 // ByteSize is a size in bytes read from "512MiB", "64KB", "1mb" or "1048576".
@@ -139,13 +142,14 @@ func badVar(field, value, accepts string) error {
 	return &usageError{fmt.Sprintf("%s_%s=%q: want %s", envPrefix, envName(field), value, accepts)}
 }
 
-// loadConfig reads the environment. Errors name the variable and what it
+// loadEnvConfig reads the environment (loadConfig adds the config file's
+// variables to it first). Errors name the variable and what it
 // accepts. A variable set to the empty string counts as unset (its default
 // applies), as compose files and .env templates often leave them; the one
 // exception is REDIS_PROXY_ADMIN_LISTEN, whose empty value disables the
 // admin API (see adminListenVar). A secret may come from a file instead
 // (secretFromFile).
-func loadConfig() (Config, error) {
+func loadEnvConfig() (Config, error) {
 	var c Config
 	for _, kv := range os.Environ() {
 		if k, v, _ := strings.Cut(kv, "="); v == "" && strings.HasPrefix(k, envPrefix+"_") && k != adminListenVar {
@@ -502,10 +506,21 @@ Usage:
   redis-proxy servers [add HOST:PORT | remove HOST:PORT]
                           list, add or remove Redis servers while running (via
                           the admin API of the active proxy; needs STATE_DIR)
+  redis-proxy reload      read the configuration again and apply what a
+                          running proxy can change (as SIGHUP does)
+  redis-proxy version     print the version and the git revision
   redis-proxy --help      this text
 
-healthcheck, status, switchover and servers read only REDIS_PROXY_ADMIN_LISTEN and
-REDIS_PROXY_ADMIN_TOKEN (or _ADMIN_TOKEN_FILE), and send the token.
+healthcheck, status, switchover, servers and reload read only
+REDIS_PROXY_ADMIN_LISTEN and REDIS_PROXY_ADMIN_TOKEN (or _ADMIN_TOKEN_FILE), and
+send the token.
+
+SIGHUP or POST /reload reads the configuration again: the environment (fixed
+for a process) under the lines of REDIS_PROXY_CONFIG_FILE, and the files of
+the secrets and of TLS; all is validated first, and a bad value changes
+nothing. Passwords, READ_FROM, limits, timeouts, LOG_LEVEL and the
+admin token apply at once, without dropping a client; the log names any
+other changed variable, which needs a restart (docs/operations.md).
 
 Configuration is read from the environment. A variable set to the empty
 string counts as unset (its default applies), except REDIS_PROXY_ADMIN_LISTEN:

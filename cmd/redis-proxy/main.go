@@ -41,10 +41,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "-h", "--help", "-help", "help":
 		printUsage(stdout)
 		return 0
-	case "healthcheck", "status", "switchover", "servers":
+	case "version", "-version", "--version":
+		printVersion(stdout)
+		return 0
+	case "healthcheck", "status", "switchover", "servers", "reload":
 		// These only call the admin API: they read its address and token,
 		// not the whole configuration.
-		a, err := loadAdminEnv()
+		a, err := loadAdminSettings(stderr)
 		if err != nil {
 			fmt.Fprintf(stderr, "redis-proxy: %v\n", err)
 			return 2
@@ -56,6 +59,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return status(a, stdout, stderr)
 		case "servers":
 			return serversCmd(a, args[1:], stdout, stderr)
+		case "reload":
+			return reloadCmd(a, stdout, stderr)
 		}
 		target := ""
 		if len(args) > 1 {
@@ -67,6 +72,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "redis-proxy: unknown command %q (try --help)\n", cmd)
 		return 2
 	}
+	// SIGHUP reloads the configuration; caught from here on, so one sent
+	// while the proxy starts waits for it instead of killing it.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	cfg, err := loadConfig()
 	if err != nil {
 		fmt.Fprintf(stderr, "redis-proxy: %v\n", err)
@@ -74,7 +84,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := serve(ctx, cfg, stderr); err != nil {
+	if err := serveFrom(ctx, cfg, stderr, loadConfig, hup); err != nil {
 		fmt.Fprintf(stderr, "redis-proxy: %v\n", err)
 		var ue *usageError
 		if errors.As(err, &ue) {
@@ -85,8 +95,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func newLogger(cfg Config, w io.Writer) *slog.Logger {
-	level, _ := cfg.logLevel()
+// newLogger returns the process's logger, at the level of level (which a
+// reload may change).
+func newLogger(cfg Config, w io.Writer, level *slog.LevelVar) *slog.Logger {
+	l, _ := cfg.logLevel()
+	level.Set(l)
 	opts := &slog.HandlerOptions{Level: level}
 	if cfg.LogFormat == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))
@@ -95,11 +108,20 @@ func newLogger(cfg Config, w io.Writer) *slog.Logger {
 }
 
 // serve runs the proxy, the replication manager and the admin server until
-// ctx is done.
+// ctx is done, with cfg for all its life (no reload).
 func serve(ctx context.Context, cfg Config, logw io.Writer) error {
-	log := newLogger(cfg, logw)
+	return serveFrom(ctx, cfg, logw, nil, nil)
+}
+
+// serveFrom is serve with reloads: each signal on hup, and each POST
+// /reload, reads the configuration again with load and applies what can
+// change (reload.go). With a nil load there are none.
+func serveFrom(ctx context.Context, cfg Config, logw io.Writer, load func() (Config, error), hup <-chan os.Signal) error {
+	level := new(slog.LevelVar)
+	log := newLogger(cfg, logw, level)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	registerBuildInfo(reg)
 
 	ts, err := cfg.loadTLS(log)
 	if err != nil {
@@ -144,10 +166,16 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 	}
 	registerReplicationMetrics(reg, mgr)
 	members := newMembers(cfg.StateDir, mem, memSource, mgr, node, log.With("component", "servers"))
+	registerServerMetrics(reg, mgr)
 
 	lns, err := cfg.listen(ts)
 	if err != nil {
 		return err
+	}
+	var rl *reloader
+	if load != nil {
+		rl = newReloader(cfg, load, reg, log.With("component", "reload"))
+		rl.p, rl.level, rl.tls = p, level, ts
 	}
 	var admin *http.Server
 	if cfg.AdminListen != "" {
@@ -163,8 +191,12 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 		if vcfg != nil {
 			con.peerSilence = vip.MasterDownInterval(vcfg.Priority, vcfg.Interval)
 		}
-		admin = &http.Server{Handler: adminHandler(p, mgr, node, reg, guard, con, members), ReadHeaderTimeout: 5 * time.Second,
-			MaxHeaderBytes: 16 << 10}
+		h := adminHandler(p, mgr, node, reg, guard, con, members)
+		if rl != nil {
+			rl.guard = guard
+			h = rl.route(h, guard)
+		}
+		admin = &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: 16 << 10}
 		go admin.Serve(aln)
 		if cfg.AdminToken == "" {
 			log.Info("admin API: no " + envPrefix + "_ADMIN_TOKEN, so POST /switchover and other changes are accepted from loopback only")
@@ -177,6 +209,19 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 	log.Info("redis-proxy started", "listen", listenAddrs(lns), "admin", adminAddr, "admin_token", cfg.AdminToken != "",
 		"servers", mem.Servers, "read_from", cfg.ReadFrom, "pool_size", cfg.PoolSize, "backend_tls", cfg.BackendTLS)
 	ts.watch(ctx, cfg.TLSReloadInterval)
+	registerTLSMetrics(reg, ts)
+	if rl != nil && hup != nil {
+		go func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-hup:
+					rl.reload("SIGHUP") //nolint:errcheck // logged by reload
+				}
+			}
+		}()
+	}
 
 	mgrDone := make(chan error, 1)
 	go func() { mgrDone <- mgr.Run(ctx) }()
@@ -238,8 +283,10 @@ func registerReplicationMetrics(reg prometheus.Registerer, mgr *replication.Mana
 	reg.MustRegister(
 		gauge("redis_proxy_replication_epoch", "Promotions made by this deployment (the epoch of the current master).",
 			func(s replication.Status) float64 { return float64(s.Epoch) }),
-		counter("redis_proxy_failovers_total", "Changes of master since this proxy started.",
+		counter("redis_proxy_failovers_total", "Unplanned changes of master since this proxy started (planned ones: redis_proxy_switchovers_total).",
 			func(s replication.Status) float64 { return float64(s.Failovers) }),
+		counter("redis_proxy_switchovers_total", "Planned changes of master (switchovers) since this proxy started.",
+			func(s replication.Status) float64 { return float64(s.Switchovers) }),
 		counter("redis_proxy_failover_lost_bytes_total", "Replication bytes a returning old master had that the new master never got (writes lost to failovers).",
 			func(s replication.Status) float64 { return float64(s.LostBytes) }),
 		gauge("redis_proxy_replication_authority", "1 when this node may change the replication topology.",
