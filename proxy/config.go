@@ -107,6 +107,19 @@ type Config struct {
 	MaxHeld int
 	// DialTimeout bounds connecting and authenticating to Redis. If zero, 1s.
 	DialTimeout time.Duration
+	// WriteAcks: the reply to a write reaches its client only once this
+	// many replicas have it (a WAIT after each batch of writes: acks.go).
+	// 0: at once, as Redis answers. Up to 16.
+	WriteAcks int
+	// WriteAckTimeout is how long a batch of writes waits for WriteAcks
+	// replicas before its clients get NOTREPLICATED. If zero, 1s.
+	WriteAckTimeout time.Duration
+	// ReadYourWrites: after a client's write, its reads go to the master
+	// (not a replica) for MaxReplicaLag, the most a replica in the read
+	// rotation trails the master (the replication manager's bound). With
+	// ReadFrom master it changes nothing.
+	ReadYourWrites bool
+	MaxReplicaLag  time.Duration
 	// EventLoops is the number of event loops (threads) serving clients
 	// whose commands are stateless; each has its own shared connection to
 	// each server. A client that needs a dedicated connection moves to a
@@ -175,6 +188,7 @@ func (c Config) withDefaults() Config {
 	defDur(&c.WriteTimeout, 60*time.Second)
 	defDur(&c.HoldTimeout, 5*time.Second)
 	defDur(&c.DialTimeout, time.Second)
+	defDur(&c.WriteAckTimeout, time.Second)
 	defDur(&c.BusyPoll, 100*time.Microsecond)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -199,6 +213,7 @@ func (c Config) Validate() error {
 		{"MaxPinned", c.MaxPinned, 1, 1 << 24},
 		{"MaxHeld", c.MaxHeld, 1, 1 << 24},
 		{"MaxOutput", c.MaxOutput, 1, 1 << 40},
+		{"WriteAcks", c.WriteAcks, 0, 16},
 	}
 	for _, f := range ints {
 		if f.v < f.lo || f.v > f.hi {
@@ -211,6 +226,7 @@ func (c Config) Validate() error {
 	}{
 		{"IdleTimeout", c.IdleTimeout}, {"WriteTimeout", c.WriteTimeout},
 		{"HoldTimeout", c.HoldTimeout}, {"DialTimeout", c.DialTimeout},
+		{"WriteAckTimeout", c.WriteAckTimeout}, {"MaxReplicaLag", c.MaxReplicaLag},
 	}
 	for _, f := range durs {
 		if f.v < 0 {
@@ -224,6 +240,8 @@ func (c Config) Validate() error {
 		return config.Errorf(pkg, "MaxInflightMemory", "must be at least %d bytes, got %d", bigRequest, c.MaxInflightMemory)
 	case c.BusyPoll > 10*time.Millisecond:
 		return config.Errorf(pkg, "BusyPoll", "must be at most 10ms, got %v", c.BusyPoll)
+	case c.ReadYourWrites && c.ReadFrom == ReadFromReplicas && c.MaxReplicaLag == 0:
+		return config.Errorf(pkg, "MaxReplicaLag", "is required with ReadYourWrites and reads from replicas: it is how long a client's reads stay on the master after its write")
 	case c.ReadFrom != ReadFromMaster && c.ReadFrom != ReadFromReplicas:
 		return config.Errorf(pkg, "ReadFrom", "must be master or replicas, got %d", c.ReadFrom)
 	case c.BackendUsername != "" && c.BackendPassword == "":

@@ -73,9 +73,13 @@ type gclient struct {
 	items []pinItem
 	local []byte
 	wbuf  []byte // small commands of the proxy's own
-	batch gather // the commands of a group or a tunnel's batch, for one write
-	reply []byte
-	again *request // unanswered reads of a dead connection, run again
+	// waitCmd is the WAIT of durable writes (acks.go); starts: where each
+	// reply of a pinned group begins in out.
+	waitCmd []byte
+	starts  []int
+	batch   gather // the commands of a group or a tunnel's batch, for one write
+	reply   []byte
+	again   *request // unanswered reads of a dead connection, run again
 }
 
 // serveGoroutine serves the client on nc (counted already, with its

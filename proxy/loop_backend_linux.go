@@ -60,6 +60,10 @@ type waiter struct {
 	filter command.Filter // what to do to the reply first (command.Decision.Filter)
 	busy   int64          // a long command's key in the pool's busyTracker (0: none)
 	passed int            // bytes of its reply already passed on to the client (pass)
+	// group: a write whose reply waits for the replicas (acks.go); ack:
+	// this is the proxy's WAIT for that group (c is nil).
+	group *ackGroup
+	ack   *ackGroup
 }
 
 // conn returns the loop's live connection to pl, starting a dial if there
@@ -142,6 +146,7 @@ func (l *evloop) dial(b *lconn) {
 }
 
 func (l *evloop) writeConn(b *lconn) {
+	l.ackBatch(b)
 	if n := len(b.waiters) - b.sent; n > 0 {
 		l.p.m.backendBatch.Observe(float64(n))
 		b.keepReads()
@@ -200,6 +205,11 @@ func (l *evloop) readConn(b *lconn) {
 		w := b.waiters[b.head]
 		b.waiters[b.head] = waiter{}
 		b.head++
+		if w.ack != nil {
+			l.ackDone(w.ack, buf[:end])
+			buf = buf[end:]
+			continue
+		}
 		answered++
 		b.pl.busy.done(w.busy)
 		if rerunnable(&w) {
@@ -242,8 +252,8 @@ func (l *evloop) readConn(b *lconn) {
 // (failConn) rather than given an error or a rerun after the part.
 func (l *evloop) pass(b *lconn, buf []byte) []byte {
 	w := &b.waiters[b.head]
-	if w.filter != command.FilterNone {
-		return buf
+	if w.filter != command.FilterNone || w.ack != nil || w.group != nil || w.c != nil && len(w.c.ackq) > 0 {
+		return buf // seen whole, or held for the replicas
 	}
 	k := b.scan.Passable(len(buf))
 	if k < passFrom/2 {
@@ -331,6 +341,22 @@ func (l *evloop) deliver(w waiter, reply []byte) {
 	if w.filter != command.FilterNone {
 		reply = l.p.filter(w.filter, reply)
 	}
+	if w.group != nil || len(c.ackq) > 0 {
+		if w.group == nil || !w.group.done || len(c.ackq) > 0 {
+			l.hold(c, w.group, reply)
+			return
+		}
+		reply = replicatedReply(w.group, reply)
+	}
+	l.give(c, reply, w.passed)
+}
+
+// give puts a reply in c's output: the owed reply it was (deliver), or one
+// held for the replicas (release).
+func (l *evloop) give(c *lclient, reply []byte, passed int) {
+	if c.dead {
+		return
+	}
 	if c.out.pending()+len(reply) > l.p.cfg().MaxOutput {
 		// Over the limit: the client goes, and the reply is not copied
 		// (the limit holds in memory, not only in a count).
@@ -341,7 +367,7 @@ func (l *evloop) deliver(w waiter, reply []byte) {
 		return
 	}
 	c.out.add(reply)
-	c.avgReply = replySizes(c.avgReply, w.passed+len(reply), 1)
+	c.avgReply = replySizes(c.avgReply, passed+len(reply), 1)
 	if c.owed--; c.owed == 0 {
 		l.waiting--
 	}
@@ -388,13 +414,20 @@ func (l *evloop) failConn(b *lconn, err error) {
 	}
 	reply := appendLost(nil, b.pl.addr, err)
 	owed := b.waiters[b.head:]
+	n := 0
 	for _, w := range owed {
 		b.pl.busy.done(w.busy)
-		if w.c != nil { // (nil: given back by requeue)
+		switch {
+		case w.ack != nil: // the proxy's WAIT: its writes are not known replicated
+			l.ackDone(w.ack, nil)
+		case w.c != nil: // (nil: given back by requeue)
 			l.deliver(w, reply)
+			n++
+		default:
+			n++
 		}
 	}
-	l.p.flight.done(len(owed))
+	l.p.flight.done(n)
 	b.waiters, b.head, b.sent, b.unsent, b.in = nil, 0, 0, 0, nil
 	b.wbuf.reset()
 	b.flight, b.flightOff = nil, 0
@@ -472,7 +505,9 @@ func giveBack(ws []waiter, sent int, reads bool) []bool {
 	back := make([]bool, len(ws))
 	written := map[*lclient][]int{} // each client's written requests, by index in ws
 	for i := range ws[:sent] {
-		written[ws[i].c] = append(written[ws[i].c], i)
+		if ws[i].c != nil { // (nil: the proxy's WAIT)
+			written[ws[i].c] = append(written[ws[i].c], i)
+		}
 	}
 	from := make(map[*lclient]int, len(written)) // index in ws from which a client's go back
 	for c, idx := range written {
@@ -487,7 +522,7 @@ func giveBack(ws []waiter, sent int, reads bool) []bool {
 	}
 	for i := range ws {
 		c := ws[i].c
-		if c.dead || len(c.after) > 0 {
+		if c == nil || c.dead || len(c.after) > 0 || len(c.ackq) > 0 {
 			continue
 		}
 		f, ok := from[c]

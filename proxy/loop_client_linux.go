@@ -38,8 +38,12 @@ type lclient struct {
 	avgReply int       // its replies' average size (window.go)
 	handoff  bool      // move to the goroutine path once nothing is owed
 	open     *opened   // the tunnel openNow began, for the hand-off
-	closing  bool      // close once the output is written
-	eof      bool      // the client sent EOF: answer what it sent, then close
+	// ackq: replies held for the replicas (acks.go), in order: a write's
+	// until its group's WAIT answers, and every later one behind it.
+	ackq     []heldReply
+	ackBytes int
+	closing  bool // close once the output is written
+	eof      bool // the client sent EOF: answer what it sent, then close
 	dead     bool
 	reading  bool // EPOLLIN registered
 	writing  bool // EPOLLOUT registered
@@ -348,6 +352,13 @@ func (l *evloop) closeClient(c *lclient) {
 		c.open.drop(l.p)
 		c.open = nil
 	}
+	for _, h := range c.ackq {
+		if h.write {
+			h.g.waiting--
+			l.p.m.ackWaiting.Dec()
+		}
+	}
+	c.ackq, c.ackBytes = nil, 0
 	c.s.end()
 }
 

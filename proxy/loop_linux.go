@@ -134,6 +134,10 @@ type evloop struct {
 	epochStart    time.Time
 	epochClients  int // clients read in the current window
 	activeClients int // clients read in the previous window
+	// Durable writes (loop_acks_linux.go): the clients holding replies for
+	// each group, and the WAIT command.
+	ackHeld map[*ackGroup][]*lclient
+	waitCmd []byte
 }
 
 func newEvloop(p *Proxy) (*evloop, error) {

@@ -30,6 +30,7 @@ type metrics struct {
 	scripts        prometheus.Gauge
 	scriptLoads    prometheus.Counter
 	inflightMemory prometheus.Gauge
+	ackMetrics
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -61,6 +62,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		scripts:        gauge("redis_proxy_scripts", "Lua scripts loaded through the proxy (SCRIPT LOAD) that it copies to every server, so EVALSHA works after a failover."),
 		scriptLoads:    counter("redis_proxy_script_copies_total", "Scripts the proxy loaded on a server that lacked them (a replica, a new master, a restarted server)."),
 		inflightMemory: gauge("redis_proxy_inflight_request_bytes", "Memory held for large requests being read (REDIS_PROXY_MAX_INFLIGHT_MEMORY bounds it)."),
+		ackMetrics:     newAckMetrics(),
 	}
 	for _, r := range clientErrorReasons {
 		m.rejected.WithLabelValues(r) // at 0 from the start, so an alert's increase() sees the first one
@@ -68,7 +70,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	if reg != nil {
 		reg.MustRegister(m.commands, m.latency, m.clients, m.clientsTotal, m.rejected,
 			m.backendConns, m.backendErrors, m.pinned, m.held, m.holdTimeouts, m.topologyEpoch, m.busyPoll, m.backendBatch, m.handoffs, m.loopReturns, m.requeued,
-			m.scripts, m.scriptLoads, m.inflightMemory)
+			m.scripts, m.scriptLoads, m.inflightMemory, m.ackWaiting, m.ackWait, m.ackTimeouts)
 	}
 	return m
 }

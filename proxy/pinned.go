@@ -23,6 +23,7 @@ type pinItem struct {
 	op     command.Op
 	arg    int
 	filter command.Filter
+	write  bool // its reply waits for the replicas (acks.go)
 }
 
 // runPinned runs cmds[i:] on the session's dedicated connection. Commands
@@ -50,9 +51,11 @@ func (g *gclient) runPinned(cmds []resp.Command, i int, start time.Time) int {
 			d.Info.Count(g.local[lo] == '-')
 			g.items = append(g.items, pinItem{local: true, lo: lo, hi: len(g.local)})
 		case command.Forward, command.Read, command.Pin:
+			// In a transaction only EXEC's reply is a write's.
+			write := isAckWrite(d.Info) && (!g.s.st.Tx.InMulti || d.Info.Special == command.Exec)
 			g.s.commit(&d, cmds[i].Args)
 			g.batch.add(d.Raw)
-			g.items = append(g.items, pinItem{info: d.Info, op: d.Op, arg: d.Arg, filter: d.Filter})
+			g.items = append(g.items, pinItem{info: d.Info, op: d.Op, arg: d.Arg, filter: d.Filter, write: write})
 			if command.EndsGroup(d.Op, d.Arg) {
 				d.Kind, stopped = command.Forward, true
 			}
@@ -78,10 +81,13 @@ func (g *gclient) exchange(start time.Time) (f command.Followup, ok bool) {
 		busy = pin.p.busy.start(time.Now())
 	}
 	defer pin.p.busy.done(busy)
+	ack := g.pinnedAck()
 	var err error
 	err = g.batch.writeTo(pin.nc, gKeep)
 	over := false
+	g.starts = g.starts[:0]
 	for _, it := range g.items {
+		g.starts = append(g.starts, len(g.out))
 		switch {
 		case it.local:
 			g.out = append(g.out, g.local[it.lo:it.hi]...)
@@ -112,6 +118,9 @@ func (g *gclient) exchange(start time.Time) (f command.Followup, ok bool) {
 		g.out = append(g.out, reply...)
 		it.info.Count(reply[0] == '-')
 		g.p.m.latency.Observe(time.Since(start).Seconds())
+	}
+	if ack != ackNone && err == nil && !over {
+		err = g.pinnedAcked(ack, start)
 	}
 	if cap(g.reply) > gKeep {
 		g.reply = nil

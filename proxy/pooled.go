@@ -21,6 +21,7 @@ type segment struct {
 	lo, hi int            // local: range of g.local; forwarded: range of g.infos
 	filter command.Filter // the segment's one command's reply is rewritten first
 	busy   int64          // its long commands' key in the pool's busyTracker (0: none)
+	ack    ackKind        // its writes wait for the replicas (acks.go)
 }
 
 // serve runs a batch: on the session's pinned connection while it has
@@ -95,6 +96,7 @@ func (g *gclient) runPooled(cmds []resp.Command, i int, start time.Time) int {
 		}
 		g.infos = append(g.infos, d.Info)
 	}
+	g.ackSegments(rt, start)
 	g.flushPooled(rt, start)
 	g.p.flight.done(1)
 	if i == len(cmds) || g.closing {
@@ -185,6 +187,10 @@ func (g *gclient) flushPooled(rt *routes, start time.Time) {
 		overflow = overflow || seg.req.overflow
 		switch r := seg.req; {
 		case overflow:
+		case seg.ack != ackNone:
+			out, isErr := g.acked(seg, r, start)
+			g.out = append(g.out, out...)
+			g.account(isErr, g.infos[seg.lo:seg.hi], start)
 		case r.failed != nil && rerunErr(r.failed):
 			overflow = g.rerun(seg, g.segs[k+1:], start)
 		case seg.filter != command.FilterNone:

@@ -71,10 +71,12 @@ type Proxy struct {
 	done     chan struct{} // closed by Close
 	opening  atomic.Int64
 	lastOpen atomic.Int64 // when the last blocking command was written (unix ns; opener.go)
-	scripts  *scriptMirror
-	mem      *semaphore.Weighted // Config.MaxInflightMemory, for large requests (bigreq.go)
-	freed    atomic.Int64        // bytes of large requests' buffers dropped since the last collection (bigreq.go)
-	gcing    atomic.Bool
+	// readYourWrites is Config.ReadYourWrites with reads on replicas.
+	readYourWrites atomic.Bool
+	scripts        *scriptMirror
+	mem            *semaphore.Weighted // Config.MaxInflightMemory, for large requests (bigreq.go)
+	freed          atomic.Int64        // bytes of large requests' buffers dropped since the last collection (bigreq.go)
+	gcing          atomic.Bool
 }
 
 // New validates cfg and returns a Proxy with no topology yet: until

@@ -53,6 +53,7 @@ func (p *Proxy) setConfig(cfg *Config) {
 		OperatorPassword: cfg.OperatorPassword,
 	})
 	p.conf.Store(cfg)
+	p.readYourWrites.Store(cfg.ReadYourWrites && cfg.ReadFrom == ReadFromReplicas)
 }
 
 // Reload makes the reloadable fields of cfg (see Reloadable) the proxy's,

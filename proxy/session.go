@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"time"
+
 	"github.com/redis-proxy/redis-proxy/proxy/internal/command"
 	"github.com/redis-proxy/redis-proxy/proxy/internal/resp"
 )
@@ -35,6 +37,21 @@ type session struct {
 	pub      published
 	server   string
 	serverID int64
+	// lastWrite: when the session last sent a write (ReadYourWrites).
+	lastWrite time.Time
+}
+
+// readYourWrites sends a read to the master, not a replica, while a
+// replica may not have the session's last write yet: for MaxReplicaLag
+// after it (Config.ReadYourWrites).
+func (s *session) readYourWrites(k command.Kind, info *command.Info) command.Kind {
+	switch {
+	case k == command.Read && time.Since(s.lastWrite) < s.p.cfg().MaxReplicaLag:
+		return command.Forward
+	case isAckWrite(info):
+		s.lastWrite = time.Now()
+	}
+	return k
 }
 
 // decide classifies cmd by table t for the session as it is now,
@@ -47,11 +64,17 @@ func (s *session) decide(t *command.Table, cmd resp.Command, dst []byte) (comman
 	s.lastCmd = info
 	if k, ok := command.ByFlags(s.p.env.Load(), &s.st, info, len(cmd.Args)); ok {
 		s.changed = false
+		if s.p.readYourWrites.Load() {
+			k = s.readYourWrites(k, info)
+		}
 		return command.Decision{Kind: k, Info: info, Raw: cmd.Raw}, dst
 	}
 	var d command.Decision
 	s.next, d, dst = command.Classify(s.p.env.Load(), s.st, info, cmd.Args, dst)
 	s.changed = true
+	if s.p.readYourWrites.Load() {
+		d.Kind = s.readYourWrites(d.Kind, info)
+	}
 	if d.Raw == nil {
 		d.Raw = cmd.Raw
 	}
