@@ -274,10 +274,12 @@ func TestLoopVariablesReachTheProxy(t *testing.T) {
 	}
 }
 
-// TestReadmeListsEveryVariable: the README's table of variables names every
-// REDIS_PROXY_* variable the binary reads, with its default.
-func TestReadmeListsEveryVariable(t *testing.T) {
-	readme, err := os.ReadFile("../../README.md")
+// TestConfigDocListsEveryVariable: the table of variables in
+// docs/configuration.md names every REDIS_PROXY_* variable the binary
+// reads, with its default.
+func TestConfigDocListsEveryVariable(t *testing.T) {
+	const doc = "docs/configuration.md"
+	text, err := os.ReadFile("../../" + doc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -285,19 +287,19 @@ func TestReadmeListsEveryVariable(t *testing.T) {
 	for i := 0; i < ct.NumField(); i++ {
 		f := ct.Field(i)
 		name := envPrefix + "_" + envName(f.Name)
-		if f.Tag.Get("secret") == "true" && !bytes.Contains(readme, []byte("| `"+name+"_FILE` | ")) {
-			t.Errorf("README: no table row for %s_FILE", name)
+		if f.Tag.Get("secret") == "true" && !bytes.Contains(text, []byte("| `"+name+"_FILE` | ")) {
+			t.Errorf("%s: no table row for %s_FILE", doc, name)
 		}
 		row := "| `" + name + "` | "
-		at := bytes.Index(readme, []byte(row))
+		at := bytes.Index(text, []byte(row))
 		if at < 0 {
-			t.Errorf("README: no table row for %s", name)
+			t.Errorf("%s: no table row for %s", doc, name)
 			continue
 		}
 		if def := f.Tag.Get("default"); def != "" {
-			line := readme[at : at+bytes.IndexByte(readme[at:], '\n')]
+			line := text[at : at+bytes.IndexByte(text[at:], '\n')]
 			if !bytes.Contains(line, []byte("`"+def+"`")) {
-				t.Errorf("README: the row of %s does not give its default `%s`: %s", name, def, line)
+				t.Errorf("%s: the row of %s does not give its default `%s`: %s", doc, name, def, line)
 			}
 		}
 	}
