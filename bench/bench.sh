@@ -660,7 +660,7 @@ fi
 echo "  (middle: redis-proxy or twemproxy; busy: the share of the machine's CPU time used during"
 echo "  the run, all processes. At 100 % throughput would be the CPUs divided by the total; below it,"
 echo "  the processes sharing one CPU bound the row: through a proxy the kernel runs the proxy and"
-echo "  Redis on the same CPU, since each wakes the other with every write - see README, Performance.)"
+echo "  Redis on the same CPU, since each wakes the other with every write - see docs/performance.md.)"
 
 # ------------------------------------------------------------------ idle clients
 

@@ -29,8 +29,8 @@ import (
 // connection before it reads the next client (openNow). A goroutine per
 // client (TLS clients; -eventloops=-1) is woken by Go's scheduler, which
 // keeps no order between goroutines: measured 4 to 6 rounds of 200 out of
-// order with 10 clients on a loaded 2-core machine (README, "Where the
-// proxy differs from Redis").
+// order with 10 clients on a loaded 2-core machine (docs/architecture.md,
+// "What clients see of themselves").
 //
 // The order is a matter of timing: the test runs in a layer of its own
 // (scripts/test.sh, "order"), alone and without the race detector, which

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the test layers described in README.md ("Tests") and prints, at the
+# Runs the test layers described in docs/testing.md and prints, at the
 # end, which layers ran and which were skipped and why. A layer that
 # runs and fails makes the script fail; a layer this machine cannot run is
 # reported as skipped, never as passed.

@@ -4,7 +4,7 @@ package main
 // time through the admin API (GET/POST /servers, DELETE /servers/{addr})
 // and the `servers` subcommand.
 //
-// Where it lives and why (README, Operating it: "Adding and removing
+// Where it lives and why (docs/operations.md: "Adding and removing
 // servers"):
 //
 //   - A versioned list. REDIS_PROXY_SERVERS is version 0. Every change adds
