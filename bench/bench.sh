@@ -705,6 +705,72 @@ redis_conns_of() {
 	ss -Htnp state established "( dport = :$REDIS_PORT )" 2>/dev/null | grep -c "pid=$1," || true
 }
 
+# ------------------------------------------------------------------ durable writes
+# REDIS_PROXY_WRITE_ACKS=1 against 0 (docs/durable-writes.md): a replica of
+# the bench's Redis and two proxies in front of both, identical but for
+# WRITE_ACKS; SET rows interleaved, their order alternating by round.
+# BENCH_ACKS=0 skips it. (After the main table, so its replica does not
+# slow the main rows' Redis.)
+if [[ ${BENCH_ACKS:-1} == 1 ]]; then
+	pick_port; REPL_PORT=$PORT
+	start_bg "$TMP/replica.log" redis-server --save '' --appendonly no --port "$REPL_PORT" \
+		--bind 127.0.0.1 --dir "$TMP" --dbfilename replica.rdb --daemonize no --replicaof 127.0.0.1 "$REDIS_PORT"
+	REPL_PID=$LAST_PID
+	wait_pong redis-replica "$REPL_PORT" "$REPL_PID" "$TMP/replica.log"
+	for _ in $(seq 1 100); do
+		redis-cli -p "$REPL_PORT" info replication 2>/dev/null | grep -q master_link_status:up && break
+		sleep 0.1
+	done
+	declare -A ACK_PORT ACK_PID
+	for acks in 0 1; do
+		pick_port; ACK_PORT[$acks]=$PORT
+		pick_port; ack_admin=$PORT
+		start_bg "$TMP/proxy-acks$acks.log" env REDIS_PROXY_LISTEN="127.0.0.1:${ACK_PORT[$acks]}" \
+			REDIS_PROXY_SERVERS="127.0.0.1:$REDIS_PORT,127.0.0.1:$REPL_PORT" REDIS_PROXY_ADMIN_LISTEN="127.0.0.1:$ack_admin" \
+			REDIS_PROXY_WRITE_ACKS="$acks" ${BENCH_POOL_SIZE:+REDIS_PROXY_POOL_SIZE="$BENCH_POOL_SIZE"} "$PROXY_BIN"
+		ACK_PID[$acks]=$LAST_PID
+		wait_pong "redis-proxy WRITE_ACKS=$acks" "${ACK_PORT[$acks]}" "${ACK_PID[$acks]}" "$TMP/proxy-acks$acks.log"
+		wait_healthz "proxy WRITE_ACKS=$acks" "$ack_admin"
+		# The replica is linked before writes are timed (NOTREPLICATED otherwise).
+		for _ in $(seq 1 100); do
+			[[ $(redis-cli -p "${ACK_PORT[$acks]}" set bench:acks:probe 1 2>&1) == OK ]] && break
+			sleep 0.1
+		done
+	done
+	ACK_RESULTS=$TMP/acks.tsv
+	: >"$ACK_RESULTS"
+	log "bench: WRITE_ACKS=1 against WRITE_ACKS=0 (a replica added), $ROUNDS round(s)"
+	for ((round = 1; round <= ROUNDS; round++)); do
+		order=(0 1)
+		((round % 2)) || order=(1 0)
+		for row in "c50-P1:-c 50 -P 1:$N_C50_P1" "c50-P16:-c 50 -P 16:$N_C50_P16"; do
+			IFS=: read -r label args n <<<"$row"
+			for acks in "${order[@]}"; do
+				out=$TMP/acks.$round.$label.$acks.csv
+				# shellcheck disable=SC2086 # args is a word list on purpose
+				timeout "$RUN_TIMEOUT" redis-benchmark -h 127.0.0.1 -p "${ACK_PORT[$acks]}" -t set $args -n "$n" --csv >"$out" 2>"$out.err" ||
+					{ show_log "$out.err"; show_log "$TMP/proxy-acks$acks.log"; die "redis-benchmark against WRITE_ACKS=$acks failed"; }
+				rps=$(awk -F'","' '$1 == "\"SET" { print $2 }' "$out")
+				printf '%s\t%s\t%s\t%s\n' "$label" "$acks" "$round" "${rps%\"}" >>"$ACK_RESULTS"
+				echo "  round $round  $label  WRITE_ACKS=$acks  SET $rps" >&2
+			done
+		done
+	done
+	failures=$(curl -s "http://127.0.0.1:$ack_admin/metrics" 2>/dev/null | awk '$1 == "redis_proxy_write_ack_failures_total" { print $2 }')
+	echo
+	echo "durable writes: SET requests/s through a proxy with WRITE_ACKS=1 and one with WRITE_ACKS=0, the same master and replica (medians over $ROUNDS rounds, the two back to back in each):"
+	printf '  %-8s %12s %12s %9s  %s\n' row acks=0 acks=1 ratio "per-round ratios (acks=1/acks=0)"
+	for label in c50-P1 c50-P16; do
+		m0=$(awk -F'\t' -v l=$label '$1 == l && $2 == 0 { print $4 }' "$ACK_RESULTS" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
+		m1=$(awk -F'\t' -v l=$label '$1 == l && $2 == 1 { print $4 }' "$ACK_RESULTS" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
+		per=$(awk -F'\t' -v l=$label '$1 == l { v[$2, $3] = $4; r[$3] = 1 } END { for (k = 1; k in r; k++) printf "%.3f ", v[1, k] / v[0, k] }' "$ACK_RESULTS")
+		printf '  %-8s %12.0f %12.0f %9.3f  %s\n' "$label" "$m0" "$m1" "$(awk -v a="$m1" -v b="$m0" 'BEGIN { print a / b }')" "$per"
+	done
+	echo "  goal: >= 0.8 at c50-P16 (one WAIT per batch: the group commit); WRITE_ACKS=1 batches answered NOTREPLICATED: ${failures:-?}"
+	for acks in 0 1; do stop_pid "${ACK_PID[$acks]}"; done
+	stop_pid "$REPL_PID"
+fi
+
 # The second proxy's connections to Redis would count as the proxy's below.
 [[ $BENCH_TLS != 1 ]] || stop_pid "$PROXY2_PID"
 
