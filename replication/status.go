@@ -34,17 +34,17 @@ type ServerStatus struct {
 	LinkUp     bool      `json:"link_up,omitempty"`
 	Offset     int64     `json:"offset"`
 	LagBytes   int64     `json:"lag_bytes,omitempty"` // replica of the master: how far behind it is
+	Priority   int       `json:"priority,omitempty"`
+	RunID      string    `json:"run_id,omitempty"`
+	ReplID     string    `json:"replid,omitempty"`
+	LastOK     time.Time `json:"last_ok,omitzero"`
+	Error      string    `json:"error,omitempty"` // the newest check's failure or LOADING/MASTERDOWN reply
 	// With MaxReplicaLag: Lag is how long before this snapshot the master
 	// last held no more than this replica holds (an upper bound of its
 	// staleness, measured against the master's checks); Lagging says it is
 	// out of the read rotation because Lag exceeds the bound.
 	Lag     time.Duration `json:"lag_ns,omitempty"`
 	Lagging bool          `json:"lagging,omitempty"`
-	Priority   int       `json:"priority,omitempty"`
-	RunID      string    `json:"run_id,omitempty"`
-	ReplID     string    `json:"replid,omitempty"`
-	LastOK     time.Time `json:"last_ok,omitzero"`
-	Error      string    `json:"error,omitempty"` // the newest check's failure or LOADING/MASTERDOWN reply
 }
 
 func statusOf(st State, now time.Time) Status {
