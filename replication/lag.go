@@ -45,7 +45,10 @@ import (
 // behind (the samples reach back L and it holds less) is Lagging: event
 // "replica-lagging" when it leaves, "replica-caught-up" when it returns.
 // A replica that is down, whose link is down, or that no longer follows
-// the master is out of the rotation for that reason, not lagging.
+// the master is out of the rotation for that reason, not lagging. After a
+// stall of the manager (State.Holding) the samples are as old as the
+// stall: replicas stay out until a check shows them current, but are not
+// judged lagging on that evidence.
 
 // lagVerdict is how a replica stands against the bound.
 type lagVerdict uint8
@@ -125,6 +128,12 @@ func (d *decider) lag() {
 			continue
 		}
 		held, v := replicaLag(st.MasterOffsets, n.Info.ReplID, n.Info.Offset, d.now, st.MaxReplicaLag)
+		if v == lagBeyond && st.Holding {
+			// The checks are as old as the manager's stall, not evidence
+			// against the replica: out of the rotation until one shows it
+			// current, but not judged lagging.
+			v = lagUnknown
+		}
 		n.HeldAt = held.At
 		switch {
 		case v == lagBeyond && !n.Lagging:
