@@ -64,6 +64,23 @@ type Config struct {
 	// once a check finds it at most this far behind the master. If zero,
 	// DefaultJoinMaxLag (1s).
 	JoinMaxLag time.Duration
+	// MaxReplicaLag bounds how stale a replica serving reads may be: a
+	// replica of the master stays in Topology.Replicas only while a check
+	// shows it holds everything the master held MaxReplicaLag before, so
+	// every replica published holds what the master held MaxReplicaLag
+	// plus CheckInterval before (ReplicaStaleness; see lag.go). Zero: no
+	// bound. Otherwise at least twice CheckInterval.
+	MaxReplicaLag time.Duration
+	// WriteAcks is the number of replicas the data path waits for (WAIT)
+	// before it acknowledges a write; zero: it does not wait. With one or
+	// more, a failover does not promote a replica while another, linked to
+	// the master at its last check and unreachable, may hold acknowledged
+	// writes it lacks, for up to PromotionWait (see acked.go).
+	WriteAcks int
+	// PromotionWait bounds that wait; after it the best reachable replica
+	// is promoted and the event says acknowledged writes may be lost. If
+	// zero, DefaultPromotionWait (5s). Used only with WriteAcks.
+	PromotionWait time.Duration
 	// Logger receives state transitions. If nil, nothing is logged.
 	Logger *slog.Logger
 	// OnEvent, if set, receives the operator's events (a failover, a
@@ -120,6 +137,9 @@ func (c Config) withDefaults() Config {
 	if c.JoinMaxLag == 0 {
 		c.JoinMaxLag = DefaultJoinMaxLag
 	}
+	if c.PromotionWait == 0 {
+		c.PromotionWait = DefaultPromotionWait
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -144,6 +164,16 @@ func (c Config) Validate() error {
 		return config.Errorf(pkg, "JoinMaxLag", "must be at least the check interval (%v): an added server is compared with a check of the master sent within it, got %v",
 			c.CheckInterval, c.JoinMaxLag)
 	}
+	if c.MaxReplicaLag < 0 || (c.MaxReplicaLag > 0 && c.MaxReplicaLag < 2*c.CheckInterval) {
+		return config.Errorf(pkg, "MaxReplicaLag", "must be 0 (no bound) or at least twice the check interval (%v): a replica's lag is measured against the master's checks, to within about two intervals, got %v",
+			2*c.CheckInterval, c.MaxReplicaLag)
+	}
+	if c.WriteAcks < 0 {
+		return config.Errorf(pkg, "WriteAcks", "must not be negative, got %d", c.WriteAcks)
+	}
+	if c.PromotionWait < 0 {
+		return config.Errorf(pkg, "PromotionWait", "must be a positive duration, got %v", c.PromotionWait)
+	}
 	if c.BusyGrace < 0 {
 		return config.Errorf(pkg, "BusyGrace", "must not be negative, got %v", c.BusyGrace)
 	}
@@ -151,6 +181,19 @@ func (c Config) Validate() error {
 		return config.Errorf(pkg, "SwitchoverTimeout", "must be a positive duration, got %v", c.SwitchoverTimeout)
 	}
 	return nil
+}
+
+// ReplicaStaleness is how stale a replica in the published read rotation
+// may be with c (defaults applied): every such replica holds everything the
+// master held this long before, while the manager decides on time (see
+// lag.go). A client that reads from the master for this long after its
+// write reads the write wherever it is routed next. Zero when
+// MaxReplicaLag is zero (no bound).
+func (c Config) ReplicaStaleness() time.Duration {
+	if c.MaxReplicaLag <= 0 {
+		return 0
+	}
+	return c.MaxReplicaLag + c.withDefaults().CheckInterval
 }
 
 // validateServers reports the first thing wrong with a list of servers, in

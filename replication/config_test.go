@@ -35,6 +35,10 @@ func TestValidate(t *testing.T) {
 		{"down-after equal to interval", func(c *Config) { c.DownAfter = DefaultCheckInterval }, "DownAfter", "longer than the check interval (250ms)"},
 		{"default down-after below interval", func(c *Config) { c.CheckInterval = 2 * time.Second }, "DownAfter", "longer than the check interval (2s)"},
 		{"negative switchover timeout", func(c *Config) { c.SwitchoverTimeout = -1 }, "SwitchoverTimeout", "positive duration"},
+		{"negative replica lag", func(c *Config) { c.MaxReplicaLag = -time.Second }, "MaxReplicaLag", "must be 0 (no bound) or at least twice the check interval (500ms)"},
+		{"replica lag below two intervals", func(c *Config) { c.MaxReplicaLag = 400 * time.Millisecond }, "MaxReplicaLag", "got 400ms"},
+		{"negative write acks", func(c *Config) { c.WriteAcks = -1 }, "WriteAcks", "must not be negative"},
+		{"negative promotion wait", func(c *Config) { c.PromotionWait = -time.Second }, "PromotionWait", "positive duration"},
 	}
 	for _, tt := range tests {
 		c := ok
@@ -79,6 +83,24 @@ func TestDefaults(t *testing.T) {
 	}
 	if m.cfg.CheckInterval != DefaultCheckInterval || m.cfg.DownAfter != DefaultDownAfter || m.timeout != 500*time.Millisecond {
 		t.Errorf("NewManager defaults: interval %v, down after %v, timeout %v", m.cfg.CheckInterval, m.cfg.DownAfter, m.timeout)
+	}
+	if m.cfg.PromotionWait != DefaultPromotionWait || m.cfg.MaxReplicaLag != 0 || m.cfg.WriteAcks != 0 {
+		t.Errorf("NewManager defaults: promotion wait %v, max replica lag %v, write acks %d", m.cfg.PromotionWait, m.cfg.MaxReplicaLag, m.cfg.WriteAcks)
+	}
+}
+
+func TestReplicaStaleness(t *testing.T) {
+	for _, tt := range []struct {
+		cfg  Config
+		want time.Duration
+	}{
+		{Config{}, 0},
+		{Config{MaxReplicaLag: time.Second}, time.Second + DefaultCheckInterval},
+		{Config{MaxReplicaLag: time.Second, CheckInterval: 100 * time.Millisecond}, 1100 * time.Millisecond},
+	} {
+		if got := tt.cfg.ReplicaStaleness(); got != tt.want {
+			t.Errorf("%+v: ReplicaStaleness() = %v, want %v", tt.cfg, got, tt.want)
+		}
 	}
 }
 

@@ -24,6 +24,16 @@ type State struct {
 	// JoinMaxLag: a server added at run time serves reads once it is at
 	// most this far behind the master (0: DefaultJoinMaxLag). See members.go.
 	JoinMaxLag time.Duration
+	// MaxReplicaLag: a replica serves reads only while it is shown to hold
+	// everything the master held this long before (0: no bound). See lag.go.
+	MaxReplicaLag time.Duration
+	// WriteAcks: the data path acknowledges a write only once this many
+	// replicas have it (0: it does not wait). With 1 or more, a failover
+	// waits up to PromotionWait for a replica that may hold acknowledged
+	// writes the best reachable one lacks (see acked.go).
+	WriteAcks int
+	// PromotionWait bounds that wait (0: DefaultPromotionWait).
+	PromotionWait time.Duration
 
 	Started   time.Time       // the first Decide call
 	Epoch     uint64          // increases with every change of master (see Topology.Epoch)
@@ -53,6 +63,13 @@ type State struct {
 
 	MasterOffsets []OffsetSample // the master's positions while a server is joining, oldest first
 	Removed       []string       // servers removed at run time (and the ip:port they were reached at): never rediscovered
+
+	// With WriteAcks (acked.go): the replicas linked to the master at its
+	// newest valid check (LinkedAt), and when a failover began waiting for
+	// one that may hold acknowledged writes (zero: not waiting).
+	Linked   []LinkedReplica
+	LinkedAt time.Time
+	AckWait  time.Time
 }
 
 // Node is what is known about one server.
@@ -76,6 +93,11 @@ type Node struct {
 	// Joining: added at run time and not yet caught up with the master;
 	// not routed, promoted or waited for (see members.go).
 	Joining bool
+	// With MaxReplicaLag (lag.go): HeldAt is the check of the master whose
+	// position this replica's newest check covers (zero: none); Lagging
+	// says it is out of the read rotation because HeldAt is too old.
+	HeldAt  time.Time
+	Lagging bool
 }
 
 // Promotion is a failover in flight: REPLICAOF NO ONE was sent to Target.
@@ -190,6 +212,12 @@ const (
 	EventAdded           = "added"      // a server was added to the configured servers
 	EventRemoved         = "removed"    // a server was removed: no longer routed or checked
 	EventCaughtUp        = "caught-up"  // an added server caught up with the master: it may serve reads
+	// MaxReplicaLag (lag.go).
+	EventLagging         = "replica-lagging"   // a replica left the read rotation: it trails the master by more than MaxReplicaLag
+	EventReplicaCaughtUp = "replica-caught-up" // a lagging replica is back within MaxReplicaLag: it serves reads again
+	// WriteAcks (acked.go).
+	EventPromotionHeld = "promotion-held"       // a failover waits for a replica that may hold acknowledged writes
+	EventAckedAtRisk   = "acked-writes-at-risk" // a replica is promoted without one that may hold acknowledged writes it lacks
 )
 
 func (a Action) String() string {
@@ -258,6 +286,7 @@ func (st State) clone() State {
 	st.Lineage = slices.Clone(st.Lineage)
 	st.MasterOffsets = slices.Clone(st.MasterOffsets)
 	st.Removed = slices.Clone(st.Removed)
+	st.Linked = slices.Clone(st.Linked)
 	st.Published.Replicas = slices.Clone(st.Published.Replicas)
 	return st
 }
@@ -288,6 +317,8 @@ func Decide(st State, obs []Observation, now time.Time) (State, []Action) {
 	for _, target := range d.requests {
 		d.reject(target, d.busy)
 	}
+	d.noteLinked()
+	d.lag()
 	d.publish()
 	return next, d.acts
 }
@@ -563,6 +594,13 @@ func (d *decider) replicaOf(n, m Node) bool {
 	return false
 }
 
+// linked reports whether n, a configured server, is a replica of the master
+// m that is up, has caught up since it was added, and says its link is up:
+// what the read rotation requires before the bound on lag (withinLag).
+func (d *decider) linked(n, m Node) bool {
+	return !n.Down && !n.Joining && n.Info.LinkUp && d.replicaOf(n, m)
+}
+
 func (d *decider) topology() Topology {
 	st := d.st
 	t := Topology{Epoch: st.Epoch, Master: st.Master}
@@ -572,7 +610,7 @@ func (d *decider) topology() Topology {
 	m := st.Nodes[st.Master]
 	for _, a := range st.Servers {
 		n := st.Nodes[a]
-		if a != st.Master && !n.Down && !n.Joining && n.Info.LinkUp && d.replicaOf(n, m) {
+		if a != st.Master && d.linked(n, m) && d.withinLag(n) {
 			t.Replicas = append(t.Replicas, a)
 		}
 	}
@@ -636,6 +674,7 @@ func (d *decider) loseMaster(why string) {
 func (d *decider) setMaster(addr, kind string, promoted bool, began time.Time) {
 	st := d.st
 	st.Waiting = ""
+	st.AckWait = time.Time{}
 	if addr == st.Master {
 		return
 	}
@@ -791,7 +830,14 @@ func (d *decider) elect() {
 		d.wait("no promotable replica")
 		return
 	}
-	best := slices.MinFunc(replicas, betterReplica)
+	order := betterReplica
+	if st.WriteAcks > 0 {
+		order = betterDurable
+	}
+	best := slices.MinFunc(replicas, order)
+	if d.holdForAcked(best, replicas) {
+		return
+	}
 	n := st.Nodes[best.Addr]
 	n.ActedAt = d.now
 	st.Nodes[best.Addr] = n

@@ -40,8 +40,13 @@ var update = flag.Bool("update", false, "rewrite the expected output in testdata
 //	switched b promoted|<error> the outcome of the switchover action
 //	set-servers a b d          ask to replace the configured servers (ObsServers)
 //	join-max-lag 1s            State.JoinMaxLag (default 0: DefaultJoinMaxLag)
+//	max-replica-lag 1s         State.MaxReplicaLag (default 0: no bound)
+//	write-acks 1               State.WriteAcks (default 0)
+//	promotion-wait 3s          State.PromotionWait (default 0: DefaultPromotionWait)
+//	                           (a master's replicas=b@1200,c: b listed at offset 1200)
 //	decide                     call Decide with the observations since the last decide
 //	status                     print epoch, master, failovers and lost bytes
+//	                           (with max-replica-lag: each replica's lag and lagging)
 //
 // A scenario shows only the decisions that matter; the manager decides every
 // half check interval in between. So tick stands for time the manager ran
@@ -114,6 +119,16 @@ func playScenario(t *testing.T, text string, onDecide func(st State, acts []Acti
 			st.BusyGrace = mustDuration(t, f[1])
 		case "join-max-lag":
 			st.JoinMaxLag = mustDuration(t, f[1])
+		case "max-replica-lag":
+			st.MaxReplicaLag = mustDuration(t, f[1])
+		case "promotion-wait":
+			st.PromotionWait = mustDuration(t, f[1])
+		case "write-acks":
+			n, err := strconv.Atoi(f[1])
+			if err != nil {
+				fail("%v", err)
+			}
+			st.WriteAcks = n
 		case "set-servers":
 			pending = append(pending, Observation{Kind: ObsServers, Servers: f[1:], At: now})
 		case "authority":
@@ -176,6 +191,22 @@ func playScenario(t *testing.T, text string, onDecide func(st State, acts []Acti
 			}
 			if lf.Kind != "" {
 				fmt.Fprintf(&out, " last=%s:%s->%s:%v:lost=%d", lf.Kind, orDash(lf.From), lf.To, lf.Duration, lf.LostBytes)
+			}
+			if st.MaxReplicaLag > 0 {
+				for _, a := range st.Servers {
+					n := st.Nodes[a]
+					if n.HeldAt.IsZero() && !n.Lagging {
+						continue
+					}
+					lag := "?"
+					if !n.HeldAt.IsZero() {
+						lag = now.Sub(n.HeldAt).String()
+					}
+					fmt.Fprintf(&out, " %s:lag=%s", a, lag)
+					if n.Lagging {
+						out.WriteString(":lagging")
+					}
+				}
 			}
 			out.WriteString("\n")
 		default:
@@ -241,7 +272,9 @@ func parseObservation(f []string, now time.Time) (Observation, error) {
 		in.Role = RoleMaster
 		if r := kv["replicas"]; r != "" {
 			for _, a := range strings.Split(r, ",") {
-				in.Replicas = append(in.Replicas, ReplicaEntry{Addr: a, State: "online"})
+				a, off, _ := strings.Cut(a, "@")
+				n, _ := strconv.ParseInt(off, 10, 64)
+				in.Replicas = append(in.Replicas, ReplicaEntry{Addr: a, State: "online", Offset: n})
 			}
 		}
 		o.Info = in
@@ -324,6 +357,14 @@ func TestDecideRandom(t *testing.T) {
 	for seed := uint64(0); seed < 120; seed++ {
 		r := rand.New(rand.NewPCG(seed, 1))
 		st := NewState(servers, time.Second, 250*time.Millisecond, r.IntN(4) != 0)
+		// Half the seeds bound replica reads, half have writes acknowledged
+		// by replicas (independently).
+		if seed%2 == 1 {
+			st.MaxReplicaLag = 500 * time.Millisecond
+		}
+		if seed%4 >= 2 {
+			st.WriteAcks, st.PromotionWait = 1, 2*time.Second
+		}
 		now := t0
 		for step := 0; step < 50; step++ {
 			now = now.Add(time.Duration(r.IntN(600)) * time.Millisecond)
@@ -337,14 +378,15 @@ func TestDecideRandom(t *testing.T) {
 			if r.IntN(10) == 0 {
 				obs = append(obs, Observation{Kind: ObsSwitchover, Addr: known[r.IntN(4)], At: now})
 			}
+			// The manager decides a change of servers alone, never with the
+			// outcome of a switchover (Manager.changeServers).
 			if r.IntN(8) == 0 {
 				var list []string
 				for _, i := range r.Perm(4)[:r.IntN(5)] {
 					list = append(list, known[i])
 				}
 				obs = append(obs, Observation{Kind: ObsServers, Servers: list, At: now})
-			}
-			if st.Switch.To != "" {
+			} else if st.Switch.To != "" {
 				obs = append(obs, Observation{Kind: ObsSwitchoverResult, Addr: st.Switch.To, At: now, Promoted: r.IntN(2) == 0})
 			}
 			if step%15 == 14 {
@@ -386,7 +428,7 @@ func randomObservation(r *rand.Rand, addr string, servers, ids []string, now tim
 	case 2, 3:
 		o.Info = Info{Role: RoleMaster, ReplID: ids[r.IntN(3)], Offset: int64(r.IntN(1000)), Priority: 100}
 		if r.IntN(2) == 0 {
-			o.Info.Replicas = []ReplicaEntry{{Addr: servers[r.IntN(n)], State: "online"}}
+			o.Info.Replicas = []ReplicaEntry{{Addr: servers[r.IntN(n)], State: "online", Offset: int64(r.IntN(1000))}}
 		}
 		if r.IntN(2) == 0 {
 			o.Info.ReplID2, o.Info.SecondOffset = ids[r.IntN(3)], int64(r.IntN(1000)+1)
@@ -480,6 +522,8 @@ func checkInvariants(t *testing.T, seed uint64, step int, prev, next State, acts
 			fail("master %s is down", next.Master)
 		}
 	}
+	checkLagBound(fail, next)
+	checkAckedWait(fail, next, acts)
 	if !next.Published.Equal(Topology{Epoch: next.Epoch, Master: next.Master, Replicas: next.Published.Replicas}) {
 		fail("published %v but state says epoch=%d master=%q", next.Published, next.Epoch, next.Master)
 	}
@@ -502,6 +546,71 @@ func TestBetterReplica(t *testing.T) {
 	for _, tt := range tests {
 		if got := slices.MinFunc(tt.in, betterReplica).Addr; got != tt.want {
 			t.Errorf("%s: best = %s, want %s", tt.name, got, tt.want)
+		}
+	}
+}
+
+// checkLagBound: with MaxReplicaLag, every replica in the rotation holds
+// what the master held at a sample of its history no more than the bound
+// before this decision.
+func checkLagBound(fail func(string, ...any), st State) {
+	if st.MaxReplicaLag <= 0 {
+		return
+	}
+	now := st.LastDecide
+	for _, a := range st.Published.Replicas {
+		n := st.Nodes[a]
+		if n.Lagging {
+			fail("published replica %s is lagging", a)
+		}
+		ok := false
+		for _, s := range st.MasterOffsets {
+			if s.ReplID == n.Info.ReplID && s.Offset <= n.Info.Offset && now.Sub(s.At) <= st.MaxReplicaLag {
+				ok = true
+			}
+		}
+		if !ok {
+			fail("published replica %s (%s at %d) covers no sample of the master within %v: %v",
+				a, n.Info.ReplID, n.Info.Offset, st.MaxReplicaLag, st.MasterOffsets)
+		}
+	}
+	if len(st.MasterOffsets) > maxSamples+2 {
+		fail("%d samples of the master kept", len(st.MasterOffsets))
+	}
+}
+
+// checkAckedWait: with WriteAcks, a promotion goes to a replica that holds
+// at least the last known offset of every linked replica that is not
+// reachable, unless PromotionWait has passed since the wait began and the
+// risk is reported first.
+func checkAckedWait(fail func(string, ...any), st State, acts []Action) {
+	if st.WriteAcks <= 0 {
+		return
+	}
+	now := st.LastDecide
+	for i, a := range acts {
+		if a.Kind != ActPromote {
+			continue
+		}
+		target := st.Nodes[a.Addr]
+		for _, l := range st.Linked {
+			n, ok := st.Nodes[l.Addr]
+			if l.Addr == a.Addr || !ok || !l.Promotable || (!n.Down && n.fresh()) {
+				continue
+			}
+			known := l.Acked
+			if n.Info.ReplID == l.ReplID {
+				known = max(known, n.Info.Offset)
+			}
+			if known >= 0 && target.Info.ReplID == l.ReplID && target.Info.Offset >= known {
+				continue
+			}
+			if st.AckWait.IsZero() || now.Sub(st.AckWait) < st.promotionWait() {
+				fail("promoted %s at %d while %s (last known %d) was unreachable, without waiting", a.Addr, target.Info.Offset, l.Addr, known)
+			}
+			if i == 0 || acts[i-1].Event != EventAckedAtRisk {
+				fail("promoted %s without reporting the risk to %s's writes", a.Addr, l.Addr)
+			}
 		}
 	}
 }

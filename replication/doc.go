@@ -40,7 +40,11 @@
 //     moment a master is lost until its successor is confirmed, during a
 //     switchover. The proxy holds client commands meanwhile.
 //   - Topology.Replicas are configured replicas of Master that say their
-//     link is up, and are not down, in configured order.
+//     link is up, and are not down, in configured order. With
+//     MaxReplicaLag, only those a check shows holding everything the master
+//     held MaxReplicaLag before: every published replica holds what the
+//     master held MaxReplicaLag + CheckInterval before (lag.go,
+//     Config.ReplicaStaleness).
 //   - onChange is called from the manager's goroutine, never concurrently
 //     with itself, each time the published Topology changes.
 //   - Without authority (Config.Authority, SetAuthority) no server is ever
@@ -60,7 +64,11 @@
 //   - Master down: the best replica is promoted — lowest replica-priority
 //     (0 never), then largest offset, then smallest run id — with REPLICAOF
 //     NO ONE, confirmed by ROLE, every other configured server is pointed at
-//     it, and only then it is published.
+//     it, and only then it is published. With WriteAcks (writes
+//     acknowledged by replicas), the largest offset comes first, and the
+//     promotion waits up to PromotionWait for an unreachable replica that
+//     was linked to the master and may hold acknowledged writes the best
+//     reachable one lacks (acked.go).
 //   - The epoch (Topology.Epoch, Status.Epoch) increases by one on every
 //     promotion, and whenever a different server becomes master than the
 //     last one (the first server back after all died, a change observed

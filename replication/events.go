@@ -48,6 +48,10 @@ var eventMessages = map[string]string{
 	EventAdded:           "server added: it is made a replica of the master and serves reads once it has caught up",
 	EventRemoved:         "server removed: no longer routed or checked",
 	EventCaughtUp:        "added server caught up with the master: it may serve reads",
+	EventLagging:         "replica lagging: out of the read rotation until it is within the bound again",
+	EventReplicaCaughtUp: "replica caught up: back in the read rotation",
+	EventPromotionHeld:   "promotion held: a replica that may hold acknowledged writes is unreachable",
+	EventAckedAtRisk:     "promoted without a replica that may hold acknowledged writes: they may be lost",
 }
 
 // note returns the event for a, an action Decide returned with st, at now;
@@ -128,7 +132,8 @@ func (h *history) fromDecide(st State, a Action, ev *events.Event, n *noted) {
 		ev.Message += " (" + tidy(a.Detail) + ")"
 	}
 	switch a.Event {
-	case EventDown, EventMasterLost, EventNoMaster, EventPromoteFailed, EventActionFailed, EventDataLost, EventSwitchoverAbort, EventStall:
+	case EventDown, EventMasterLost, EventNoMaster, EventPromoteFailed, EventActionFailed, EventDataLost, EventSwitchoverAbort, EventStall,
+		EventLagging, EventPromotionHeld, EventAckedAtRisk:
 		ev.Level = slog.LevelWarn
 	}
 	switch a.Event {
@@ -154,6 +159,12 @@ func (h *history) fromDecide(st State, a Action, ev *events.Event, n *noted) {
 		}
 	case EventMasterChanged:
 		h.masterChanged(st, a, ev, n)
+	case EventLagging, EventReplicaCaughtUp:
+		ev.Message = a.Addr + " " + tidy(a.Detail)
+	case EventPromotionHeld:
+		ev.Message = "promotion of " + a.Addr + " held: " + tidy(a.Detail)
+	case EventAckedAtRisk:
+		ev.Message = "promoting " + a.Addr + " " + tidy(a.Detail)
 	}
 }
 

@@ -60,6 +60,28 @@ func TestHistoryEvents(t *testing.T) {
 			"up b epoch=1 INFO: b is up",
 			"repoint b,c epoch=1 INFO: b pointed at the master c",
 		}},
+		{"replica_lagging", []string{
+			"master a epoch=0 INFO: a is master (epoch 0)",
+			"replica-lagging c epoch=0 WARN: c left the read rotation: at offset 1140 it holds what the master held 1.125s before, at offset 1100 (bound 1s)",
+			"replica-caught-up c epoch=0 INFO: c back in the read rotation: at offset 1450 it holds what the master held 500ms before, at offset 1400 (bound 1s)",
+		}},
+		{"acked_wait_expires", []string{
+			"master a epoch=0 INFO: a is master (epoch 0)",
+			"down a epoch=0 WARN: a is down: connection refused",
+			"down b epoch=0 WARN: b is down: connection refused",
+			"master-lost a epoch=0 WARN: master a lost: down",
+			"promotion-held c epoch=0 WARN: promotion of c held: waiting up to 3s for b (offset 1200): it may hold acknowledged writes c (offset 1100) lacks",
+			"acked-writes-at-risk c epoch=0 WARN: promoting c at offset 1100 without b (offset 1200), linked to the master: acknowledged writes it lacks may be lost; waited 3s",
+			"promotion c epoch=0 WARN: promoting c to master (REPLICAOF NO ONE): a was lost",
+			"failover a,c epoch=1 WARN 4.255s: failover from a to c, epoch 1: 4.255s without a master (lost detected after 1.25s, new master confirmed 3.005s later)",
+		}},
+		{"acked_offset_first", []string{
+			"master a epoch=0 INFO: a is master (epoch 0)",
+			"down a epoch=0 WARN: a is down: connection refused",
+			"master-lost a epoch=0 WARN: master a lost: down",
+			"acked-writes-at-risk c epoch=0 WARN: promoting c at offset 1200 without d (offset 1300), linked to the master: acknowledged writes it lacks may be lost",
+			"promotion c epoch=0 WARN: promoting c to master (REPLICAOF NO ONE): a was lost",
+		}},
 		// Without authority: the same history, told as observed.
 		{"observe_only", []string{
 			"master a epoch=0 INFO: a is master (epoch 0)",

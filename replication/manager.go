@@ -153,10 +153,12 @@ func (m *Manager) Run(ctx context.Context) error {
 	}
 
 	m.log.Info("replication manager started", "servers", m.cfg.Servers, "authority", m.authority.Load(),
-		"check_interval", m.cfg.CheckInterval, "down_after", m.cfg.DownAfter)
+		"check_interval", m.cfg.CheckInterval, "down_after", m.cfg.DownAfter, "max_replica_lag", m.cfg.MaxReplicaLag, "write_acks", m.cfg.WriteAcks)
 	st0 := NewState(m.cfg.Servers, m.cfg.DownAfter, m.cfg.CheckInterval, m.authority.Load())
 	st0.BusyGrace = m.cfg.BusyGrace
 	st0.JoinMaxLag = m.cfg.JoinMaxLag
+	st0.MaxReplicaLag = m.cfg.MaxReplicaLag
+	st0.WriteAcks, st0.PromotionWait = m.cfg.WriteAcks, m.cfg.PromotionWait
 	st := m.step(ctx, st0, nil, nil)
 	follow(st)
 	tick := time.NewTicker(m.cfg.CheckInterval / 2)

@@ -41,7 +41,12 @@ func startManagerCfg(t *testing.T, cfg Config, servers ...*redistest.Server) *ha
 	for _, s := range servers {
 		cfg.Servers = append(cfg.Servers, s.Addr)
 	}
-	cfg.CheckInterval, cfg.DownAfter = testInterval, testDownAfter
+	if cfg.CheckInterval == 0 {
+		cfg.CheckInterval = testInterval
+	}
+	if cfg.DownAfter == 0 {
+		cfg.DownAfter = testDownAfter
+	}
 	level := slog.LevelWarn
 	if testing.Verbose() {
 		level = slog.LevelInfo

@@ -161,15 +161,43 @@ func (d *decider) joining() bool {
 	return false
 }
 
-// sample records the master's position from a valid check of it, while a
-// server is joining (the samples are what caughtUp compares with), and
-// drops samples too old to matter.
+// sampling reports whether the master's positions are recorded: while a
+// server is joining (caughtUp compares with them) and whenever replica
+// reads are bounded (MaxReplicaLag: replicaLag compares with them).
+func (d *decider) sampling() bool { return d.st.MaxReplicaLag > 0 || d.joining() }
+
+// sampleWindow is how far back samples are kept: a comparison looks back
+// at most the larger bound, from a replica's newest valid check, which is
+// at most DownAfter old (else the replica is down).
+func (st State) sampleWindow() time.Duration {
+	return max(st.joinMaxLag(), st.MaxReplicaLag) + st.DownAfter
+}
+
+// sampleSpacing is the least time between two kept samples but the newest.
+func (st State) sampleSpacing() time.Duration { return st.sampleWindow() / (maxSamples / 2) }
+
+// sample records the master's position from a valid check of it while
+// sampling. Samples are of one replication history, the master's newest
+// (those of an older one say nothing of its replicas), and spaced about
+// sampleSpacing apart but for the newest, which replaces the previous
+// newest when closer: so the window holds about maxSamples/2 of them
+// however often the master is checked (maxSamples is a hard cap), and a
+// comparison is never off by more than the spacing.
 func (d *decider) sample(addr string, in Info, at time.Time) {
 	st := d.st
-	if addr != st.Master || in.Role != RoleMaster || !d.joining() {
+	if addr != st.Master || in.Role != RoleMaster || !d.sampling() {
 		return
 	}
-	st.MasterOffsets = append(st.MasterOffsets, OffsetSample{ReplID: in.ReplID, Offset: in.Offset, At: at})
+	s := OffsetSample{ReplID: in.ReplID, Offset: in.Offset, At: at}
+	k := len(st.MasterOffsets)
+	switch {
+	case k > 0 && st.MasterOffsets[k-1].ReplID != in.ReplID:
+		st.MasterOffsets = append(st.MasterOffsets[:0], s)
+	case k >= 2 && at.Sub(st.MasterOffsets[k-2].At) < st.sampleSpacing():
+		st.MasterOffsets[k-1] = s
+	default:
+		st.MasterOffsets = append(st.MasterOffsets, s)
+	}
 }
 
 // catchUp ends the joining of servers that have caught up, and forgets the
@@ -193,15 +221,15 @@ func (d *decider) catchUp() {
 			d.event(EventCaughtUp, a, "offset=%d master_offset=%d (the master's, checked %v before)", n.Info.Offset, s.Offset, n.LastOK.Sub(s.At).Round(time.Millisecond))
 		}
 	}
-	if !d.joining() {
+	if !d.sampling() {
 		st.MasterOffsets = nil
 		return
 	}
-	// A replica's newest valid check is at most DownAfter old (else it is
-	// down), and is compared with samples up to lag before it.
-	keep := d.now.Add(-lag - st.DownAfter)
+	// The newest sample is kept whatever its age: replicaLag needs one to
+	// judge a replica behind.
+	keep := d.now.Add(-st.sampleWindow())
 	i := 0
-	for i < len(st.MasterOffsets) && st.MasterOffsets[i].At.Before(keep) {
+	for i < len(st.MasterOffsets)-1 && st.MasterOffsets[i].At.Before(keep) {
 		i++
 	}
 	if over := len(st.MasterOffsets) - i - maxSamples; over > 0 {

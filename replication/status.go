@@ -41,6 +41,12 @@ type ServerStatus struct {
 	ReplID     string    `json:"replid,omitempty"`
 	LastOK     time.Time `json:"last_ok,omitzero"`
 	Error      string    `json:"error,omitempty"` // the newest check's failure or LOADING/MASTERDOWN reply
+	// With MaxReplicaLag: Lag is how long before this snapshot the master
+	// last held no more than this replica holds (an upper bound of its
+	// staleness, measured against the master's checks); Lagging says it is
+	// out of the read rotation because Lag exceeds the bound.
+	Lag     time.Duration `json:"lag_ns,omitempty"`
+	Lagging bool          `json:"lagging,omitempty"`
 }
 
 func statusOf(st State, now time.Time) Status {
@@ -74,7 +80,10 @@ func statusOf(st State, now time.Time) Status {
 			Addr: a, Discovered: n.Discovered, Joining: n.Joining, Up: !n.Down && !n.LastOK.IsZero(),
 			Role: n.Info.Role, MasterAddr: n.Info.MasterAddr, LinkUp: n.Info.LinkUp,
 			Offset: n.Info.Offset, Priority: n.Info.Priority, RunID: n.Info.RunID, ReplID: n.Info.ReplID,
-			LastOK: n.LastOK, Error: n.Err,
+			LastOK: n.LastOK, Error: n.Err, Lagging: n.Lagging,
+		}
+		if !n.HeldAt.IsZero() {
+			ss.Lag = max(0, now.Sub(n.HeldAt))
 		}
 		if n.Reply != "" {
 			ss.Error = n.Reply

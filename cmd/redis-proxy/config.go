@@ -77,6 +77,14 @@ type Config struct {
 	JoinMaxLag    time.Duration `split_words:"true" default:"1s" desc:"a server added at run time serves reads once it is at most this far behind the master (holds what the master held this long before)" accepts:"a duration of at least CHECK_INTERVAL, such as 1s"`
 	BusyGrace     time.Duration `split_words:"true" default:"0s" desc:"a Redis silent while running a script or function the proxy sent it stays up this long after it was sent (Redis answers -BUSY, a reply, after its busy-reply-threshold); 0: 5s plus DOWN_AFTER" accepts:"a duration such as 6s"`
 
+	// Durable writes and replica lag (issue 17): the replication manager's
+	// inputs. WRITE_ACKS and WRITE_ACK_TIMEOUT are the data path's too.
+	MaxReplicaLag   time.Duration `split_words:"true" default:"0s" desc:"a replica serves reads only while a check shows it holds everything the master held this long before (every replica in the read rotation holds what the master held MAX_REPLICA_LAG plus CHECK_INTERVAL before); 0: no bound" accepts:"0, or a duration of at least twice CHECK_INTERVAL, such as 1s"`
+	WriteAcks       int           `split_words:"true" default:"0" desc:"a write is acknowledged to the client only once this many replicas have it (WAIT); a failover then waits up to PROMOTION_WAIT for an unreachable replica that may hold acknowledged writes the others lack; 0: acknowledged once the master has it" accepts:"an integer from 0 to 16"`
+	WriteAckTimeout time.Duration `split_words:"true" default:"1s" desc:"with WRITE_ACKS, how long a write waits for its replicas before the client gets an error" accepts:"a positive duration such as 1s"`
+	ReadYourWrites  bool          `split_words:"true" default:"false" desc:"with READ_FROM=replicas, a client's reads go to the master for MAX_REPLICA_LAG plus CHECK_INTERVAL after its write, so it reads what it wrote" accepts:"true or false; true needs READ_FROM=replicas and MAX_REPLICA_LAG"`
+	PromotionWait   time.Duration `split_words:"true" default:"5s" desc:"with WRITE_ACKS, the longest a failover waits for an unreachable replica that may hold acknowledged writes; then the best reachable replica is promoted and an event says writes may be lost" accepts:"a positive duration such as 5s"`
+
 	Peers           string        `desc:"the other proxy of the pair: comma-separated IP[:port]; empty runs standalone (always the replication authority)" accepts:"comma-separated IP or IP:port"`
 	VIP             string        `desc:"virtual IP with prefix the pair's MASTER holds, e.g. 172.29.0.100/24; empty: no address is managed" accepts:"an IPv4 prefix such as 172.29.0.100/24"`
 	VIPInterface    string        `envconfig:"VIP_INTERFACE" default:"eth0" desc:"interface that holds the VIP" accepts:"an interface name"`
@@ -279,6 +287,18 @@ func (c Config) Validate() error {
 	if c.BusyPoll < 0 {
 		return badVar("BusyPoll", c.BusyPoll.String(), accepts("BusyPoll"))
 	}
+	if c.WriteAcks < 0 || c.WriteAcks > maxWriteAcks {
+		return badVar("WriteAcks", strconv.Itoa(c.WriteAcks), accepts("WriteAcks"))
+	}
+	if c.ReadYourWrites && (c.ReadFrom != "replicas" || c.MaxReplicaLag == 0) {
+		return badVar("ReadYourWrites", "true", accepts("ReadYourWrites"))
+	}
+	// A zero WAIT timeout would block a write for ever.
+	for _, f := range []string{"WriteAckTimeout", "PromotionWait"} {
+		if d := reflect.ValueOf(c).FieldByName(f).Interface().(time.Duration); d <= 0 {
+			return badVar(f, d.String(), accepts(f))
+		}
+	}
 	if err := c.proxyConfig(slog.New(slog.DiscardHandler)).Validate(); err != nil {
 		return c.varError(err)
 	}
@@ -294,6 +314,10 @@ func (c Config) Validate() error {
 	_, err := c.pairConfig()
 	return err
 }
+
+// maxWriteAcks bounds WRITE_ACKS: more replicas than any deployment of
+// this proxy runs is a typo.
+const maxWriteAcks = 16
 
 // checkAdminToken says what is wrong with a token, without repeating it.
 // Sixteen characters keep guessing over HTTP hopeless; the characters are
@@ -361,6 +385,13 @@ func (c Config) proxyConfig(log *slog.Logger) proxy.Config {
 		OperatorUser:      c.OperatorUser,
 		OperatorPassword:  c.OperatorPassword,
 		MaxInflightMemory: int64(c.MaxInflightMemory),
+
+		WriteAcks:       c.WriteAcks,
+		WriteAckTimeout: c.WriteAckTimeout,
+		ReadYourWrites:  c.ReadYourWrites,
+		// The manager's bound: a replica in the read rotation holds what
+		// the master had MAX_REPLICA_LAG plus a check interval before.
+		MaxReplicaLag: c.MaxReplicaLag + c.CheckInterval,
 	}
 }
 
@@ -375,6 +406,9 @@ func (c Config) replicationConfig() replication.Config {
 		Password:      c.BackendPassword,
 		BusyGrace:     c.BusyGrace,
 		JoinMaxLag:    c.JoinMaxLag,
+		MaxReplicaLag: c.MaxReplicaLag,
+		WriteAcks:     c.WriteAcks,
+		PromotionWait: c.PromotionWait,
 	}
 }
 
@@ -406,6 +440,10 @@ var fieldVars = map[pkgField]string{
 	{"proxy", "OperatorUser"}:      "OperatorUser",
 	{"proxy", "OperatorPassword"}:  "OperatorPassword",
 	{"proxy", "MaxInflightMemory"}: "MaxInflightMemory",
+	{"proxy", "WriteAcks"}:         "WriteAcks",
+	{"proxy", "WriteAckTimeout"}:   "WriteAckTimeout",
+	{"proxy", "ReadYourWrites"}:    "ReadYourWrites",
+	{"proxy", "MaxReplicaLag"}:     "MaxReplicaLag",
 
 	{"replication", "Servers"}:       "Servers",
 	{"replication", "CheckInterval"}: "CheckInterval",
@@ -414,6 +452,9 @@ var fieldVars = map[pkgField]string{
 	{"replication", "Password"}:      "BackendPassword",
 	{"replication", "BusyGrace"}:     "BusyGrace",
 	{"replication", "JoinMaxLag"}:    "JoinMaxLag",
+	{"replication", "MaxReplicaLag"}: "MaxReplicaLag",
+	{"replication", "WriteAcks"}:     "WriteAcks",
+	{"replication", "PromotionWait"}: "PromotionWait",
 
 	{"vip", "Interface"}:    "VIPInterface",
 	{"vip", "VIP"}:          "VIP",

@@ -39,6 +39,31 @@ func TestLoadConfigDefaults(t *testing.T) {
 		len(c.Servers) != 2 || c.Servers[1] != "10.0.0.2:6379" || c.AdminListen != ":9736" || c.AdminToken != "" || c.AdminProtectReads {
 		t.Fatalf("defaults: %+v", c)
 	}
+	if c.MaxReplicaLag != 0 || c.WriteAcks != 0 || c.WriteAckTimeout != time.Second || c.PromotionWait != 5*time.Second {
+		t.Fatalf("durability defaults: max replica lag %v, write acks %d, ack timeout %v, promotion wait %v",
+			c.MaxReplicaLag, c.WriteAcks, c.WriteAckTimeout, c.PromotionWait)
+	}
+}
+
+// TestLoadConfigDurability: the replication manager gets the bound on
+// replica lag and the write acknowledgements as set.
+func TestLoadConfigDurability(t *testing.T) {
+	setEnv(t, map[string]string{"SERVERS": "a:1,b:2", "MAX_REPLICA_LAG": "2s", "WRITE_ACKS": "1",
+		"WRITE_ACK_TIMEOUT": "250ms", "PROMOTION_WAIT": "3s"})
+	c, err := loadConfig()
+	if err != nil {
+		t.Fatalf("loadConfig: %v", err)
+	}
+	if c.WriteAckTimeout != 250*time.Millisecond {
+		t.Errorf("WRITE_ACK_TIMEOUT: %v", c.WriteAckTimeout)
+	}
+	r := c.replicationConfig()
+	if r.MaxReplicaLag != 2*time.Second || r.WriteAcks != 1 || r.PromotionWait != 3*time.Second {
+		t.Errorf("replication config: max replica lag %v, write acks %d, promotion wait %v", r.MaxReplicaLag, r.WriteAcks, r.PromotionWait)
+	}
+	if got := r.ReplicaStaleness(); got != 2250*time.Millisecond {
+		t.Errorf("ReplicaStaleness = %v, want MAX_REPLICA_LAG + CHECK_INTERVAL", got)
+	}
 }
 
 func TestLoadConfigErrors(t *testing.T) {
@@ -80,6 +105,15 @@ func TestLoadConfigErrors(t *testing.T) {
 		{map[string]string{"SERVERS": "a:1", "ADMIN_TOKEN": "0123456789abcdef\x7f"}, `REDIS_PROXY_ADMIN_TOKEN: character 17 is not printable ASCII (want no spaces, control or non-ASCII characters)`},
 		{map[string]string{"SERVERS": "a:1", "ADMIN_PROTECT_READS": "yes"}, `REDIS_PROXY_ADMIN_PROTECT_READS="yes": want true or false`},
 		{map[string]string{"SERVERS": "a:1", "PASSWORD": "x", "PASSWORD_FILE": "/etc/hostname"}, `REDIS_PROXY_PASSWORD and REDIS_PROXY_PASSWORD_FILE are both set: want one of them`},
+		{map[string]string{"SERVERS": "a:1", "WRITE_ACKS": "17"}, `REDIS_PROXY_WRITE_ACKS="17": want an integer from 0 to 16`},
+		{map[string]string{"SERVERS": "a:1", "WRITE_ACKS": "-1"}, `REDIS_PROXY_WRITE_ACKS="-1": want an integer from 0 to 16`},
+		{map[string]string{"SERVERS": "a:1", "WRITE_ACKS": "all"}, `REDIS_PROXY_WRITE_ACKS="all": want an integer from 0 to 16`},
+		{map[string]string{"SERVERS": "a:1", "WRITE_ACK_TIMEOUT": "0"}, `REDIS_PROXY_WRITE_ACK_TIMEOUT="0s": want a positive duration such as 1s`},
+		{map[string]string{"SERVERS": "a:1", "PROMOTION_WAIT": "-1s"}, `REDIS_PROXY_PROMOTION_WAIT="-1s": want a positive duration such as 5s`},
+		{map[string]string{"SERVERS": "a:1", "MAX_REPLICA_LAG": "300ms"},
+			`REDIS_PROXY_MAX_REPLICA_LAG="300ms": must be 0 (no bound) or at least twice the check interval (500ms): a replica's lag is measured against the master's checks, to within about two intervals, got 300ms`},
+		{map[string]string{"SERVERS": "a:1", "MAX_REPLICA_LAG": "-1s"},
+			`REDIS_PROXY_MAX_REPLICA_LAG="-1s": must be 0 (no bound) or at least twice the check interval (500ms): a replica's lag is measured against the master's checks, to within about two intervals, got -1s`},
 	}
 	for _, tc := range cases {
 		setEnv(t, tc.env)
@@ -125,6 +159,9 @@ func TestConfigFieldErrorsNameTheirVariable(t *testing.T) {
 		{"replication", "DownAfter", `REDIS_PROXY_DOWN_AFTER="1s": msg`},
 		{"replication", "Username", `REDIS_PROXY_BACKEND_USERNAME="": msg`},
 		{"replication", "Password", `REDIS_PROXY_BACKEND_PASSWORD: msg`},
+		{"replication", "MaxReplicaLag", `REDIS_PROXY_MAX_REPLICA_LAG="0s": msg`},
+		{"replication", "WriteAcks", `REDIS_PROXY_WRITE_ACKS="0": msg`},
+		{"replication", "PromotionWait", `REDIS_PROXY_PROMOTION_WAIT="0s": msg`},
 		{"vip", "Interface", `REDIS_PROXY_VIP_INTERFACE="": msg`},
 		{"vip", "VIP", `REDIS_PROXY_VIP="": msg`},
 		{"vip", "Peers", `REDIS_PROXY_PEERS="": msg`},

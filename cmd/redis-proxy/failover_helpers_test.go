@@ -59,6 +59,8 @@ func testConfig() Config {
 		CheckInterval:      250 * time.Millisecond,
 		DownAfter:          time.Second,
 		JoinMaxLag:         time.Second,
+		WriteAckTimeout:    time.Second,
+		PromotionWait:      5 * time.Second,
 		VIPInterface:       "eth0",
 		Priority:           100,
 		AdvertInterval:     200 * time.Millisecond,

@@ -306,5 +306,15 @@ func registerReplicationMetrics(reg prometheus.Registerer, mgr *replication.Mana
 				}
 				return float64(n)
 			}),
+		gauge("redis_proxy_replicas_lagging", "Replicas of the master out of the read rotation because they trail it by more than MAX_REPLICA_LAG.",
+			func(s replication.Status) float64 {
+				n := 0
+				for _, sv := range s.Servers {
+					if sv.Lagging {
+						n++
+					}
+				}
+				return float64(n)
+			}),
 	)
 }
