@@ -258,7 +258,8 @@ func adminHandler(p *proxy.Proxy, mgr *replication.Manager, node *vip.Node, reg 
 			Replication replication.Status   `json:"replication"`
 			Pair        *pairStatus          `json:"pair,omitempty"`
 			Traffic     *traffic             `json:"traffic,omitempty"`
-		}{time.Now(), p.Topology(), mgr.Status(), pairState, tr})
+			Members     *membersStatus       `json:"members,omitempty"`
+		}{time.Now(), p.Topology(), mgr.Status(), pairState, tr, membersStatusOf(ms)})
 	})
 	return secureHeaders(guard.wrap(mux))
 }

@@ -82,6 +82,27 @@ func (c *console) routes(mux *http.ServeMux) {
 	mux.Handle("GET /ui/icon.svg", page("icon.svg", "image/svg+xml"))
 }
 
+// membersStatus is the membership's part of /topology: what the page
+// needs to offer adding and removing servers (GET /servers has the rest).
+type membersStatus struct {
+	Version   uint64 `json:"version"`
+	MayChange bool   `json:"may_change"`        // this proxy takes changes (else: why_not)
+	WhyNot    string `json:"why_not,omitempty"` // the API's reason for refusing them
+}
+
+// membersStatusOf is ms for /topology; nil when there is no membership.
+func membersStatusOf(ms *members) *membersStatus {
+	if ms == nil {
+		return nil
+	}
+	m, _ := ms.get()
+	st := &membersStatus{Version: m.Version, MayChange: true}
+	if err := ms.mayChange(); err != nil {
+		st.MayChange, st.WhyNot = false, err.Error()
+	}
+	return st
+}
+
 // eventsReply is GET /events.
 type eventsReply struct {
 	// LastSeq is the newest event's Seq (0: none yet). A LastSeq below the

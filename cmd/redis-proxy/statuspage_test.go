@@ -4,6 +4,7 @@ package main
 // in front of the whole binary (serve) and real redis-server processes.
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"maps"
@@ -17,8 +18,12 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/gomodule/redigo/redis"
 
 	"github.com/redis-proxy/redis-proxy/internal/events"
+	"github.com/redis-proxy/redis-proxy/internal/poll"
+	"github.com/redis-proxy/redis-proxy/internal/redistest"
+	"github.com/redis-proxy/redis-proxy/replication"
 )
 
 // screenshotDirVar names the directory the browser test writes its
@@ -176,8 +181,17 @@ func (s *screenshotter) shot(name string, full bool) {
 // desktop's.
 func (s *screenshotter) phone(name string) {
 	s.t.Helper()
+	s.phoneAt(name, true)
+}
+
+// phoneAt is phone, of the viewport only unless full (what a phone shows:
+// a dialog, or the toast, is placed in the viewport, which a full-page shot
+// stretches to the page's length), after the actions before (a scroll).
+func (s *screenshotter) phoneAt(name string, full bool, before ...chromedp.Action[chromedp.Void]) {
+	s.t.Helper()
 	within(s.t, s.ctx, 5*time.Second, "phone viewport", phoneView, chromedp.Sleep(300*time.Millisecond))
-	s.shot(name, true)
+	within(s.t, s.ctx, 5*time.Second, "before the phone screenshot", before...)
+	s.shot(name, full)
 	within(s.t, s.ctx, 5*time.Second, "desktop viewport", desktopView, chromedp.Sleep(300*time.Millisecond))
 }
 
@@ -207,6 +221,17 @@ func TestStatusPageInBrowser(t *testing.T) {
 	want := map[string]string{old.Addr: "master", c.srv[1].Addr: "replica", c.srv[2].Addr: "replica"}
 	if !maps.Equal(rows, want) {
 		t.Errorf("servers shown %v, want %v", rows, want)
+	}
+	// No REDIS_PROXY_STATE_DIR: adding and removing servers is offered
+	// disabled, with the proxy's reason, and never for the master.
+	pageWait(t, ctx, 5*time.Second, "adding and removing servers disabled, with the reason", `(() => {
+		const note = document.getElementById('members-note');
+		const removes = [...document.querySelectorAll('#servers tbody button[data-remove]')];
+		return document.getElementById('add-server').disabled && !note.hidden && note.textContent.includes('STATE_DIR') &&
+			removes.length === 2 && removes.every(b => b.disabled);
+	})()`)
+	if removeOffered(t, ctx, old.Addr) {
+		t.Errorf("the master's row offers to remove it")
 	}
 	shots.shot("desktop-healthy", false)
 	shots.phone("phone-healthy")
@@ -318,4 +343,236 @@ func TestStatusPageProtectedReads(t *testing.T) {
 		chromedp.Click(chromedp.ID("locked-save")))
 	pageWait(t, ctx, 10*time.Second, "the status with the token", masterShown(c.srv[0].Addr)+
 		` && document.getElementById('locked').hidden && [...document.querySelectorAll('#events li.event')].length > 0`)
+}
+
+// removeOffered says whether addr's row has a Remove button.
+func removeOffered(t *testing.T, ctx context.Context, addr string) bool {
+	t.Helper()
+	tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	ok, err := chromedp.Run(tctx, chromedp.Evaluate[bool](fmt.Sprintf(
+		`!!document.querySelector('#servers tbody tr[data-addr=%s] button[data-remove]')`, strconv.Quote(addr))))
+	if err != nil {
+		t.Fatalf("read the servers table: %v", err)
+	}
+	return ok
+}
+
+// dialogError is a page condition: the error paragraph id is shown and
+// holds text.
+func dialogError(id, text string) string {
+	return fmt.Sprintf(`(() => { const e = document.getElementById(%s); return !e.hidden && e.textContent.includes(%s); })()`,
+		strconv.Quote(id), strconv.Quote(text))
+}
+
+// TestStatusPageServers: a third Redis added through the page (the admin
+// token entered, the form confirmed) is shown joining, then a replica,
+// without a reload; removed through the page, it disappears from it, and
+// from the proxy's list, and is left a replica, untouched. The master is
+// never offered for removal; a page that asks anyway (its dialog opened
+// before a switchover made that server the master) shows the proxy's
+// refusal in the proxy's words, as it does for an add without the token or
+// of a server already listed. Screenshots of the form and of the joining
+// server at desktop and phone widths.
+func TestStatusPageServers(t *testing.T) {
+	chrome := chromium(t)
+	c := startCluster(t, 2, func(cfg *Config) {
+		cfg.AdminToken = testToken
+		cfg.StateDir = t.TempDir()
+	})
+	a, b := c.srv[0], c.srv[1]
+	adm := c.cfg.adminEnv()
+	d := redistest.Start(t)
+	mustSet(t, d, "d:own", "replaced by the master's data once added")
+	// The master starts a full sync 3s after a replica asks (as a master
+	// waiting for more replicas to serve them in one transfer does): d is
+	// joining for that long at least, long enough to be seen and shot at
+	// both widths. Its data is small: the copy itself takes milliseconds.
+	if _, err := a.Do("CONFIG", "SET", "repl-diskless-sync-delay", "3"); err != nil {
+		t.Fatal(err)
+	}
+	ctx := browser(t, chrome)
+	shots := newScreenshotter(t, ctx)
+	defer func() { t.Logf("screenshots:\n  %s", strings.Join(shots.paths, "\n  ")) }()
+
+	within(t, ctx, 15*time.Second, "open the page", desktopView, chromedp.Navigate(c.adminURL("/")))
+	pageWait(t, ctx, 10*time.Second, "both servers, adding offered", masterShown(a.Addr)+
+		` && document.querySelectorAll('#servers tbody tr').length === 2 && !document.getElementById('add-server').disabled &&
+		document.getElementById('members-note').hidden`)
+	// Marks this document: a reload would lose it.
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`window.notReloaded = true`)); err != nil {
+		t.Fatal(err)
+	}
+	if removeOffered(t, ctx, a.Addr) || !removeOffered(t, ctx, b.Addr) {
+		t.Errorf("Remove offered on the master %s: %v, on the replica %s: %v (want no, yes)",
+			a.Addr, removeOffered(t, ctx, a.Addr), b.Addr, removeOffered(t, ctx, b.Addr))
+	}
+
+	// Without the token the proxy refuses, and the form says why.
+	within(t, ctx, 5*time.Second, "add without the token",
+		chromedp.Click(chromedp.ID("add-server")),
+		chromedp.WaitVisible(chromedp.ID("add-addr")),
+		chromedp.SendKeys(chromedp.ID("add-addr"), d.Addr),
+		chromedp.Click(chromedp.ID("add-ok")))
+	pageWait(t, ctx, 10*time.Second, "the refusal without the token", dialogError("add-error", "needs the admin token"))
+	// A slip is caught before anything is sent.
+	within(t, ctx, 5*time.Second, "a malformed address",
+		chromedp.SetValue(chromedp.ID("add-addr"), "10.0.0.7"),
+		chromedp.Click(chromedp.ID("add-ok")))
+	pageWait(t, ctx, 5*time.Second, "the malformed address refused", dialogError("add-error", "host:port"))
+	within(t, ctx, 5*time.Second, "cancel",
+		chromedp.Click(chromedp.ID("add-cancel")),
+		chromedp.WaitNotVisible(chromedp.ID("add-dialog")))
+	if v, err := serversOf(adm); err != nil || v.Version != 0 || len(v.Servers) != 2 {
+		t.Fatalf("GET /servers after the refusals: %+v, %v; want version 0, 2 servers", v, err)
+	}
+
+	within(t, ctx, 5*time.Second, "enter the token",
+		chromedp.Click(chromedp.ID("token-button")),
+		chromedp.WaitVisible(chromedp.ID("token-input")),
+		chromedp.SendKeys(chromedp.ID("token-input"), testToken),
+		chromedp.Click(chromedp.ID("token-save")),
+		chromedp.WaitNotVisible(chromedp.ID("token-dialog")))
+
+	// A server already listed: the proxy's words.
+	within(t, ctx, 5*time.Second, "add a server already listed",
+		chromedp.Click(chromedp.ID("add-server")),
+		chromedp.WaitVisible(chromedp.ID("add-addr")),
+		chromedp.SetValue(chromedp.ID("add-addr"), b.Addr),
+		chromedp.Click(chromedp.ID("add-ok")))
+	pageWait(t, ctx, 10*time.Second, "the refusal of a server already listed",
+		dialogError("add-error", b.Addr+" is already one of the servers"))
+
+	// d, confirmed.
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`(e => { e.select(); return true; })(document.getElementById('add-addr'))`)); err != nil {
+		t.Fatal(err)
+	}
+	within(t, ctx, 5*time.Second, "type d's address over the other", chromedp.SendKeys(chromedp.ID("add-addr"), d.Addr))
+	pageWait(t, ctx, 5*time.Second, "the form ready", `document.getElementById('add-error').hidden &&
+		document.querySelector('#add-dialog .token-note').hidden`)
+	shots.shot("desktop-add-form", false)
+	shots.phoneAt("phone-add-form", false)
+	clicked := time.Now()
+	within(t, ctx, 5*time.Second, "confirm the add", chromedp.Click(chromedp.ID("add-ok")))
+	dRow := fmt.Sprintf(`document.querySelector('#servers tbody tr[data-addr=%s]')`, strconv.Quote(d.Addr))
+	joining := pageWait(t, ctx, 5*time.Second, "d joining", fmt.Sprintf(`(() => { const r = %s;
+		return !!r && r.dataset.joining === 'yes' && !!r.querySelector('.badge.join') && !document.getElementById('add-dialog').open; })()`, dRow))
+	shots.shot("desktop-joining", false)
+	shots.phoneAt("phone-joining", false, chromedp.ScrollIntoView(chromedp.CSS(fmt.Sprintf(`#servers tbody tr[data-addr=%s]`, strconv.Quote(d.Addr)))))
+	tv, err := c.topology()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i := slices.IndexFunc(tv.Replication.Servers, func(s replication.ServerStatus) bool { return s.Addr == d.Addr }); i < 0 || !tv.Replication.Servers[i].Joining {
+		t.Errorf("after the screenshots /topology no longer says d is joining (they may not show it): %+v", tv.Replication.Servers)
+	}
+	if slices.Contains(tv.Routing.Replicas, d.Addr) {
+		t.Errorf("d routed while joining: %+v", tv.Routing)
+	}
+	replica := pageWait(t, ctx, 20*time.Second, "d a routed replica", fmt.Sprintf(`(() => { const r = %s;
+		return !!r && r.dataset.role === 'replica' && r.dataset.joining === 'no' && r.querySelector('td.first').textContent.includes('routed replica'); })()`, dRow))
+	t.Logf("add from the page: d shown joining %v after the click, a routed replica %v after it",
+		joining.Sub(clicked).Round(time.Millisecond), replica.Sub(clicked).Round(time.Millisecond))
+	if r, err := role(d); err != nil || r.role != "slave" || r.masterPort != a.Port {
+		t.Errorf("d after the add: ROLE %v (%v), want a replica of %s", r, err, a.Addr)
+	}
+	if n, _ := redis.Int(d.Do("EXISTS", "d:own")); n != 0 {
+		t.Errorf("d kept its own data after it was added")
+	}
+	if v, err := serversOf(adm); err != nil || v.Version != 1 || !slices.Equal(v.Servers, []string{a.Addr, b.Addr, d.Addr}) {
+		t.Errorf("GET /servers after the add: %+v, %v", v, err)
+	}
+	shots.shot("desktop-added", false)
+
+	// Removed, confirmed: it disappears.
+	within(t, ctx, 5*time.Second, "open the remove dialog",
+		chromedp.Click(chromedp.CSS(fmt.Sprintf(`#servers tbody tr[data-addr=%s] button[data-remove]`, strconv.Quote(d.Addr)))),
+		chromedp.WaitVisible(chromedp.ID("remove-ok")))
+	if txt, err := chromedp.Run(ctx, chromedp.TextContent(chromedp.ID("remove-addr"))); err != nil || txt != d.Addr {
+		t.Errorf("the remove dialog names %q (err %v), want %s", txt, err, d.Addr)
+	}
+	shots.shot("desktop-remove-confirm", false)
+	clicked = time.Now()
+	within(t, ctx, 5*time.Second, "confirm the remove", chromedp.Click(chromedp.ID("remove-ok")))
+	gone := pageWait(t, ctx, 5*time.Second, "d gone", fmt.Sprintf(`!%s && document.querySelectorAll('#servers tbody tr').length === 2 &&
+		!document.getElementById('remove-dialog').open`, dRow))
+	t.Logf("remove from the page: d gone from the page %v after the click", gone.Sub(clicked).Round(time.Millisecond))
+	if v, err := serversOf(adm); err != nil || v.Version != 2 || !slices.Equal(v.Servers, []string{a.Addr, b.Addr}) {
+		t.Errorf("GET /servers after the remove: %+v, %v", v, err)
+	}
+	if r, err := role(d); err != nil || r.role != "slave" || r.masterPort != a.Port {
+		t.Errorf("d after the remove: ROLE %v (%v), want it left a replica of %s", r, err, a.Addr)
+	}
+
+	// A page asking to remove the master: its dialog opened for b, then b
+	// became the master.
+	within(t, ctx, 5*time.Second, "open the remove dialog for b",
+		chromedp.Click(chromedp.CSS(fmt.Sprintf(`#servers tbody tr[data-addr=%s] button[data-remove]`, strconv.Quote(b.Addr)))),
+		chromedp.WaitVisible(chromedp.ID("remove-ok")))
+	var out, errb bytes.Buffer
+	if rc := switchover(adm, b.Addr, &out, &errb); rc != 0 {
+		t.Fatalf("switchover to %s: exit %d: %s", b.Addr, rc, errb.String())
+	}
+	within(t, ctx, 5*time.Second, "confirm the remove of the master", chromedp.Click(chromedp.ID("remove-ok")))
+	pageWait(t, ctx, 10*time.Second, "the refusal to remove the master", dialogError("remove-error", b.Addr+" is the master"))
+	msg, _ := chromedp.Run(ctx, chromedp.TextContent(chromedp.ID("remove-error")))
+	t.Logf("removing the master from a stale page: %q", msg)
+	shots.shot("desktop-remove-refused", false)
+	within(t, ctx, 5*time.Second, "cancel",
+		chromedp.Click(chromedp.ID("remove-cancel")),
+		chromedp.WaitNotVisible(chromedp.ID("remove-dialog")))
+	pageWait(t, ctx, 5*time.Second, "b the master", masterShown(b.Addr))
+	if removeOffered(t, ctx, b.Addr) || !removeOffered(t, ctx, a.Addr) {
+		t.Errorf("after the switchover Remove is offered on the master %s: %v, on the replica %s: %v (want no, yes)",
+			b.Addr, removeOffered(t, ctx, b.Addr), a.Addr, removeOffered(t, ctx, a.Addr))
+	}
+	if v, err := serversOf(adm); err != nil || v.Version != 2 || !slices.Equal(v.Servers, []string{a.Addr, b.Addr}) {
+		t.Errorf("GET /servers after the refusal: %+v, %v", v, err)
+	}
+	if ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`window.notReloaded === true`)); err != nil || !ok {
+		t.Errorf("the page was reloaded (%v)", err)
+	}
+}
+
+// TestStatusPageStandby: on the standby of a pair (two real binaries, run
+// as TestServersPairAgree runs them) the page offers no change the proxy
+// would refuse: adding and every Remove are disabled, with the proxy's
+// reason, which names the active proxy, as switchover is; the active
+// proxy's page offers them.
+func TestStatusPageStandby(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the binary against real redis-server processes: skipped under -short (the unit layer)")
+	}
+	chrome := chromium(t)
+	r1, r2 := redistest.Start(t), redistest.Start(t)
+	r2.ReplicaOf(r1)
+	a, b := newPair(t, []string{r1.Addr, r2.Addr})
+	a.start()
+	b.start()
+	poll.Until(t, 10*time.Second, "proxy-a active, proxy-b standby", func() bool { return a.active() && !b.active() })
+	ctx := browser(t, chrome)
+	shots := newScreenshotter(t, ctx)
+	defer func() { t.Logf("screenshots:\n  %s", strings.Join(shots.paths, "\n  ")) }()
+
+	within(t, ctx, 15*time.Second, "open the standby's page", desktopView, chromedp.Navigate("http://"+b.adm.Listen+"/"))
+	pageWait(t, ctx, 10*time.Second, "changes disabled on the standby, with the reason", `(() => {
+		const note = document.getElementById('members-note');
+		const removes = [...document.querySelectorAll('#servers tbody button[data-remove]')];
+		return document.querySelectorAll('#servers tbody tr').length === 2 &&
+			document.getElementById('add-server').disabled && !note.hidden &&
+			note.textContent.includes('not the active one') && note.textContent.includes('127.0.0.1') &&
+			removes.length === 1 && removes.every(b => b.disabled) &&
+			document.getElementById('switchover').disabled && !document.getElementById('switchover-note').hidden;
+	})()`)
+	note, _ := chromedp.Run(ctx, chromedp.TextContent(chromedp.ID("members-note")))
+	t.Logf("the standby's note: %q", note)
+	shots.shot("desktop-standby", false)
+
+	within(t, ctx, 15*time.Second, "open the active proxy's page", chromedp.Navigate("http://"+a.adm.Listen+"/"))
+	pageWait(t, ctx, 10*time.Second, "changes offered on the active proxy", `(() => {
+		const removes = [...document.querySelectorAll('#servers tbody button[data-remove]')];
+		return document.querySelectorAll('#servers tbody tr').length === 2 &&
+			!document.getElementById('add-server').disabled && document.getElementById('members-note').hidden &&
+			removes.length === 1 && !removes[0].disabled;
+	})()`)
 }

@@ -253,7 +253,8 @@
     const rep = t.replication || {};
     const master = t.routing.master;
     const servers = serversOf(t);
-    const down = servers.filter((s) => !s.up);
+    const down = servers.filter(isDown);
+    const joining = servers.filter((s) => s.joining && !isDown(s));
     const replicas = t.routing.replicas || [];
     let st;
     let title;
@@ -267,12 +268,13 @@
       title = 'No master: client commands are held';
       detail = rep.waiting ? 'Why: ' + rep.waiting + '.' : 'Waiting for the servers to answer.';
     } else {
-      const unlinked = servers.filter((s) => s.up && s.addr !== master && !s.discovered && !replicas.includes(s.addr));
+      const unlinked = servers.filter((s) => s.up && s.addr !== master && !s.discovered && !s.joining && !replicas.includes(s.addr));
       const parts = [];
       if (down.length) parts.push(down.length + ' of ' + servers.length + ' servers down (' + down.map((s) => s.addr).join(', ') + ')');
       if (unlinked.length) parts.push('not replicating: ' + unlinked.map((s) => s.addr).join(', '));
       const base = 'Master ' + master + ', epoch ' + t.routing.epoch + ', ' +
-        replicas.length + (replicas.length === 1 ? ' replica' : ' replicas') + ' in sync.';
+        replicas.length + (replicas.length === 1 ? ' replica' : ' replicas') + ' in sync.' +
+        (joining.length ? ' Joining (catching up, no reads yet): ' + joining.map((s) => s.addr).join(', ') + '.' : '');
       if (parts.length) {
         st = 'warn';
         title = 'Serving, degraded: ' + parts.join('; ');
@@ -343,16 +345,23 @@
   function renderServers(t) {
     const rep = t.replication || {};
     const master = t.routing.master;
+    const change = canChangeServers(t);
     const rows = serversOf(t).map((s) => {
       const isMaster = s.addr === master;
+      const pending = isPending(s);
       // A down server's role is only what it last said.
       let role = s.role || 'unknown';
       if (isMaster) role = 'master';
+      else if (pending) role = 'unknown';
       else if (!s.up) role = 'down';
-      const tr = el('tr', { data: { addr: s.addr, role, up: s.up ? 'yes' : 'no' } });
+      const tr = el('tr', { data: {
+        addr: s.addr, role, up: s.up ? 'yes' : pending ? 'pending' : 'no', joining: s.joining ? 'yes' : 'no',
+      } });
 
       const name = el('td', { cls: 'first', label: 'Server' }, el('span', { cls: 'addr', text: s.addr }));
-      if (!s.up) name.append(sub(s.last_ok ? 'last answered ' + fmtAgo(s.last_ok) : 'never answered'));
+      if (pending) name.append(sub('added: waiting for its first check'));
+      else if (!s.up) name.append(sub((s.joining ? 'added; ' : '') + (s.last_ok ? 'last answered ' + fmtAgo(s.last_ok) : 'never answered')));
+      else if (s.joining) name.append(sub('added: catching up with the master, no reads yet'));
       else if (s.discovered) name.append(sub('discovered, not configured'));
       else if (isMaster) name.append(sub('routed: takes the writes'));
       else if ((t.routing.replicas || []).includes(s.addr)) name.append(sub('routed replica'));
@@ -360,6 +369,7 @@
       let roleBadge;
       if (isMaster) roleBadge = badge('master', 'master');
       else if (!s.up) roleBadge = badge(s.role ? 'was ' + s.role : 'unknown', '');
+      else if (s.role === 'master' && s.joining) roleBadge = badge('master, to be made a replica', '');
       else if (s.role === 'master') roleBadge = badge('master, not routed', 'warn');
       else if (s.role === 'replica') roleBadge = badge('replica', 'replica');
       else roleBadge = badge('unknown', '');
@@ -367,6 +377,7 @@
 
       const stateTd = el('td', { label: 'State' });
       if (rep.promoting === s.addr) stateTd.append(badge('promoting', 'warn'));
+      else if (s.joining && (s.up || pending)) stateTd.append(badge('joining', 'join'));
       else if (s.up) stateTd.append(badge('up', 'ok'));
       else stateTd.append(badge('down', 'bad'));
 
@@ -382,11 +393,13 @@
         lag = s.lag_bytes > 0 ? fmtBytes(s.lag_bytes) : 'in sync';
       }
       const lagTd = el('td', { cls: 'num', label: 'Lag', text: lag });
-      if (s.lag_bytes > 0) lagTd.classList.add('warn-text');
+      if (s.lag_bytes > 0 && lag !== '–') lagTd.classList.add('warn-text');
 
       const linkTd = el('td', { label: 'Link' });
       if (s.up && s.role === 'replica') {
-        linkTd.append(s.link_up ? badge('up', 'ok') : badge('down', 'bad'));
+        // A joining replica's link is down until its first full copy arrives.
+        if (s.link_up) linkTd.append(badge('up', 'ok'));
+        else linkTd.append(s.joining ? badge('syncing', 'warn') : badge('down', 'bad'));
         if (s.master_addr && s.master_addr !== master) linkTd.append(sub('follows ' + s.master_addr));
       } else {
         linkTd.textContent = '–';
@@ -408,9 +421,19 @@
         b.dataset.target = s.addr;
         b.addEventListener('click', () => openSwitchover(s.addr));
         actTd.append(b);
-      } else {
-        actTd.classList.add('empty-cell');
       }
+      // The master is not offered: the proxy refuses to remove it (switch
+      // over first). A discovered server is not in the list to remove.
+      if (!isMaster && !s.discovered) {
+        const b = el('button', { cls: 'ghost small remove', text: 'Remove' });
+        b.type = 'button';
+        b.dataset.remove = s.addr;
+        b.disabled = !change;
+        b.title = change ? 'Stop routing to ' + s.addr + ' and checking it' : membersWhyNot(t);
+        b.addEventListener('click', () => openRemove(s.addr));
+        actTd.append(b);
+      }
+      if (!actTd.childElementCount) actTd.classList.add('empty-cell');
 
       tr.append(name, roleTd, stateTd, offsetTd, lagTd, linkTd, prioTd, errTd, actTd);
       return tr;
@@ -422,6 +445,31 @@
     if (rep.authority === false) btn.title = 'Only the proxy that holds the VIP switches over: open its page';
     else btn.title = can ? 'Move the master role to a replica, without losing writes' : 'No linked replica to switch over to';
     $('switchover-note').hidden = rep.authority !== false;
+
+    const add = $('add-server');
+    add.disabled = !change;
+    add.title = change ? 'Add a Redis server: it becomes a replica of the master' : membersWhyNot(t);
+    const note = $('members-note');
+    note.hidden = change;
+    const why = membersWhyNot(t);
+    note.textContent = change ? '' : why.charAt(0).toUpperCase() + why.slice(1) + '.';
+  }
+
+  // isPending: added, and its first check has not come back yet (neither
+  // up nor down so far).
+  const isPending = (s) => s.joining && !s.up && !s.error && !s.last_ok;
+  const isDown = (s) => !s.up && !isPending(s);
+
+  // canChangeServers: this proxy takes additions and removals (it has
+  // authority and a state directory); /topology says, with the reason.
+  function canChangeServers(t) {
+    if (t.members) return !!t.members.may_change;
+    return repOf(t).authority !== false;
+  }
+
+  function membersWhyNot(t) {
+    if (t.members && t.members.why_not) return t.members.why_not;
+    return 'only the proxy holding the VIP adds and removes servers';
   }
 
   function proxyBox(title, name, holds, rows, roleText, roleCls) {
@@ -563,6 +611,133 @@
     }
   }
 
+  // ---- adding and removing servers ------------------------------------------------
+
+  // addrProblem checks an address loosely before it is sent, to catch a
+  // typing slip at once; the proxy checks it strictly (and whether it is
+  // listed already), and its refusal is shown in its own words.
+  function addrProblem(v) {
+    if (!v) return 'Enter the server\'s address, such as 10.0.0.7:6379.';
+    if (/[\s,]/.test(v)) return 'One address, without spaces or commas: host:port, such as 10.0.0.7:6379.';
+    const m = /^(\[[0-9A-Fa-f:.]+\]|[^:\[\]]+):(\d+)$/.exec(v);
+    if (!m) return 'Want host:port, such as 10.0.0.7:6379 or redis-3:6379 ([::1]:6379 for IPv6).';
+    const port = Number(m[2]);
+    if (port < 1 || port > 65535) return 'The port must be from 1 to 65535.';
+    return '';
+  }
+
+  function dialogError(id, msg) {
+    const e = $(id);
+    e.textContent = msg;
+    e.hidden = !msg;
+  }
+
+  // refusal is the text shown for a refused change: the proxy's own words.
+  function refusal(status, msg) {
+    if (status === 401) return 'Refused: ' + msg + ' (cancel, then enter it with the token button at the top).';
+    if (/refused/i.test(msg)) return msg.charAt(0).toUpperCase() + msg.slice(1);
+    return 'Refused: ' + msg;
+  }
+
+  function showTokenNotes() {
+    const none = !(token() || memoryToken);
+    for (const n of document.querySelectorAll('.token-note')) n.hidden = !none;
+  }
+
+  function openAdd() {
+    const t = state.topo;
+    if (!t || !canChangeServers(t)) return;
+    $('add-master').textContent = t.routing.master ? ', ' + t.routing.master : '';
+    dialogError('add-error', '');
+    showTokenNotes();
+    const ok = $('add-ok');
+    ok.disabled = false;
+    ok.textContent = 'Add server';
+    $('toast').hidden = true;
+    $('add-dialog').showModal();
+    $('add-addr').focus();
+  }
+
+  async function doAdd() {
+    if ($('add-ok').disabled) return; // one request at a time
+    const addr = $('add-addr').value.trim();
+    const bad = addrProblem(addr);
+    if (bad) {
+      dialogError('add-error', bad);
+      $('add-addr').focus();
+      return;
+    }
+    dialogError('add-error', '');
+    const ok = $('add-ok');
+    ok.disabled = true;
+    ok.textContent = 'Adding…';
+    try {
+      const resp = await fetch('/servers?addr=' + encodeURIComponent(addr), {
+        method: 'POST', headers: authHeaders(), cache: 'no-store',
+      });
+      if (!resp.ok) {
+        dialogError('add-error', refusal(resp.status, await errorOf(resp)));
+        return;
+      }
+      $('add-dialog').close();
+      $('add-addr').value = '';
+      toast('Added ' + addr + ': it joins as a replica of the master and serves reads once it has caught up.', false);
+    } catch (e) {
+      dialogError('add-error', 'No answer from the proxy (' + e.message + ').');
+    } finally {
+      ok.disabled = false;
+      ok.textContent = 'Add server';
+      refreshTopology();
+    }
+  }
+
+  let removing = '';
+
+  function openRemove(addr) {
+    const t = state.topo;
+    if (!t || !canChangeServers(t)) return;
+    removing = addr;
+    $('remove-addr').textContent = addr;
+    const s = serversOf(t).find((x) => x.addr === addr);
+    let what = '';
+    if (s && s.joining) what = ' (it is still joining)';
+    else if (s && (t.routing.replicas || []).includes(addr)) what = ' (a routed replica of ' + t.routing.master + ')';
+    else if (s && !s.up) what = ' (it is down)';
+    $('remove-role').textContent = what;
+    dialogError('remove-error', '');
+    showTokenNotes();
+    const ok = $('remove-ok');
+    ok.disabled = false;
+    ok.textContent = 'Remove';
+    $('toast').hidden = true;
+    $('remove-dialog').showModal();
+  }
+
+  async function doRemove() {
+    const addr = removing;
+    if (!addr) return;
+    const ok = $('remove-ok');
+    ok.disabled = true;
+    ok.textContent = 'Removing…';
+    try {
+      const resp = await fetch('/servers/' + encodeURIComponent(addr), {
+        method: 'DELETE', headers: authHeaders(), cache: 'no-store',
+      });
+      if (!resp.ok) {
+        dialogError('remove-error', refusal(resp.status, await errorOf(resp)));
+        return;
+      }
+      $('remove-dialog').close();
+      toast('Removed ' + addr + ': the proxy no longer routes to it or checks it; the server itself was left as it is.', false);
+    } catch (e) {
+      dialogError('remove-error', 'No answer from the proxy (' + e.message + ').');
+    } finally {
+      ok.disabled = false;
+      ok.textContent = 'Remove';
+      refreshTopology();
+    }
+  }
+
   let toastTimer = 0;
   function toast(msg, isError) {
     const t = $('toast');
@@ -607,6 +782,13 @@
     $('switchover').addEventListener('click', () => openSwitchover(''));
     $('confirm-cancel').addEventListener('click', () => $('confirm').close());
     $('confirm-ok').addEventListener('click', doSwitchover);
+    $('add-server').addEventListener('click', openAdd);
+    $('add-cancel').addEventListener('click', () => $('add-dialog').close());
+    $('add-ok').addEventListener('click', doAdd);
+    $('add-addr').addEventListener('keydown', (e) => { if (e.key === 'Enter') doAdd(); });
+    $('add-addr').addEventListener('input', () => dialogError('add-error', ''));
+    $('remove-cancel').addEventListener('click', () => $('remove-dialog').close());
+    $('remove-ok').addEventListener('click', doRemove);
     setInterval(() => { markLive(); if (state.topo) { renderPair(state.topo); renderTiles(state.topo); } }, 1000);
     renderEvents();
     topologyLoop();
