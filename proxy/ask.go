@@ -184,6 +184,7 @@ func (p *Proxy) serverAsk(addr string, cmd []byte) ([]byte, error) {
 	}
 	select {
 	case <-r.done:
+		r.settle()
 	case <-time.After(askTimeout):
 		return nil, errors.New("no answer from " + addr)
 	}

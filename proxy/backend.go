@@ -33,6 +33,21 @@ type request struct {
 	answered    int
 	answeredOut int
 	done        chan struct{}
+	// conn is the connection that took the request (send), for settle.
+	conn *backendConn
+}
+
+// settle returns once the write that carried r has returned. The replies
+// to r come only after its bytes are written, but a write may carry other
+// requests after them and still be going when r is done; the client's
+// buffer, which r's commands alias, is reused only after settle, so the
+// write never reads a buffer being reused (and the race detector sees why).
+func (r *request) settle() {
+	if c := r.conn; c != nil {
+		c.wmu.Lock()
+		c.wmu.Unlock() //nolint:staticcheck // an empty critical section: the ordering is the point
+		r.conn = nil
+	}
 }
 
 func newRequest() *request { return &request{done: make(chan struct{}, 1)} }
@@ -110,6 +125,8 @@ type backendConn struct {
 	nc   net.Conn
 	rr   resp.Reader
 
+	// wmu is held while a write is going (request.settle).
+	wmu     sync.Mutex
 	mu      sync.Mutex
 	queue   []*request
 	writing bool  // the flag holder owns spare, out and the socket's write side
@@ -161,6 +178,7 @@ func (b *backendConn) send(r *request) bool {
 		return false
 	}
 	b.pending.Add(1)
+	r.conn = b
 	b.queue = append(b.queue, r)
 	if b.writing {
 		b.mu.Unlock()
@@ -299,7 +317,10 @@ func (b *backendConn) write(q []*request) {
 		b.inflight <- r
 		n++
 		if n == maxBatch || b.out.size() >= maxWrite || b.out.large() || i == len(q)-1 {
-			if err := b.out.writeTo(b.nc, 4*maxWrite); err != nil {
+			b.wmu.Lock()
+			err := b.out.writeTo(b.nc, 4*maxWrite)
+			b.wmu.Unlock()
+			if err != nil {
 				// Already queued requests are failed by the reader; the
 				// rest of q goes with them.
 				b.fail(fmt.Errorf("write: %w", err))

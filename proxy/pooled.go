@@ -183,6 +183,7 @@ func (g *gclient) flushPooled(rt *routes, start time.Time) {
 			continue
 		}
 		<-seg.req.done
+		seg.req.settle()
 		seg.pool.busy.done(seg.busy)
 		overflow = overflow || seg.req.overflow
 		switch r := seg.req; {
@@ -243,6 +244,7 @@ func (g *gclient) rerun(seg *segment, later []segment, start time.Time) (overflo
 		g.dispatch(rt, &segment{req: again, pool: rt.master}, start)
 	}
 	<-again.done
+	again.settle()
 	defer again.release()
 	if again.overflow {
 		return true

@@ -391,8 +391,20 @@ func (c Config) proxyConfig(log *slog.Logger) proxy.Config {
 		ReadYourWrites:  c.ReadYourWrites,
 		// The manager's bound: a replica in the read rotation holds what
 		// the master had MAX_REPLICA_LAG plus a check interval before.
-		MaxReplicaLag: c.MaxReplicaLag + c.CheckInterval,
+		// (Only where the bound is set: the replication package says what
+		// is wrong with a bad one.)
+		MaxReplicaLag: readLag(c.MaxReplicaLag, c.CheckInterval),
 	}
+}
+
+// readLag is how long a client's reads stay on the master after its write
+// (READ_YOUR_WRITES): MAX_REPLICA_LAG plus CHECK_INTERVAL; 0 without a
+// bound.
+func readLag(maxLag, check time.Duration) time.Duration {
+	if maxLag <= 0 {
+		return 0
+	}
+	return maxLag + check
 }
 
 // replicationConfig is the replication package's part of the
