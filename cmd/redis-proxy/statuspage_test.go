@@ -302,7 +302,7 @@ func TestStatusPageInBrowser(t *testing.T) {
 		chromedp.Click(chromedp.ID("token-save")),
 		chromedp.WaitNotVisible(chromedp.ID("token-dialog")))
 	within(t, ctx, 5*time.Second, "open the switchover dialog",
-		chromedp.Click(chromedp.CSS(fmt.Sprintf(`#servers tbody tr[data-addr=%s] button[data-target]`, strconv.Quote(target)))),
+		clickNow(fmt.Sprintf(`#servers tbody tr[data-addr=%s] button[data-target]`, strconv.Quote(target))),
 		chromedp.WaitVisible(chromedp.ID("confirm-ok")))
 	if sel, err := chromedp.Run(ctx, chromedp.Value(chromedp.ID("confirm-target"))); err != nil || sel != target {
 		t.Errorf("the dialog offers %q (err %v), want %s chosen", sel, err, target)
@@ -486,7 +486,7 @@ func TestStatusPageServers(t *testing.T) {
 
 	// Removed, confirmed: it disappears.
 	within(t, ctx, 5*time.Second, "open the remove dialog",
-		chromedp.Click(chromedp.CSS(fmt.Sprintf(`#servers tbody tr[data-addr=%s] button[data-remove]`, strconv.Quote(d.Addr)))),
+		clickNow(fmt.Sprintf(`#servers tbody tr[data-addr=%s] button[data-remove]`, strconv.Quote(d.Addr))),
 		chromedp.WaitVisible(chromedp.ID("remove-ok")))
 	if txt, err := chromedp.Run(ctx, chromedp.TextContent(chromedp.ID("remove-addr"))); err != nil || txt != d.Addr {
 		t.Errorf("the remove dialog names %q (err %v), want %s", txt, err, d.Addr)
@@ -507,7 +507,7 @@ func TestStatusPageServers(t *testing.T) {
 	// A page asking to remove the master: its dialog opened for b, then b
 	// became the master.
 	within(t, ctx, 5*time.Second, "open the remove dialog for b",
-		chromedp.Click(chromedp.CSS(fmt.Sprintf(`#servers tbody tr[data-addr=%s] button[data-remove]`, strconv.Quote(b.Addr)))),
+		clickNow(fmt.Sprintf(`#servers tbody tr[data-addr=%s] button[data-remove]`, strconv.Quote(b.Addr))),
 		chromedp.WaitVisible(chromedp.ID("remove-ok")))
 	var out, errb bytes.Buffer
 	if rc := switchover(adm, b.Addr, &out, &errb); rc != 0 {
@@ -575,4 +575,17 @@ func TestStatusPageStandby(t *testing.T) {
 			!document.getElementById('add-server').disabled && document.getElementById('members-note').hidden &&
 			removes.length === 1 && !removes[0].disabled;
 	})()`)
+}
+
+// clickNow clicks the element sel selects in one step in the page: the
+// servers table is rendered again at each update, so a node found first
+// and clicked after (chromedp.Click) may be gone by then.
+func clickNow(sel string) chromedp.Action[chromedp.Void] {
+	return func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
+		ok, err := chromedp.Evaluate[bool](fmt.Sprintf(`(() => { const e = document.querySelector(%s); if (!e) return false; e.click(); return true; })()`, strconv.Quote(sel)))(ctx, t)
+		if err == nil && !ok {
+			err = fmt.Errorf("no element %s", sel)
+		}
+		return chromedp.Void{}, err
+	}
 }
