@@ -31,12 +31,15 @@ func (l *eventLog) add(e events.Event) {
 }
 
 // of returns the messages of the events of kind, in order.
-func (l *eventLog) of(kind string) []string {
+func (l *eventLog) of(kind string) []string { return l.since(kind, time.Time{}) }
+
+// since returns the messages of the events of kind from t on, in order.
+func (l *eventLog) since(kind string, t time.Time) []string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var out []string
 	for _, e := range l.evs {
-		if e.Kind == kind {
+		if e.Kind == kind && !e.Time.Before(t) {
 			out = append(out, e.Message)
 		}
 	}
@@ -138,7 +141,13 @@ func TestLaggingReplicaLeavesReads(t *testing.T) {
 	}
 	close(stop)
 	t.Logf("writes during the test: %d", <-wrote)
-	if l, u := log.of(EventLagging), log.of(EventReplicaCaughtUp); len(l) != 1 || len(u) != 1 ||
+	// Before the load window, a check delayed on a loaded machine may
+	// already have taken a replica out for a moment: that is the rule at
+	// work (it could not be shown current), not what this test is about.
+	if early := log.of(EventLagging); len(early) > len(log.since(EventLagging, paused)) {
+		t.Logf("before the stop: %q", early[:len(early)-len(log.since(EventLagging, paused))])
+	}
+	if l, u := log.since(EventLagging, paused), log.since(EventReplicaCaughtUp, paused); len(l) != 1 || len(u) != 1 ||
 		!strings.HasPrefix(l[0], c.Addr+" left the read rotation") || !strings.HasPrefix(u[0], c.Addr+" back in the read rotation") {
 		t.Errorf("events: lagging %q, caught up %q; want one each about %s", l, u, c.Addr)
 	} else {
