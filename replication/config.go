@@ -69,7 +69,7 @@ type Config struct {
 	// shows it holds everything the master held MaxReplicaLag before, so
 	// every replica published holds what the master held MaxReplicaLag
 	// plus CheckInterval before (ReplicaStaleness; see lag.go). Zero: no
-	// bound. Otherwise at least twice CheckInterval.
+	// bound. Otherwise at least three times CheckInterval.
 	MaxReplicaLag time.Duration
 	// WriteAcks is the number of replicas the data path waits for (WAIT)
 	// before it acknowledges a write; zero: it does not wait. With one or
@@ -164,9 +164,9 @@ func (c Config) Validate() error {
 		return config.Errorf(pkg, "JoinMaxLag", "must be at least the check interval (%v): an added server is compared with a check of the master sent within it, got %v",
 			c.CheckInterval, c.JoinMaxLag)
 	}
-	if c.MaxReplicaLag < 0 || (c.MaxReplicaLag > 0 && c.MaxReplicaLag < 2*c.CheckInterval) {
-		return config.Errorf(pkg, "MaxReplicaLag", "must be 0 (no bound) or at least twice the check interval (%v): a replica's lag is measured against the master's checks, to within about two intervals, got %v",
-			2*c.CheckInterval, c.MaxReplicaLag)
+	if c.MaxReplicaLag < 0 || (c.MaxReplicaLag > 0 && c.MaxReplicaLag < 3*c.CheckInterval) {
+		return config.Errorf(pkg, "MaxReplicaLag", "must be 0 (no bound) or at least three times the check interval (%v): a replica's lag is measured against the master's checks and a current one shows up to about two intervals, got %v",
+			3*c.CheckInterval, c.MaxReplicaLag)
 	}
 	if c.WriteAcks < 0 {
 		return config.Errorf(pkg, "WriteAcks", "must not be negative, got %d", c.WriteAcks)

@@ -35,8 +35,8 @@ func TestValidate(t *testing.T) {
 		{"down-after equal to interval", func(c *Config) { c.DownAfter = DefaultCheckInterval }, "DownAfter", "longer than the check interval (250ms)"},
 		{"default down-after below interval", func(c *Config) { c.CheckInterval = 2 * time.Second }, "DownAfter", "longer than the check interval (2s)"},
 		{"negative switchover timeout", func(c *Config) { c.SwitchoverTimeout = -1 }, "SwitchoverTimeout", "positive duration"},
-		{"negative replica lag", func(c *Config) { c.MaxReplicaLag = -time.Second }, "MaxReplicaLag", "must be 0 (no bound) or at least twice the check interval (500ms)"},
-		{"replica lag below two intervals", func(c *Config) { c.MaxReplicaLag = 400 * time.Millisecond }, "MaxReplicaLag", "got 400ms"},
+		{"negative replica lag", func(c *Config) { c.MaxReplicaLag = -time.Second }, "MaxReplicaLag", "must be 0 (no bound) or at least three times the check interval (750ms)"},
+		{"replica lag below three intervals", func(c *Config) { c.MaxReplicaLag = 700 * time.Millisecond }, "MaxReplicaLag", "got 700ms"},
 		{"negative write acks", func(c *Config) { c.WriteAcks = -1 }, "WriteAcks", "must not be negative"},
 		{"negative promotion wait", func(c *Config) { c.PromotionWait = -time.Second }, "PromotionWait", "positive duration"},
 	}

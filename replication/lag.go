@@ -32,8 +32,9 @@ import (
 //
 // The measure is conservative: it rounds up to the master's checks, so a
 // replica that keeps up under a steady write load shows a lag of up to
-// about two check intervals (Config.Validate requires L >= 2 CheckInterval;
-// choose L of four or more). While the master does not answer its checks,
+// about two check intervals (measured: 107 to 202ms at 100ms checks), and
+// would flap in and out of a bound that close. Config.Validate requires L
+// >= 3 CheckInterval; choose four or more. While the master does not answer its checks,
 // no replica can be shown current: all leave the rotation once its newest
 // sample is L old. A replica that stops answering its own checks (SIGSTOP,
 // a partition) keeps its last offset and leaves once writes go on past it,

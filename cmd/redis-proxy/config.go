@@ -79,7 +79,7 @@ type Config struct {
 
 	// Durable writes and replica lag (issue 17): the replication manager's
 	// inputs. WRITE_ACKS and WRITE_ACK_TIMEOUT are the data path's too.
-	MaxReplicaLag   time.Duration `split_words:"true" default:"0s" desc:"a replica serves reads only while a check shows it holds everything the master held this long before (every replica in the read rotation holds what the master held MAX_REPLICA_LAG plus CHECK_INTERVAL before); 0: no bound" accepts:"0, or a duration of at least twice CHECK_INTERVAL, such as 1s"`
+	MaxReplicaLag   time.Duration `split_words:"true" default:"0s" desc:"a replica serves reads only while a check shows it holds everything the master held this long before (every replica in the read rotation holds what the master held MAX_REPLICA_LAG plus CHECK_INTERVAL before); 0: no bound" accepts:"0, or a duration of at least three times CHECK_INTERVAL, such as 1s"`
 	WriteAcks       int           `split_words:"true" default:"0" desc:"a write is acknowledged to the client only once this many replicas have it (WAIT); a failover then waits up to PROMOTION_WAIT for an unreachable replica that may hold acknowledged writes the others lack; 0: acknowledged once the master has it" accepts:"an integer from 0 to 16"`
 	WriteAckTimeout time.Duration `split_words:"true" default:"1s" desc:"with WRITE_ACKS, how long a write waits for its replicas before the client gets an error" accepts:"a positive duration such as 1s"`
 	ReadYourWrites  bool          `split_words:"true" default:"false" desc:"with READ_FROM=replicas, a client's reads go to the master for MAX_REPLICA_LAG plus CHECK_INTERVAL after its write, so it reads what it wrote" accepts:"true or false; true needs READ_FROM=replicas and MAX_REPLICA_LAG"`

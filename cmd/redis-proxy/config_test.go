@@ -111,9 +111,9 @@ func TestLoadConfigErrors(t *testing.T) {
 		{map[string]string{"SERVERS": "a:1", "WRITE_ACK_TIMEOUT": "0"}, `REDIS_PROXY_WRITE_ACK_TIMEOUT="0s": want a positive duration such as 1s`},
 		{map[string]string{"SERVERS": "a:1", "PROMOTION_WAIT": "-1s"}, `REDIS_PROXY_PROMOTION_WAIT="-1s": want a positive duration such as 5s`},
 		{map[string]string{"SERVERS": "a:1", "MAX_REPLICA_LAG": "300ms"},
-			`REDIS_PROXY_MAX_REPLICA_LAG="300ms": must be 0 (no bound) or at least twice the check interval (500ms): a replica's lag is measured against the master's checks, to within about two intervals, got 300ms`},
+			`REDIS_PROXY_MAX_REPLICA_LAG="300ms": must be 0 (no bound) or at least three times the check interval (750ms): a replica's lag is measured against the master's checks and a current one shows up to about two intervals, got 300ms`},
 		{map[string]string{"SERVERS": "a:1", "MAX_REPLICA_LAG": "-1s"},
-			`REDIS_PROXY_MAX_REPLICA_LAG="-1s": must be 0 (no bound) or at least twice the check interval (500ms): a replica's lag is measured against the master's checks, to within about two intervals, got -1s`},
+			`REDIS_PROXY_MAX_REPLICA_LAG="-1s": must be 0 (no bound) or at least three times the check interval (750ms): a replica's lag is measured against the master's checks and a current one shows up to about two intervals, got -1s`},
 	}
 	for _, tc := range cases {
 		setEnv(t, tc.env)
