@@ -88,6 +88,11 @@ func (h *history) note(st State, a Action, now time.Time) (noted, bool) {
 		case wasMaster && a.Addr == st.LastFailover.From:
 			ev.Kind = events.Demotion
 			ev.Message = "old master " + a.Addr + " is back: made a replica of " + a.Master + lost
+		case wasMaster && st.Nodes[a.Addr].Joining:
+			// A server added at run time that ran as a master of its own:
+			// its data is replaced by design, no split brain.
+			ev.Kind = events.Repoint
+			ev.Message = "added server " + a.Addr + " (a master of its own until now) pointed at the master " + a.Master
 		case wasMaster:
 			ev.Kind, ev.Level = events.SplitBrain, slog.LevelWarn
 			ev.Message = "split brain resolved: " + a.Addr + " was a master too; made a replica of " + a.Master + lost
