@@ -27,9 +27,9 @@ import (
 // success.
 //
 // Writes are commands with Redis's write flag, scripts and functions that
-// are not read-only, and EXEC. Not covered: a session in a tunnel (RESP3,
-// subscribers, blocking commands, CLIENT TRACKING), whose replies the
-// proxy passes on as they come.
+// are not read-only, and EXEC. A session in a tunnel (RESP3, blocking
+// commands, CLIENT TRACKING) is covered by framing its replies
+// (tunnel_acks.go).
 
 // ackGroup is one batch's WAIT: the writes written with it wait for its
 // reply.

@@ -84,6 +84,11 @@ func TestWriteAcksNoReplica(t *testing.T) {
 		t.Fatalf("SET with no replica: %v after %v, want NOTREPLICATED at once", v, time.Since(start))
 	}
 	resptest.Expect(t, c.Do("GET", "ack:k"), `"1"`)
+	// Replies left out would leave the held ones unplaceable: refused.
+	if v := c.Do("CLIENT", "REPLY", "OFF"); !v.IsError() || !strings.Contains(v.Str, "WRITE_ACKS") {
+		t.Errorf("CLIENT REPLY OFF with durable writes: %v, want refused", v)
+	}
+	resptest.Expect(t, c.Do("CLIENT", "REPLY", "ON"), "OK")
 }
 
 func toStrings(bs [][]byte) []string {
@@ -92,4 +97,62 @@ func toStrings(bs [][]byte) []string {
 		out[i] = string(b)
 	}
 	return out
+}
+
+// Durable writes in a tunnel: a RESP3 session (HELLO 3) and a blocking
+// write (BLMOVE) get their replies only once the replica has the write, or
+// NOTREPLICATED; pushes (client-side caching invalidations) still come.
+func TestWriteAcksTunnel(t *testing.T) {
+	t.Parallel()
+	m := redistest.Start(t)
+	r := redistest.Start(t)
+	r.ReplicaOf(m)
+	warm := m.Dial()
+	poll.Until(t, 10*time.Second, "the replica acknowledging writes", func() bool {
+		if _, err := warm.Do("SET", "ack:warm", "1"); err != nil {
+			return false
+		}
+		v, err := warm.Do("WAIT", "1", "100")
+		return err == nil && v.(int64) == 1
+	})
+	tp := startProxy(t, Config{WriteAcks: 1, WriteAckTimeout: 500 * time.Millisecond}, m.Addr, r.Addr)
+
+	c := resptest.Dial(t, tp.Addr)
+	if v := c.Do("HELLO", "3"); v.Type != '%' {
+		t.Fatalf("HELLO 3: %v", v)
+	}
+	resptest.Expect(t, c.Do("SET", "t:k", "1"), "OK")
+	resptest.Expect(t, c.Do("CLIENT", "TRACKING", "on"), "OK")
+	resptest.Expect(t, c.Do("GET", "t:k"), `"1"`)
+	// A pipeline: a write, a read, a write; then another client's write
+	// makes an invalidation push.
+	got, err := c.Pipeline(resptest.Cmds([]string{"SET", "t:a", "1"}, []string{"GET", "t:a"}, []string{"INCR", "t:n"}), 3, 5*time.Second)
+	if err != nil || strings.Join(toStrings(got), "|") != "+OK\r\n|$1\r\n1\r\n|:1\r\n" {
+		t.Fatalf("pipeline in RESP3: %q %v", got, err)
+	}
+	other := resptest.Dial(t, tp.Addr)
+	resptest.Expect(t, other.Do("SET", "t:k", "2"), "OK")
+	if push := c.ReadTimeout(2 * time.Second); push.Type != '>' {
+		t.Fatalf("expected an invalidation push, got %v", push)
+	}
+	// A blocking write on a connection of its own.
+	b := resptest.Dial(t, tp.Addr)
+	b.Send("BLMOVE", "t:src", "t:dst", "LEFT", "RIGHT", "0")
+	stWaitBlocked(t, m, 1)
+	resptest.Expect(t, other.Do("RPUSH", "t:src", "x"), "1")
+	resptest.Expect(t, b.ReadTimeout(2*time.Second), `"x"`)
+	if v, err := r.Do("LRANGE", "t:dst", "0", "-1"); err != nil || len(v.([]any)) != 1 {
+		t.Fatalf("the replica's t:dst once BLMOVE answered: %v %v", v, err)
+	}
+
+	// The replica stops: the RESP3 session's write gets the error.
+	r.Pause()
+	defer r.Resume()
+	start := time.Now()
+	v := c.DoTimeout(3*time.Second, "SET", "t:k", "3")
+	if !v.IsError() || !strings.HasPrefix(v.Str, "NOTREPLICATED") {
+		t.Fatalf("SET in RESP3 with the replica paused: %v, want NOTREPLICATED", v)
+	}
+	t.Logf("RESP3 session: NOTREPLICATED after %v", time.Since(start).Round(time.Millisecond))
+	resptest.Expect(t, c.Do("GET", "t:k"), `"3"`)
 }

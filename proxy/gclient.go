@@ -77,9 +77,11 @@ type gclient struct {
 	// reply of a pinned group begins in out.
 	waitCmd []byte
 	starts  []int
-	batch   gather // the commands of a group or a tunnel's batch, for one write
-	reply   []byte
-	again   *request // unanswered reads of a dead connection, run again
+	// tacks frames a tunnel's replies for durable writes (tunnel_acks.go).
+	tacks *tunnelAcks
+	batch gather // the commands of a group or a tunnel's batch, for one write
+	reply []byte
+	again *request // unanswered reads of a dead connection, run again
 }
 
 // serveGoroutine serves the client on nc (counted already, with its

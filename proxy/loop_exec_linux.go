@@ -149,7 +149,7 @@ func (l *evloop) openNow(c *lclient, rt *routes, info *command.Info, raw []byte)
 		p.pinned.Add(-1) // the hand-off refuses it
 		return false
 	}
-	o := &opened{id: c.s.st.ID, named: c.s.st.Name != ""}
+	o := &opened{id: c.s.st.ID, named: c.s.st.Name != "", info: info}
 	b := raw
 	if o.named {
 		b = append(resp.AppendCommand(nil, "CLIENT", "SETNAME", c.s.st.Name), raw...)

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"github.com/redis-proxy/redis-proxy/proxy/internal/command"
 	"runtime"
 	"time"
 )
@@ -31,6 +32,7 @@ const openPace = time.Millisecond
 // ready is closed once it has, with pin set or err the client's error.
 type opened struct {
 	pin   *dedicated
+	info  *command.Info // the blocking command's
 	named bool
 	id    int64  // the client's, in Proxy.tunnels once sent
 	raw   []byte // for the opener: what to write

@@ -51,6 +51,7 @@ func (p *Proxy) setConfig(cfg *Config) {
 		TunnelID:         p.tunnelID,
 		OperatorUser:     cfg.OperatorUser,
 		OperatorPassword: cfg.OperatorPassword,
+		WriteAcks:        cfg.WriteAcks > 0,
 	})
 	p.conf.Store(cfg)
 	p.readYourWrites.Store(cfg.ReadYourWrites && cfg.ReadFrom == ReadFromReplicas)

@@ -46,9 +46,14 @@ func (g *gclient) tunnel(rest []resp.Command, handshake bool) {
 			g.batch.add(resp.AppendCommand(nil, "CLIENT", "SETNAME", g.s.st.Name))
 		}
 	}
+	g.tacks = g.newTunnelAcks()
 	var err error
-	if g.opened == nil {
+	switch {
+	case g.opened == nil:
 		err = g.forward(pin, rest)
+	case g.tacks != nil && g.tacks.note(g.opened.info, nil) && g.tacks.endBatch(1):
+		// The opener wrote the blocking write: its WAIT follows it.
+		_, err = pin.nc.Write(g.p.waitCommand())
 	}
 	if named && err == nil {
 		_, _, err = pin.rr.AppendValue(nil, 4096) // SETNAME's +OK, before the copier passes replies on
@@ -84,8 +89,19 @@ func (g *gclient) tunnel(rest []resp.Command, handshake bool) {
 
 // forward writes cmds to the server in one write.
 func (g *gclient) forward(pin *dedicated, cmds []resp.Command) error {
+	writes := 0
 	for _, c := range cmds {
-		g.batch.add(g.tunnelBytes(c))
+		b, info := g.tunnelBytes(c)
+		if g.tacks != nil && g.tacks.note(info, c.Args) {
+			writes++
+		}
+		g.batch.add(b)
+	}
+	if writes > 0 && g.tacks.endBatch(writes) {
+		if g.waitCmd == nil {
+			g.waitCmd = g.p.waitCommand()
+		}
+		g.batch.add(g.waitCmd)
 	}
 	clear(cmds)
 	return g.batch.writeTo(pin.nc, gKeep)
@@ -94,10 +110,10 @@ func (g *gclient) forward(pin *dedicated, cmds []resp.Command) error {
 // tunnelBytes returns what to send to the server for a client command in a
 // tunnel: the command itself (or its rewrite), or for a reply the proxy
 // makes, an EVAL that makes the server send that reply.
-func (g *gclient) tunnelBytes(c resp.Command) []byte {
+func (g *gclient) tunnelBytes(c resp.Command) ([]byte, *command.Info) {
 	rt := g.p.routes.Load()
 	if rt.table == nil {
-		return c.Raw
+		return c.Raw, nil
 	}
 	d, local := g.s.decide(rt.table, c, g.local[:0])
 	g.local = local
@@ -111,12 +127,12 @@ func (g *gclient) tunnelBytes(c resp.Command) []byte {
 		if d.Info.Has(command.Blocking) {
 			g.s.entry.blockedSince.Store(time.Now().UnixNano())
 		}
-		return d.Raw
+		return d.Raw, d.Info
 	}
 	if ev, ok := command.EvalFor(local); ok {
-		return ev
+		return ev, nil
 	}
-	return c.Raw
+	return c.Raw, d.Info
 }
 
 // copyToClient copies everything the server sends to the client until
@@ -125,11 +141,20 @@ func (g *gclient) tunnelBytes(c resp.Command) []byte {
 func (g *gclient) copyToClient(pin *dedicated, wmu *sync.Mutex) {
 	buf := make([]byte, 32<<10)
 	client := g.nc
+	var out []byte
 	for {
 		n, err := pin.rr.R.Read(buf)
 		if n > 0 {
 			g.s.entry.blockedSince.Store(0) // a reply came: not blocked (any more)
-			if !writeLocked(client, wmu, buf[:n], g.p.cfg().WriteTimeout) {
+			b := buf[:n]
+			if ta := g.tacks; ta != nil {
+				var ok bool
+				if out, ok = g.frame(ta, b, out[:0], g.p.cfg().MaxOutput); !ok {
+					return
+				}
+				b = out
+			}
+			if len(b) > 0 && !writeLocked(client, wmu, b, g.p.cfg().WriteTimeout) {
 				return
 			}
 		}

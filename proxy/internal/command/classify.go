@@ -94,6 +94,9 @@ type Env struct {
 	// OperatorPassword makes a session the operator's (see policy.go).
 	// With no password, no session is.
 	OperatorUser, OperatorPassword string
+	// WriteAcks: durable writes are on (the proxy's Config.WriteAcks);
+	// CLIENT REPLY OFF|SKIP is refused.
+	WriteAcks bool
 }
 
 // Kind is where a command goes.

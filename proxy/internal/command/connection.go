@@ -354,9 +354,14 @@ func (c *classifier) setName() {
 }
 
 func (c *classifier) clientReply() {
+	on := len(c.args) > 2 && strings.EqualFold(string(c.args[2]), "on")
 	switch {
+	case c.env.WriteAcks && !on:
+		// A write's reply waits for the replicas: one left out would
+		// leave no way to tell the replies apart.
+		c.refuse("ERR redis-proxy: CLIENT REPLY OFF and SKIP are not supported with REDIS_PROXY_WRITE_ACKS")
 	case c.st.Conn == Tunnel:
-	case len(c.args) > 2 && strings.EqualFold(string(c.args[2]), "on"):
+	case on:
 		c.ok()
 	case c.st.Tx.InMulti:
 		// Redis answers EXEC with a truncated array then; refuse.
