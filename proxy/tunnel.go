@@ -142,6 +142,9 @@ func (g *gclient) copyToClient(pin *dedicated, wmu *sync.Mutex) {
 	buf := make([]byte, 32<<10)
 	client := g.nc
 	var out []byte
+	if ta := g.tacks; ta != nil {
+		defer g.tunnelAcksDone(ta)
+	}
 	for {
 		n, err := pin.rr.R.Read(buf)
 		if n > 0 {

@@ -97,6 +97,8 @@ func (ta *tunnelAcks) note(info *command.Info, args [][]byte) bool {
 		return false
 	case info.Special == command.Hello && len(args) > 1:
 		ta.resp3 = string(args[1]) == "3"
+	case info.Special == command.Reset: // back to RESP2, out of a transaction
+		ta.resp3, ta.multi = false, false
 	case info.Special == command.Multi:
 		ta.multi = true
 	case info.Special == command.Discard:
@@ -212,4 +214,15 @@ func (g *gclient) frame(ta *tunnelAcks, in, out []byte, max int) ([]byte, bool) 
 		held += len(h.b)
 	}
 	return out, held <= max
+}
+
+// tunnelAcksDone counts the writes still held when the tunnel ends out of the
+// waiting gauge: their clients are gone.
+func (g *gclient) tunnelAcksDone(ta *tunnelAcks) {
+	for _, h := range ta.held {
+		if h.write {
+			g.p.m.ackWaiting.Dec()
+		}
+	}
+	ta.held = nil
 }
