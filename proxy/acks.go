@@ -34,10 +34,9 @@ import (
 // ackGroup is one batch's WAIT: the writes written with it wait for its
 // reply.
 type ackGroup struct {
-	done    bool
-	failed  string // the reply a held write's success turns into ("" : replicated)
-	sent    time.Time
-	waiting int // held write replies not yet released
+	done   bool
+	failed string // the reply a held write's success turns into ("" : replicated)
+	sent   time.Time
 }
 
 // errNotReplicated is a write's reply when too few replicas confirmed it.
@@ -50,6 +49,17 @@ func errNotReplicated(acks, got int, timeout time.Duration) string {
 func errNoReplicas(acks, have int) string {
 	return fmt.Sprintf("NOTREPLICATED redis-proxy: the write is on the master, but only %d replicas are linked and %d must confirm it; a failover now may lose it", have, acks)
 }
+
+// noReplicas settles g, a batch of writes that cannot wait for the
+// replicas: the topology rt has fewer linked than WriteAcks.
+func (p *Proxy) noReplicas(g *ackGroup, rt *routes) {
+	g.done, g.failed = true, errNoReplicas(p.cfg().WriteAcks, len(rt.topo.Replicas))
+	p.m.ackTimeouts.Inc()
+}
+
+// unconfirmable is the outcome of writes a MULTI follows in the same
+// batch: a WAIT after them would be queued in the transaction.
+var unconfirmable = &ackGroup{done: true, failed: "NOTREPLICATED redis-proxy: the write is on the master, but it cannot be confirmed: a MULTI followed it in the same batch"}
 
 // isAckWrite reports whether the reply to a command of info waits for
 // the replicas.
@@ -114,10 +124,21 @@ func newAckMetrics() ackMetrics {
 type ackKind uint8
 
 const (
-	ackNone     ackKind = iota
-	ackWait             // a WAIT follows its commands
-	ackFailFast         // too few replicas: its writes fail at once
+	ackNone          ackKind = iota
+	ackWait                  // a WAIT follows its commands
+	ackFailFast              // too few replicas: its writes fail at once
+	ackUnconfirmable         // a MULTI follows its writes (unconfirmable)
 )
+
+// failedAck is the outcome of a group of kind k that sent no WAIT.
+func (p *Proxy) failedAck(k ackKind) *ackGroup {
+	if k == ackUnconfirmable {
+		return unconfirmable
+	}
+	g := &ackGroup{}
+	p.noReplicas(g, p.routes.Load())
+	return g
+}
 
 // ackSegments makes each segment to the master that holds a write wait
 // for the replicas: a WAIT after its commands, in the same request.
@@ -158,22 +179,19 @@ func anyAckWrite(infos []*command.Info) bool {
 func (g *gclient) acked(seg *segment, r *request, start time.Time) ([]byte, []bool) {
 	n := seg.hi - seg.lo
 	out := r.out
+	var wait []byte // the WAIT's reply (or its lost error), a line, the last
+	if len(r.isErr) > n {
+		wait = lastLine(out)
+		out = out[:len(out)-len(wait)]
+	}
 	grp := &ackGroup{sent: start}
 	switch {
-	case seg.ack == ackFailFast:
-		grp.done = true
-		grp.failed = errNoReplicas(g.p.cfg().WriteAcks, len(g.p.routes.Load().topo.Replicas))
-		g.p.m.ackTimeouts.Inc()
-	case r.failed == nil && len(r.isErr) == n+1:
-		// The WAIT's reply, a line, is the last.
-		i := bytes.LastIndexByte(out[:len(out)-2], '\n') + 1
-		g.p.ackOutcome(grp, out[i:], time.Now())
-		out = out[:i]
+	case seg.ack != ackWait:
+		grp = g.p.failedAck(seg.ack)
+	case r.failed == nil:
+		g.p.ackOutcome(grp, wait, time.Now())
 	default: // the connection died: nothing is known replicated
 		g.p.ackOutcome(grp, nil, time.Now())
-		if len(r.isErr) > n {
-			out = out[:len(out)-lostLen(lastLine(out))]
-		}
 	}
 	isErr := r.isErr[:n]
 	if grp.failed == "" {
@@ -222,9 +240,9 @@ func (g *gclient) pinnedAck() ackKind {
 	switch {
 	case !write:
 		return ackNone
-	case len(rt.topo.Replicas) < cfg.WriteAcks, g.s.st.Tx.InMulti:
-		// (A WAIT after a MULTI the group opens would be queued: such a
-		// batch's writes cannot be confirmed, and are not said to be.)
+	case g.s.st.Tx.InMulti:
+		return ackUnconfirmable
+	case len(rt.topo.Replicas) < cfg.WriteAcks:
 		return ackFailFast
 	}
 	if g.waitCmd == nil {
@@ -239,10 +257,8 @@ func (g *gclient) pinnedAck() ackKind {
 // NOTREPLICATED when too few replicas confirmed them.
 func (g *gclient) pinnedAcked(ack ackKind, start time.Time) error {
 	grp := &ackGroup{sent: start}
-	if ack == ackFailFast {
-		grp.done = true
-		grp.failed = errNoReplicas(g.p.cfg().WriteAcks, len(g.p.routes.Load().topo.Replicas))
-		g.p.m.ackTimeouts.Inc()
+	if ack != ackWait {
+		grp = g.p.failedAck(ack)
 	} else {
 		reply, _, err := g.pin.rr.AppendValue(nil, 4096)
 		if err != nil {

@@ -15,19 +15,7 @@ import (
 // master), and a read of another client is not held meanwhile.
 func TestWriteAcks(t *testing.T) {
 	t.Parallel()
-	m := redistest.Start(t)
-	r := redistest.Start(t)
-	r.ReplicaOf(m)
-	// After a full sync Redis may hold the stream back until the replica's
-	// first acknowledgement: start from a replica that acknowledges.
-	warm := m.Dial()
-	poll.Until(t, 10*time.Second, "the replica acknowledging writes", func() bool {
-		if _, err := warm.Do("SET", "ack:warm", "1"); err != nil {
-			return false
-		}
-		v, err := warm.Do("WAIT", "1", "100")
-		return err == nil && v.(int64) == 1
-	})
+	m, r := ackingPair(t)
 	tp := startProxy(t, Config{WriteAcks: 1, WriteAckTimeout: 500 * time.Millisecond}, m.Addr, r.Addr)
 	c := resptest.Dial(t, tp.Addr)
 	resptest.Expect(t, c.Do("SET", "ack:k", "1"), "OK")
@@ -91,6 +79,24 @@ func TestWriteAcksNoReplica(t *testing.T) {
 	resptest.Expect(t, c.Do("CLIENT", "REPLY", "ON"), "OK")
 }
 
+// ackingPair starts a master and a replica that acknowledges its writes.
+// (After a full sync Redis may hold the stream back until the replica's
+// first acknowledgement.)
+func ackingPair(t *testing.T) (m, r *redistest.Server) {
+	t.Helper()
+	m, r = redistest.Start(t), redistest.Start(t)
+	r.ReplicaOf(m)
+	warm := m.Dial()
+	poll.Until(t, 10*time.Second, "the replica acknowledging writes", func() bool {
+		if _, err := warm.Do("SET", "ack:warm", "1"); err != nil {
+			return false
+		}
+		v, err := warm.Do("WAIT", "1", "100")
+		return err == nil && v.(int64) == 1
+	})
+	return m, r
+}
+
 func toStrings(bs [][]byte) []string {
 	out := make([]string, len(bs))
 	for i, b := range bs {
@@ -104,17 +110,7 @@ func toStrings(bs [][]byte) []string {
 // NOTREPLICATED; pushes (client-side caching invalidations) still come.
 func TestWriteAcksTunnel(t *testing.T) {
 	t.Parallel()
-	m := redistest.Start(t)
-	r := redistest.Start(t)
-	r.ReplicaOf(m)
-	warm := m.Dial()
-	poll.Until(t, 10*time.Second, "the replica acknowledging writes", func() bool {
-		if _, err := warm.Do("SET", "ack:warm", "1"); err != nil {
-			return false
-		}
-		v, err := warm.Do("WAIT", "1", "100")
-		return err == nil && v.(int64) == 1
-	})
+	m, r := ackingPair(t)
 	tp := startProxy(t, Config{WriteAcks: 1, WriteAckTimeout: 500 * time.Millisecond}, m.Addr, r.Addr)
 
 	c := resptest.Dial(t, tp.Addr)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -216,7 +217,7 @@ type selector struct {
 
 func (sel *selector) match(l line, self *session) bool {
 	switch {
-	case sel.ids != nil && !containsID(sel.ids, l.e.id),
+	case sel.ids != nil && !slices.Contains(sel.ids, l.e.id),
 		sel.typ != "" && clientType(l.flags) != sel.typ,
 		sel.addr != "" && l.e.addr != sel.addr,
 		sel.laddr != "" && l.e.laddr != sel.laddr,
@@ -226,15 +227,6 @@ func (sel *selector) match(l line, self *session) bool {
 		return false
 	}
 	return true
-}
-
-func containsID(ids []int64, id int64) bool {
-	for _, x := range ids {
-		if x == id {
-			return true
-		}
-	}
-	return false
 }
 
 // clientType is Redis's type of a client with these flags; the proxy's

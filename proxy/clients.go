@@ -56,12 +56,6 @@ func (t *clientTable) all() []*clientEntry {
 	return out
 }
 
-func (t *clientTable) get(id int64) *clientEntry {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.m[id]
-}
-
 // clientEntry is one client as the table shows it.
 type clientEntry struct {
 	id           int64

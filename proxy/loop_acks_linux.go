@@ -51,10 +51,8 @@ func (l *evloop) ackBatch(b *lconn) {
 	if g == nil {
 		return
 	}
-	if have := len(rt.topo.Replicas); have < cfg.WriteAcks {
-		// Fail fast: no WAIT could succeed.
-		g.done, g.failed = true, errNoReplicas(cfg.WriteAcks, have)
-		l.p.m.ackTimeouts.Inc()
+	if len(rt.topo.Replicas) < cfg.WriteAcks {
+		l.p.noReplicas(g, rt) // fail fast: no WAIT could succeed
 		return
 	}
 	if l.waitCmd == nil {
@@ -82,7 +80,6 @@ func (l *evloop) hold(c *lclient, g *ackGroup, reply []byte) {
 	c.ackq = append(c.ackq, heldReply{g: g, b: bytes.Clone(reply), write: write})
 	c.ackBytes += len(reply)
 	if write {
-		g.waiting++
 		l.p.m.ackWaiting.Inc()
 	}
 	if hs := l.ackHeld[g]; len(hs) == 0 || hs[len(hs)-1] != c {
@@ -112,7 +109,6 @@ func (l *evloop) release(c *lclient) {
 		c.ackq = c.ackq[1:]
 		c.ackBytes -= len(h.b)
 		if h.write {
-			h.g.waiting--
 			l.p.m.ackWaiting.Dec()
 			h.b = replicatedReply(h.g, h.b)
 		}

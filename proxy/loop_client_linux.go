@@ -354,7 +354,6 @@ func (l *evloop) closeClient(c *lclient) {
 	}
 	for _, h := range c.ackq {
 		if h.write {
-			h.g.waiting--
 			l.p.m.ackWaiting.Dec()
 		}
 	}

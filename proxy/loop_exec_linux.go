@@ -129,16 +129,14 @@ func (l *evloop) runCommand(c *lclient, rt *routes, cmd resp.Command, buf []byte
 	return 0, 0
 }
 
-// openNow sends a blocking command to the master on a connection of its
-// own at once, from the loop, when the client is owed nothing (so the
-// hand-off follows at once): it reaches the server in the order the loop
-// read it, ahead of any client's read after it, with no hand-off, dial or
-// handshake before it. On a spare connection the loop writes it itself;
-// without one (or behind commands still waiting for one) the proxy's
-// opener writes it, in the same order (opener.go). The goroutine path then
-// takes the client with that connection as its tunnel (gclient.opened).
-// It reports whether it did; if not, the hand-off does it all as for any
-// Open.
+// openNow hands a blocking command to the proxy's opener (opener.go) at
+// once, from the loop, when the client is owed nothing (so the hand-off
+// follows at once): the opener writes it to the master on a connection of
+// its own in the order the loop read it, ahead of any client's read after
+// it, with no hand-off, dial or handshake before it. The goroutine path
+// then takes the client with that connection as its tunnel
+// (gclient.opened). It reports whether it did; if not, the hand-off does it
+// all as for any Open.
 func (l *evloop) openNow(c *lclient, rt *routes, info *command.Info, raw []byte) bool {
 	early := info.Special == command.XRead || info.Special == command.None && info.Has(command.Blocking)
 	if !early || c.owed > 0 || len(c.after) > 0 || c.out.pending() > 0 || rt.master == nil || len(raw) > openNowMax {

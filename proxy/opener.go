@@ -2,18 +2,17 @@ package proxy
 
 import (
 	"context"
-	"github.com/redis-proxy/redis-proxy/proxy/internal/command"
 	"runtime"
 	"time"
+
+	"github.com/redis-proxy/redis-proxy/proxy/internal/command"
 )
 
-// The opener: blocking commands an event loop could not write to a spare
-// connection itself (openNow) are written here, one at a time, in the
-// order the loops handed them over, each on a connection of its own to the
-// master (a spare, or one dialed now, waiting for a master like any
-// command). While any waits here, loops queue the next ones behind it
-// rather than write them: a blocked client is never overtaken by one that
-// sent its command later.
+// The opener: the first blocking command of each loop client (openNow) is
+// written here, by one thread, one at a time, in the order the loops
+// handed them over, each on a connection of its own to the master (a
+// spare, or one dialed now, waiting for a master like any command): a
+// blocked client is never overtaken by one that sent its command later.
 //
 // Nor are two written closer together than openPace: a loop that was held
 // up writes a backlog at once, and two writes on two sockets a few
@@ -96,7 +95,6 @@ func (o *opened) release(p *Proxy) {
 // queueOpen gives o to the opener, starting it the first time.
 func (p *Proxy) queueOpen(o *opened) {
 	o.ready = make(chan struct{})
-	p.opening.Add(1)
 	p.openMu.Lock()
 	p.openQ = append(p.openQ, o)
 	p.openMu.Unlock()
@@ -131,7 +129,6 @@ func (p *Proxy) runOpens() {
 		p.openQ = p.openQ[1:]
 		p.openMu.Unlock()
 		p.open(o)
-		p.opening.Add(-1)
 		close(o.ready)
 	}
 }

@@ -202,10 +202,15 @@ func (p *pool) acquire(ctx context.Context) (*dedicated, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &dedicated{p: p, nc: c.nc, rr: resp.Reader{R: c.br}, id: c.id}
+	d := p.newDedicated(c)
 	p.track(d)
 	p.warm()
 	return d, nil
+}
+
+// newDedicated wraps a connection dial opened for a session's own use.
+func (p *pool) newDedicated(c conn) *dedicated {
+	return &dedicated{p: p, nc: c.nc, rr: resp.Reader{R: c.br}, id: c.id}
 }
 
 // spare is acquire without a dial: a live spare, or nil. It never blocks,
@@ -279,7 +284,7 @@ func (p *pool) addSpare() bool {
 		c.nc.Close()
 		return true
 	}
-	p.spares = append(p.spares, &dedicated{p: p, nc: c.nc, rr: resp.Reader{R: c.br}, id: c.id})
+	p.spares = append(p.spares, p.newDedicated(c))
 	return true
 }
 

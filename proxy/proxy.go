@@ -62,15 +62,13 @@ type Proxy struct {
 	rr      atomic.Uint64 // replica round-robin
 	tunnels sync.Map      // client id -> server-side id of its tunnel connection
 	table   clientTable   // the clients CLIENT LIST shows (clients.go)
-	// The opener's queue (opener.go); opening counts what it has not
-	// written yet.
+	// The opener's queue (opener.go).
 	openMu   sync.Mutex
 	openQ    []*opened
 	openOnce sync.Once
 	openWake chan struct{}
 	done     chan struct{} // closed by Close
-	opening  atomic.Int64
-	lastOpen atomic.Int64 // when the last blocking command was written (unix ns; opener.go)
+	lastOpen atomic.Int64  // when the last blocking command was written (unix ns; opener.go)
 	// readYourWrites is Config.ReadYourWrites with reads on replicas.
 	readYourWrites atomic.Bool
 	scripts        *scriptMirror

@@ -46,7 +46,6 @@ type tunnelAcks struct {
 	scan    resp.ReplyScanner
 	pending []byte
 	held    []heldTunnel
-	failNow ackGroup // the outcome of expFail
 }
 
 type expectation struct {
@@ -67,9 +66,7 @@ func (g *gclient) newTunnelAcks() *tunnelAcks {
 	if cfg.WriteAcks == 0 || g.pin.p != g.p.routes.Load().master {
 		return nil
 	}
-	ta := &tunnelAcks{framed: true}
-	ta.failNow = ackGroup{done: true, failed: "NOTREPLICATED redis-proxy: the write is on the master, but it cannot be confirmed: a MULTI followed it in the same batch"}
-	return ta
+	return &tunnelAcks{framed: true}
 }
 
 // note records the reply a forwarded command will get, and reports
@@ -188,7 +185,7 @@ func (g *gclient) frame(ta *tunnelAcks, in, out []byte, max int) ([]byte, bool) 
 				b := h.b
 				switch {
 				case h.fail:
-					b = replicatedReply(&ta.failNow, b)
+					b = replicatedReply(unconfirmable, b)
 				case h.write:
 					b = replicatedReply(&grp, b)
 					g.p.m.ackWaiting.Dec()
@@ -200,7 +197,7 @@ func (g *gclient) frame(ta *tunnelAcks, in, out []byte, max int) ([]byte, bool) 
 		case e == expPlain && len(ta.held) == 0:
 			out = append(out, r...)
 		case e == expFail && len(ta.held) == 0:
-			out = append(out, replicatedReply(&ta.failNow, r)...)
+			out = append(out, replicatedReply(unconfirmable, r)...)
 		default:
 			ta.held = append(ta.held, heldTunnel{b: bytes.Clone(r), write: e == expWrite, fail: e == expFail})
 			if e == expWrite {

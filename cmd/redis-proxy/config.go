@@ -393,18 +393,8 @@ func (c Config) proxyConfig(log *slog.Logger) proxy.Config {
 		// the master had MAX_REPLICA_LAG plus a check interval before.
 		// (Only where the bound is set: the replication package says what
 		// is wrong with a bad one.)
-		MaxReplicaLag: readLag(c.MaxReplicaLag, c.CheckInterval),
+		MaxReplicaLag: replication.Config{MaxReplicaLag: c.MaxReplicaLag, CheckInterval: c.CheckInterval}.ReplicaStaleness(),
 	}
-}
-
-// readLag is how long a client's reads stay on the master after its write
-// (READ_YOUR_WRITES): MAX_REPLICA_LAG plus CHECK_INTERVAL; 0 without a
-// bound.
-func readLag(maxLag, check time.Duration) time.Duration {
-	if maxLag <= 0 {
-		return 0
-	}
-	return maxLag + check
 }
 
 // replicationConfig is the replication package's part of the
